@@ -1,0 +1,1 @@
+"""The head node: the Flask app, job control, aggregation, fleet, CLI."""

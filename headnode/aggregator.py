@@ -1,0 +1,176 @@
+"""Turns worker events into job progress; closes jobs.
+
+Each event settles one open task, once: events for a task that is already
+done or failed are duplicates (a task delivered twice) and change nothing.
+When every part of a multipart copy has reported, the completing task is
+emitted; when a move's copies are verified, the delete task for their
+sources is emitted. A job closes when its planning is done and no task is
+open: complete, complete with warnings (some objects failed or a source was
+kept), or failed (nothing could be copied, or planning failed).
+"""
+from __future__ import annotations
+
+import logging
+
+from pipeline import messages
+from headnode import models
+from headnode.jobs import JobService
+from headnode.models import Job, ObjectFailure, Part, Task, Upload, WorkerState, db
+
+log = logging.getLogger("cloudmover.aggregator")
+
+
+class Aggregator:
+    def __init__(self, service: JobService):
+        self.service = service
+
+    def apply(self, event: dict) -> None:
+        if event["type"] == "WorkerHeartbeat":
+            self._heartbeat(event)
+            return
+        handler = getattr(self, "_" + event["type"], None)
+        if handler is None:
+            log.info("ignoring %s event", event["type"])
+            return
+        publish_for = None
+        with db.atomic("IMMEDIATE"):
+            task = Task.get_or_none(Task.task_id == event["task_id"])
+            if task is None or task.state in ("done", "failed"):
+                log.info("duplicate or unknown event for task %s ignored", event["task_id"])
+                return
+            job = Job.get_by_id(task.job_id)
+            if event["type"] != "TaskFailed" or not event["retryable"]:
+                task.state = "done" if event["type"] != "TaskFailed" else "failed"
+                job.open_tasks -= 1
+            if event.get("retries"):
+                job.retries += event["retries"]
+                codes = ", ".join(f"{code}×{n}" for code, n in sorted(event.get("retry_codes", {}).items()))
+                models.log(job, f"task {task.task_id}: {event['retries']} request(s) retried ({codes})", "warning")
+            if handler(job, task, event):
+                publish_for = job
+            task.save()
+            job.save()
+        if publish_for is not None and publish_for.state != "cancelled":
+            self.service.publish_pending(publish_for)
+        finish_if_done(self.service, task.job_id)
+
+    def dead_lettered(self, body: dict) -> None:
+        """A task that kept failing reached the dead-letter queue: record it as failed."""
+        task_id = body.get("task_id") if isinstance(body, dict) else None
+        task = Task.get_or_none(Task.task_id == task_id) if task_id else None
+        if task is None:
+            log.error("dead-lettered message of no known task: %.500s", body)
+            return
+        reason = task.last_error or "the task failed on every delivery"
+        self.apply(messages.build("TaskFailed", job_id=task.job_id, task_id=task.task_id,
+                                  task_type=task.type, retryable=False, attempt=max(1, task.attempts),
+                                  reason=f"gave up after {max(1, task.attempts)} attempt(s): {reason}",
+                                  keys=_task_keys(task.payload)))
+
+    # -- handlers: return True when they added tasks to publish -------------------------
+    def _ObjectsCopied(self, job: Job, task: Task, event: dict) -> bool:
+        copied = event["copied"]
+        job.objects_done += sum(1 for o in copied if not o["skipped"])
+        job.objects_skipped += sum(1 for o in copied if o["skipped"])
+        job.bytes_done += sum(o["size"] for o in copied if not o["skipped"] and task.type != "CompleteMultipart")
+        self._record_failures(job, task, event["failed"])
+        if job.options["move"] and copied and job.state != "cancelled":
+            objects = [{"key": o["key"], "dest_key": o["dest_key"], "size": o["size"]} for o in copied]
+            self.service.add_tasks(job, [self.service.task(job, "DeleteObjects", objects=objects)])
+            return True
+        return False
+
+    def _PartCopied(self, job: Job, task: Task, event: dict) -> bool:
+        upload = Upload.get((Upload.job == job) & (Upload.upload_id == event["upload_id"]))
+        Part.insert(upload=upload, part_number=event["part_number"], etag=event["etag"], size=event["size"],
+                    checksum=event.get("checksum")).on_conflict_ignore().execute()
+        upload.parts_done += 1
+        upload.save()
+        job.bytes_done += event["size"]
+        if upload.parts_done < upload.parts_total or upload.failed:
+            return False
+        parts = [{"part_number": p.part_number, "etag": p.etag, "size": p.size, "checksum": p.checksum}
+                 for p in upload.parts.order_by(Part.part_number)]
+        self.service.add_tasks(job, [self.service.task(
+            job, "CompleteMultipart", key=upload.key, dest_key=upload.dest_key, upload_id=upload.upload_id,
+            object_size=upload.object_size, etag=upload.etag, parts=parts)])
+        return True
+
+    def _ObjectsDeleted(self, job: Job, task: Task, event: dict) -> bool:
+        job.objects_deleted += len(event["deleted"])
+        for failure in event["failed"]:
+            ObjectFailure.create(job=job, key=failure["key"], reason=failure["reason"], kind="delete",
+                                 task_id=task.task_id)
+        job.delete_failures += len(event["failed"])
+        return False
+
+    def _TaskFailed(self, job: Job, task: Task, event: dict) -> bool:
+        task.attempts = max(task.attempts, event["attempt"])
+        task.last_error = event["reason"]
+        if event["retryable"]:
+            models.log(job, f"task {task.task_id} attempt {event['attempt']} failed, will retry: "
+                            f"{event['reason']}", "warning")
+            return False
+        models.log(job, f"task {task.task_id} failed: {event['reason']}", "error")
+        keys = event["keys"] or _task_keys(task.payload)
+        if task.type == "DeleteObjects":
+            for key in keys:
+                ObjectFailure.create(job=job, key=key, reason=f"source kept: {event['reason']}", kind="delete",
+                                     task_id=task.task_id)
+            job.delete_failures += len(keys)
+            return False
+        if task.type in ("CopyPart", "CompleteMultipart"):
+            upload = Upload.get((Upload.job == job) & (Upload.upload_id == task.payload["upload_id"]))
+            if upload.failed:
+                return False
+            upload.failed = True
+            upload.save()
+            self._abort(job, upload)
+            keys = [upload.key]
+        self._record_failures(job, task, [{"key": k, "reason": event["reason"]} for k in keys])
+        return False
+
+    # -- helpers -------------------------------------------------------------------
+    def _record_failures(self, job: Job, task: Task, failed: list[dict]) -> None:
+        for failure in failed:
+            ObjectFailure.create(job=job, key=failure["key"], reason=failure["reason"], task_id=task.task_id)
+        job.objects_failed += len(failed)
+
+    def _abort(self, job: Job, upload: Upload) -> None:
+        try:
+            self.service.store(job.destination).abort_multipart(upload.dest_key, upload.upload_id)
+        except Exception as exc:  # the object is already reported failed; say the upload may linger
+            models.log(job, f"could not abort the upload of {upload.dest_key}: {exc}", "warning")
+
+    @staticmethod
+    def _heartbeat(event: dict) -> None:
+        WorkerState.insert(worker_id=event["worker_id"], region=event["region"], state=event["state"],
+                           tasks_done=event["tasks_done"], bytes_done=event["bytes_done"],
+                           last_seen=models.now()).on_conflict_replace().execute()
+
+
+def _task_keys(payload: dict) -> list[str]:
+    if "objects" in payload:
+        return [o["key"] for o in payload["objects"]]
+    return [payload["key"]] if "key" in payload else []
+
+
+def finish_if_done(service: JobService, job_id: int) -> None:
+    """Close the job when planning is done and no task is open."""
+    with db.atomic("IMMEDIATE"):
+        job = Job.get_by_id(job_id)
+        if job.finished or not job.planning_done or job.open_tasks > 0:
+            return
+        settled = job.objects_done + job.objects_skipped
+        if job.error or (job.objects_failed and not settled):
+            job.state = "failed"
+        elif job.objects_failed or job.delete_failures:
+            job.state = "complete_with_warnings"
+        else:
+            job.state = "complete"
+        job.finished_at = models.now()
+        job.save()
+        models.log(job, f"job {job.state.replace('_', ' ')}: {job.objects_done} copied, "
+                        f"{job.objects_skipped} already present, {job.objects_failed} failed, "
+                        f"{job.objects_deleted} source(s) deleted, {job.bytes_done} bytes",
+                   "info" if job.state == "complete" else "warning")

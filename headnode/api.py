@@ -1,0 +1,146 @@
+"""The REST API (``/api/v1``), described by the OpenAPI document it serves.
+
+Thin edge: parse with marshmallow, call the job service, shape the answer.
+Every call needs the API token (``Authorization: Bearer …``); errors carry a
+stable ``code`` and a message, rendered by one handler.
+"""
+from __future__ import annotations
+
+import hmac
+
+from flask import current_app, request
+from flask_smorest import Blueprint, abort
+from marshmallow import Schema, fields, validate
+
+from pipeline import errors, messages
+
+blp = Blueprint("jobs", __name__, url_prefix="/api/v1", description="Copy and move jobs")
+
+
+class JobCreate(Schema):
+    source = fields.String(required=True, metadata={"description": "s3://bucket/prefix, folder:NAME/path or a path"})
+    destination = fields.String(required=True)
+    name = fields.String(load_default=None, validate=validate.Length(max=200))
+    move = fields.Boolean(load_default=False)
+    recursive = fields.Boolean(load_default=True)
+    sync = fields.Boolean(load_default=False)
+    tier = fields.String(load_default="express", validate=validate.OneOf(messages.TIERS))
+    endpoint_url = fields.String(load_default=None, allow_none=True)
+
+
+class JobOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    state = fields.String(metadata={"description": "queued, planning, running, complete, "
+                                                   "complete_with_warnings, failed or cancelled"})
+    source_url = fields.String()
+    destination_url = fields.String()
+    options = fields.Dict()
+    region = fields.String()
+    created_at = fields.DateTime()
+    started_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+    planning_done = fields.Boolean()
+    objects_total = fields.Integer()
+    bytes_total = fields.Integer()
+    objects_done = fields.Integer()
+    objects_skipped = fields.Integer()
+    bytes_done = fields.Integer()
+    objects_failed = fields.Integer()
+    objects_deleted = fields.Integer()
+    retries = fields.Integer()
+    error = fields.String(allow_none=True)
+
+
+class FailureOut(Schema):
+    key = fields.String()
+    reason = fields.String()
+    kind = fields.String(metadata={"description": "copy (object not copied) or delete (source kept)"})
+
+
+class LogOut(Schema):
+    at = fields.DateTime()
+    level = fields.String()
+    message = fields.String()
+
+
+class PageArgs(Schema):
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class ListArgs(Schema):
+    all = fields.Boolean(load_default=True, metadata={"description": "include finished jobs"})
+
+
+@blp.before_request
+def require_token():
+    expected = current_app.config["API_TOKEN"]
+    given = request.headers.get("Authorization", "")
+    if not expected or not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+        abort(401, message="missing or wrong API token (Authorization: Bearer …)")
+
+
+def _service():
+    return current_app.extensions["cloudmover.jobs"]
+
+
+@blp.route("/jobs", methods=["POST"])
+@blp.arguments(JobCreate)
+@blp.response(201, JobOut)
+def create_job(body):
+    """Create a job: validated against the stores, then planned and run."""
+    return _service().create(submitted_by="api", **body)
+
+
+@blp.route("/jobs", methods=["GET"])
+@blp.arguments(ListArgs, location="query")
+@blp.response(200, JobOut(many=True))
+def list_jobs(args):
+    """Jobs, newest first."""
+    return _service().list(include_finished=args["all"])
+
+
+@blp.route("/jobs/<int:job_id>", methods=["GET"])
+@blp.response(200, JobOut)
+def get_job(job_id):
+    return _service().get(job_id)
+
+
+@blp.route("/jobs/<int:job_id>/cancel", methods=["POST"])
+@blp.response(200, JobOut)
+def cancel_job(job_id):
+    return _service().cancel(job_id)
+
+
+@blp.route("/jobs/<int:job_id>/retry", methods=["POST"])
+@blp.response(200, JobOut)
+def retry_job(job_id):
+    """Copy the failed objects of a finished job again."""
+    return _service().retry_failed(job_id)
+
+
+@blp.route("/jobs/<int:job_id>/failures", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, FailureOut(many=True))
+def job_failures(args, job_id):
+    _service().get(job_id)
+    return _service().failures(job_id, limit=args["limit"], offset=args["offset"])
+
+
+@blp.route("/jobs/<int:job_id>/log", methods=["GET"])
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, LogOut(many=True))
+def job_log(args, job_id):
+    from headnode.models import JobLog
+    job = _service().get(job_id)
+    return list(JobLog.select().where(JobLog.job == job).order_by(JobLog.id)
+                .limit(args["limit"]).offset(args["offset"]))
+
+
+STATUS = {"not_found": 404, "conflict": 409}
+
+
+def render_pipeline_error(exc: errors.PipelineError):
+    status = STATUS.get(exc.code, 400)
+    return {"code": exc.code, "message": str(exc), "status": status}, status

@@ -1,0 +1,121 @@
+"""The ``cloudmover`` command: ``up``, ``serve`` and ``cp``.
+
+``cp`` runs an embedded head node in-process, with local worker processes and
+a throwaway data directory, unless ``--data-dir`` names one to keep.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+
+from pipeline import errors
+from headnode.config import load_config
+
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="cloudmover", description="Copy and move data between object stores.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    cp = commands.add_parser("cp", help="copy (or move) objects, with a live progress bar")
+    cp.add_argument("source", help="s3://bucket/prefix, folder:NAME/path or a local path")
+    cp.add_argument("destination")
+    cp.add_argument("--move", action="store_true", help="delete each source once its copy is verified")
+    cp.add_argument("--recursive", action="store_true", help="include objects under sub-prefixes")
+    cp.add_argument("--sync", action="store_true", help="skip objects already present with the same checksum")
+    cp.add_argument("--tier", choices=("express", "plus", "ultra"), default="express")
+    cp.add_argument("--endpoint-url", help="S3 endpoint for s3:// locations (S3-compatible stores)")
+    cp.add_argument("--json", action="store_true", help="print the result as JSON, no progress bar")
+    cp.add_argument("--data-dir", help="keep the embedded head node's database and queue here")
+    cp.set_defaults(run=_cp)
+
+    for name, helptext in (("up", "the embedded default: head node, queues and local workers"),
+                           ("serve", "the head node alone (workers started elsewhere)")):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("--data-dir", help="where the database, queue and certificate live")
+        sub.add_argument("--host")
+        sub.add_argument("--port", type=int)
+        sub.set_defaults(run=_serve, fleet="local" if name == "up" else "none")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.run(args)
+
+
+def _cp(args) -> int:
+    from headnode.node import HeadNode
+    from headnode.progress import watch
+
+    data_dir = args.data_dir or tempfile.mkdtemp(prefix="cloudmover-cp-")
+    overrides = {"DATA_DIR": data_dir, "FLEET": "local"}
+    try:
+        node = HeadNode(load_config(overrides))
+    except ValueError as exc:
+        print(f"cloudmover: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    node.start()
+    try:
+        try:
+            job = node.service.create(source=args.source, destination=args.destination, move=args.move,
+                                      recursive=args.recursive, sync=args.sync, tier=args.tier,
+                                      endpoint_url=args.endpoint_url, submitted_by="cli")
+        except errors.PipelineError as exc:
+            print(f"cloudmover: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            job = watch(node.service, job.id, quiet=args.json)
+        except KeyboardInterrupt:
+            node.service.cancel(job.id)
+            print("cloudmover: cancelled", file=sys.stderr)
+            return 130
+        return _report(node.service, job, as_json=args.json)
+    finally:
+        node.stop()
+        if not args.data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _report(service, job, *, as_json: bool) -> int:
+    failures = service.failures(job.id, limit=1000)
+    elapsed = ((job.finished_at or job.created_at) - (job.started_at or job.created_at)).total_seconds()
+    summary = {"job_id": job.id, "state": job.state, "objects": job.objects_total,
+               "copied": job.objects_done, "skipped": job.objects_skipped, "failed": job.objects_failed,
+               "deleted": job.objects_deleted, "bytes": job.bytes_done, "seconds": round(elapsed, 3),
+               "retries": job.retries, "error": job.error,
+               "failures": [{"key": f.key, "reason": f.reason, "kind": f.kind} for f in failures]}
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        rate = job.bytes_done / elapsed / 1e6 if elapsed > 0 else 0.0
+        print(f"{job.state.replace('_', ' ')}: {job.objects_done} copied, {job.objects_skipped} already present, "
+              f"{job.objects_failed} failed, {job.objects_deleted} source(s) deleted; "
+              f"{job.bytes_done:,} bytes in {elapsed:.1f} s ({rate:.1f} MB/s)")
+        if job.error:
+            print(f"error: {job.error}", file=sys.stderr)
+        for failure in failures:
+            print(f"failed: {failure.key}: {failure.reason}", file=sys.stderr)
+    return 0 if job.state == "complete" else EXIT_FAILED
+
+
+def _serve(args) -> int:
+    from headnode.server import serve
+
+    overrides = {"FLEET": args.fleet}
+    for key, value in (("DATA_DIR", args.data_dir), ("HOST", args.host), ("PORT", args.port)):
+        if value is not None:
+            overrides[key] = value
+    try:
+        config = load_config(overrides)
+    except ValueError as exc:
+        print(f"cloudmover: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return serve(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The ``local`` fleet provider: worker processes on this machine.
+
+While a region has unfinished jobs, it runs as many ``cloudmover-worker``
+processes for that region as the jobs' delivery tiers ask for (the largest
+tier wins; one machine gains nothing from more), and stops them with SIGTERM
+once the region has been idle for ``idle_seconds``. A worker that died is
+replaced on the next reconcile.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger("cloudmover.fleet")
+
+
+@dataclass
+class _Region:
+    processes: list = field(default_factory=list)
+    idle_since: float | None = None
+
+
+class LocalFleet:
+    def __init__(self, *, tier_sizes: dict, env: dict, idle_seconds: float = 15.0, log_dir: str | None = None):
+        self.tier_sizes, self.env, self.idle_seconds, self.log_dir = tier_sizes, env, idle_seconds, log_dir
+        self._regions: dict[str, _Region] = {}
+
+    def reconcile(self, demand: dict[str, list[str]]) -> None:
+        """``demand``: region -> tiers of its unfinished jobs."""
+        now = time.monotonic()
+        for region in set(self._regions) | set(demand):
+            state = self._regions.setdefault(region, _Region())
+            state.processes = [p for p in state.processes if p.poll() is None]
+            tiers = demand.get(region)
+            if tiers:
+                state.idle_since = None
+                wanted = max(int(self.tier_sizes[t]) for t in tiers)
+                while len(state.processes) < wanted:
+                    state.processes.append(self._start(region))
+            elif state.processes:
+                state.idle_since = state.idle_since or now
+                if now - state.idle_since >= self.idle_seconds:
+                    self._stop(state.processes)
+                    state.processes = []
+
+    def workers(self) -> dict[str, int]:
+        return {region: sum(p.poll() is None for p in s.processes) for region, s in self._regions.items()}
+
+    def pids(self, region: str) -> list[int]:
+        state = self._regions.get(region)
+        return [p.pid for p in state.processes if p.poll() is None] if state else []
+
+    def stop_all(self) -> None:
+        for state in self._regions.values():
+            self._stop(state.processes)
+            state.processes = []
+
+    def _start(self, region: str) -> subprocess.Popen:
+        output = subprocess.DEVNULL
+        if self.log_dir:
+            os.makedirs(self.log_dir, exist_ok=True)
+            output = open(os.path.join(self.log_dir, f"worker-{region}.log"), "ab")
+        process = subprocess.Popen([sys.executable, "-m", "worker.main", "--region", region],
+                                   env={**os.environ, **self.env}, stdout=output, stderr=output,
+                                   stdin=subprocess.DEVNULL)
+        if output is not subprocess.DEVNULL:
+            output.close()
+        log.info("started worker process %d for region %s", process.pid, region)
+        return process
+
+    @staticmethod
+    def _stop(processes: list, timeout: float = 30.0) -> None:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in processes:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

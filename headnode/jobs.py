@@ -1,0 +1,190 @@
+"""Job control shared by the REST API, the CLI and the submission queue.
+
+Creating a job validates it against the stores before anything runs (bad
+credentials, a missing bucket, an empty source or a destination inside the
+source are refused with the store's reason), then stores a ``Job`` row; the
+planner takes it from there. Tasks are written as rows first and published
+after the commit, so a head node stopped at any point republishes what it had
+not yet sent and never loses or doubles a task.
+"""
+from __future__ import annotations
+
+import logging
+
+from pipeline import bus as busmod
+from pipeline import errors, messages
+from pipeline.credentials import Credentials, Sealer
+from pipeline.locations import parse_location
+from pipeline.planner import Location, PlanSettings, check_not_inside
+from pipeline.store import StoreSpec, open_store, ref_from_spec, spec_from_ref
+from headnode import models
+from headnode.models import FINAL_STATES, Job, ObjectFailure, Task, db
+
+log = logging.getLogger("cloudmover.jobs")
+PUBLISH_BATCH = 500
+
+
+class NotFound(errors.PipelineError):
+    code = "not_found"
+
+
+class Conflict(errors.PipelineError):
+    code = "conflict"
+
+
+class JobService:
+    def __init__(self, config: dict, sealer: Sealer, bus: busmod.Bus):
+        self.config, self.sealer, self.bus = config, sealer, bus
+
+    # -- creating ---------------------------------------------------------------
+    def create(self, *, source: str, destination: str, move: bool = False, recursive: bool = True,
+               sync: bool = False, tier: str = "express", name: str | None = None,
+               endpoint_url: str | None = None, credentials: Credentials | None = None,
+               submitted_by: str | None = None) -> Job:
+        if tier not in messages.TIERS:
+            raise errors.BadLocation(f"unknown delivery tier {tier!r}; choose express, plus or ultra")
+        where = {"endpoint_url": endpoint_url or self.config["ENDPOINT_URL"], "region": self.config["REGION"],
+                 "credentials": credentials, "folders": self.config["FOLDERS"]}
+        src, dst = parse_location(source, **where), parse_location(destination, **where)
+        src_store, dst_store = open_store(src.spec), open_store(dst.spec)
+        src_store.check()
+        single = self._single_object(src_store, src)
+        if single:
+            dst = _single_destination(dst, src.prefix, destination)
+        else:
+            src = Location(src.spec, _as_directory(src.prefix))
+            dst = Location(dst.spec, _as_directory(dst.prefix))
+            check_not_inside(src, dst, recursive=recursive)
+            _require_objects(src_store, src, recursive)
+        dst_store.check(write=True)
+        settings = PlanSettings(multipart_threshold=self.config["MULTIPART_THRESHOLD"],
+                                part_size=self.config["PART_SIZE"], batch_objects=self.config["BATCH_OBJECTS"])
+        options = {"move": move, "recursive": recursive, "sync": sync, "tier": tier, "single": single,
+                   "multipart_threshold": settings.multipart_threshold, "part_size": settings.part_size,
+                   "batch_objects": settings.batch_objects}
+        job = Job.create(name=name or f"{'Move' if move else 'Copy'} {src.url()} to {dst.url()}",
+                         source_url=source, destination_url=destination, options=options,
+                         source=self._location_ref(src), destination=self._location_ref(dst),
+                         region=_region(dst.spec, self.config["REGION"]), submitted_by=submitted_by)
+        models.log(job, f"job created: {job.name} (tier {tier})")
+        return job
+
+    def _location_ref(self, location: Location) -> dict:
+        return {**ref_from_spec(location.spec, self.sealer), "prefix": location.prefix}
+
+    @staticmethod
+    def _single_object(store, location: Location) -> bool:
+        return bool(location.prefix) and not location.prefix.endswith("/") and store.head(location.prefix) is not None
+
+    # -- stores of a job ---------------------------------------------------------
+    def store(self, ref: dict):
+        return open_store(spec_from_ref(ref, self.sealer))
+
+    def task(self, job: Job, type_: str, **fields) -> dict:
+        """A task message of ``job`` (ids from the job's sequence; call inside a transaction)."""
+        job.task_seq += 1
+        source = {k: v for k, v in job.source.items() if k != "prefix"}
+        destination = {k: v for k, v in job.destination.items() if k != "prefix"}
+        return messages.build(type_, job_id=job.id, task_id=f"{job.id}-{job.task_seq}",
+                              source=source, destination=destination, **fields)
+
+    def add_tasks(self, job: Job, tasks: list[dict]) -> None:
+        """Record tasks as pending rows of ``job`` (inside the caller's transaction)."""
+        if tasks:
+            Task.insert_many([{"task_id": t["task_id"], "job": job.id, "type": t["type"], "payload": t}
+                              for t in tasks]).execute()
+            job.open_tasks += len(tasks)
+
+    def publish_pending(self, job: Job) -> int:
+        """Publish the tasks of ``job`` written but not yet sent; mark them queued."""
+        queue = busmod.task_queue(job.region)
+        sent = 0
+        while True:
+            batch = list(Task.select().where((Task.job == job.id) & (Task.state == "pending"))
+                         .order_by(Task.created_at).limit(PUBLISH_BATCH))
+            if not batch:
+                return sent
+            for task in batch:
+                self.bus.publish(queue, task.payload)
+            Task.update(state="queued").where(Task.task_id.in_([t.task_id for t in batch])
+                                              & (Task.state == "pending")).execute()
+            sent += len(batch)
+
+    # -- reading ------------------------------------------------------------------
+    def get(self, job_id: int) -> Job:
+        job = Job.get_or_none(Job.id == job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        return job
+
+    def list(self, *, include_finished: bool = True, limit: int = 100) -> list[Job]:
+        query = Job.select().order_by(Job.id.desc()).limit(limit)
+        if not include_finished:
+            query = query.where(Job.state.not_in(FINAL_STATES))
+        return list(query)
+
+    def failures(self, job_id: int, *, limit: int = 100, offset: int = 0) -> list[ObjectFailure]:
+        return list(ObjectFailure.select().where((ObjectFailure.job == job_id) & ~ObjectFailure.retried)
+                    .order_by(ObjectFailure.id).limit(limit).offset(offset))
+
+    # -- acting --------------------------------------------------------------------
+    def cancel(self, job_id: int) -> Job:
+        with db.atomic("IMMEDIATE"):
+            job = self.get(job_id)
+            if job.finished:
+                raise Conflict(f"job {job_id} has already finished ({job.state})")
+            job.state, job.finished_at = "cancelled", models.now()
+            job.save()
+            models.log(job, "job cancelled; tasks already running finish, no new work is planned")
+        return job
+
+    def retry_failed(self, job_id: int) -> Job:
+        """Plan the failed objects of a finished job again."""
+        with db.atomic("IMMEDIATE"):
+            job = self.get(job_id)
+            if not job.finished:
+                raise Conflict(f"job {job_id} is still {job.state}; retry once it has finished")
+            failed = list(ObjectFailure.select().where((ObjectFailure.job == job) & ~ObjectFailure.retried
+                                                       & (ObjectFailure.kind == "copy")))
+            if not failed:
+                raise Conflict(f"job {job_id} has no failed objects to retry")
+            keys = sorted({f.key for f in failed})
+            ObjectFailure.update(retried=True).where(ObjectFailure.id.in_([f.id for f in failed])).execute()
+            job.objects_failed -= len(failed)
+            job.objects_total -= len(keys)
+            job.options = {**job.options, "retry_keys": keys}
+            job.plan_marker, job.planning_done = None, False
+            job.state, job.finished_at = "queued", None
+            job.save()
+            models.log(job, f"retrying {len(keys)} failed object(s)")
+        return job
+
+
+def _as_directory(prefix: str) -> str:
+    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def _single_destination(dst: Location, source_key: str, written: str) -> Location:
+    """Where one object lands: into a directory-like destination, or as the key named."""
+    name = source_key.rsplit("/", 1)[-1]
+    if dst.spec.kind == "local":
+        from pathlib import Path
+        path = Path(dst.spec.bucket) / dst.prefix
+        if written.endswith("/") or path.is_dir():
+            return Location(StoreSpec("local", str(path)), name)
+        return Location(StoreSpec("local", str(path.parent)), path.name)
+    if not dst.prefix or dst.prefix.endswith("/"):
+        return Location(dst.spec, dst.prefix + name)
+    return dst
+
+
+def _require_objects(store, location: Location, recursive: bool) -> None:
+    for page in store.list(location.prefix, recursive=recursive):
+        if page:
+            return
+    raise errors.BadLocation(f"nothing to copy: {location.url()} holds no objects "
+                             f"{'(recursively)' if recursive else '(top level)'}; check the path")
+
+
+def _region(spec: StoreSpec, default: str) -> str:
+    return (spec.region or default) if spec.kind == "s3" else "local"

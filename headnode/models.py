@@ -1,0 +1,149 @@
+"""The head node's tables (peewee), bound late through a DatabaseProxy.
+
+A ``Task`` row is written before its message is published and doubles as the
+event de-duplication record: an event for a task that is no longer open is
+ignored, so a task delivered twice is counted once.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import peewee as pw
+
+db = pw.DatabaseProxy()
+
+JOB_STATES = ("queued", "planning", "running", "complete", "complete_with_warnings", "failed", "cancelled")
+FINAL_STATES = ("complete", "complete_with_warnings", "failed", "cancelled")
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class JSONField(pw.TextField):
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, separators=(",", ":"))
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class Base(pw.Model):
+    class Meta:
+        database = db
+
+
+class Job(Base):
+    name = pw.CharField(max_length=200)
+    state = pw.CharField(default="queued", index=True)
+    source_url = pw.TextField()
+    destination_url = pw.TextField()
+    source = JSONField()            # StoreRef (credentials sealed) + prefix
+    destination = JSONField()
+    options = JSONField()           # move, recursive, sync, tier, plan settings
+    region = pw.CharField()         # the task queue the job's workers drain
+    submitted_by = pw.CharField(null=True)
+    created_at = pw.DateTimeField(default=now)
+    started_at = pw.DateTimeField(null=True)
+    finished_at = pw.DateTimeField(null=True)
+    plan_marker = pw.TextField(null=True)     # last source key planned and persisted
+    planning_done = pw.BooleanField(default=False)
+    task_seq = pw.IntegerField(default=0)
+    open_tasks = pw.IntegerField(default=0)
+    objects_total = pw.IntegerField(default=0)
+    bytes_total = pw.BigIntegerField(default=0)
+    objects_done = pw.IntegerField(default=0)
+    objects_skipped = pw.IntegerField(default=0)
+    bytes_done = pw.BigIntegerField(default=0)
+    objects_failed = pw.IntegerField(default=0)
+    objects_deleted = pw.IntegerField(default=0)
+    delete_failures = pw.IntegerField(default=0)
+    retries = pw.IntegerField(default=0)
+    error = pw.TextField(null=True)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+class Task(Base):
+    task_id = pw.CharField(primary_key=True)
+    job = pw.ForeignKeyField(Job, backref="tasks", on_delete="CASCADE")
+    type = pw.CharField()
+    state = pw.CharField(default="pending", index=True)   # pending → queued → done | failed
+    payload = JSONField()
+    attempts = pw.IntegerField(default=0)
+    last_error = pw.TextField(null=True)
+    created_at = pw.DateTimeField(default=now)
+
+
+class Upload(Base):
+    """A multipart copy in progress: its parts report here until complete."""
+    job = pw.ForeignKeyField(Job, backref="uploads", on_delete="CASCADE")
+    key = pw.TextField()
+    dest_key = pw.TextField()
+    upload_id = pw.TextField()
+    object_size = pw.BigIntegerField()
+    etag = pw.CharField(null=True)
+    parts_total = pw.IntegerField()
+    parts_done = pw.IntegerField(default=0)
+    failed = pw.BooleanField(default=False)
+
+    class Meta:
+        indexes = ((("job", "upload_id"), True),)
+
+
+class Part(Base):
+    upload = pw.ForeignKeyField(Upload, backref="parts", on_delete="CASCADE")
+    part_number = pw.IntegerField()
+    etag = pw.CharField()
+    size = pw.BigIntegerField()
+    checksum = pw.CharField(null=True)
+
+    class Meta:
+        indexes = ((("upload", "part_number"), True),)
+
+
+class ObjectFailure(Base):
+    job = pw.ForeignKeyField(Job, backref="failures", on_delete="CASCADE")
+    key = pw.TextField()
+    reason = pw.TextField()
+    kind = pw.CharField(default="copy")        # copy | delete (a warning: the source was kept)
+    task_id = pw.CharField(null=True)
+    retried = pw.BooleanField(default=False)
+    created_at = pw.DateTimeField(default=now)
+
+
+class JobLog(Base):
+    job = pw.ForeignKeyField(Job, backref="log", on_delete="CASCADE")
+    at = pw.DateTimeField(default=now)
+    level = pw.CharField(default="info")
+    message = pw.TextField()
+
+
+class WorkerState(Base):
+    worker_id = pw.CharField(primary_key=True)
+    region = pw.CharField()
+    state = pw.CharField()
+    last_seen = pw.DateTimeField(default=now)
+    tasks_done = pw.IntegerField(default=0)
+    bytes_done = pw.BigIntegerField(default=0)
+
+
+MODELS = (Job, Task, Upload, Part, ObjectFailure, JobLog, WorkerState)
+
+
+def connect(path: str) -> pw.SqliteDatabase:
+    """Open (and create) the SQLite database at ``path`` and bind the models to it."""
+    database = pw.SqliteDatabase(path, pragmas={"journal_mode": "wal", "foreign_keys": 1,
+                                                "busy_timeout": 30_000, "synchronous": "normal"},
+                                 check_same_thread=False)
+    db.initialize(database)
+    database.connect(reuse_if_open=True)
+    database.create_tables(MODELS)
+    return database
+
+
+def log(job: Job, message: str, level: str = "info") -> None:
+    JobLog.create(job=job, message=message, level=level)

@@ -1,0 +1,136 @@
+"""The running head node: database, bus and the background loops.
+
+Loops (threads): planning; events (worker events into job progress);
+submissions (integrators' jobs); housekeeping (dead-letter queues, worker
+fleet). ``cloudmover serve``/``up`` run them beside the web server;
+``cloudmover cp`` runs them in-process.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from pipeline import bus as busmod
+from pipeline import errors, messages
+from pipeline.credentials import Sealer
+from headnode import models
+from headnode.aggregator import Aggregator
+from headnode.config import ensure_secret, load_config
+from headnode.fleet import LocalFleet
+from headnode.jobs import JobService
+from headnode.models import FINAL_STATES, Job
+from headnode.planning import Planner
+from headnode.submissions import SubmissionConsumer
+
+log = logging.getLogger("cloudmover.headnode")
+
+
+class HeadNode:
+    def __init__(self, config: dict | None = None, *, list_page_size: int = 1000):
+        self.config = load_config(config)
+        secret = ensure_secret(self.config, "SECRET_KEY", "secret.key")
+        self.database = models.connect(self.config["DATABASE"])
+        self.bus = busmod.Bus(busmod.BusConfig(
+            url=self.config["BUS_URL"], transport_options=self.config["BUS_OPTIONS"],
+            prefix=self.config["QUEUE_PREFIX"], visibility_timeout=self.config["VISIBILITY_TIMEOUT"],
+            max_receives=self.config["MAX_RECEIVES"]))
+        self.service = JobService(self.config, Sealer(secret), self.bus)
+        self.planner = Planner(self.service, page_size=list_page_size)
+        self.aggregator = Aggregator(self.service)
+        self.submissions = SubmissionConsumer(self.service, self.bus)
+        self.fleet = self._fleet(secret)
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _fleet(self, secret: str) -> LocalFleet | None:
+        if self.config["FLEET"] != "local":
+            return None
+        env = {"CLOUDMOVER_BUS_URL": self.config["BUS_URL"], "CLOUDMOVER_SECRET_KEY": secret,
+               "CLOUDMOVER_BUS_OPTIONS": json.dumps(self.config["BUS_OPTIONS"]),
+               "CLOUDMOVER_VISIBILITY_TIMEOUT": str(self.config["VISIBILITY_TIMEOUT"]),
+               "CLOUDMOVER_MAX_RECEIVES": str(self.config["MAX_RECEIVES"]),
+               "CLOUDMOVER_WORKER_THREADS": str(self.config["WORKER_THREADS"]),
+               "CLOUDMOVER_OBJECT_THREADS": str(self.config["OBJECT_THREADS"])}
+        return LocalFleet(tier_sizes=self.config["LOCAL_WORKERS"], env=env,
+                          log_dir=f"{self.config['DATA_DIR']}/logs")
+
+    # -- lifecycle ------------------------------------------------------------------
+    def start(self) -> "HeadNode":
+        for queue in (busmod.EVENTS, busmod.SUBMISSIONS, busmod.SUBMISSION_REPLIES):
+            self.bus.ensure(queue)
+        self.planner.resume_unsent()
+        for name, loop in (("planning", self._planning), ("events", self._events),
+                           ("submissions", self._submissions), ("housekeeping", self._housekeeping)):
+            thread = threading.Thread(target=self._guard, args=(name, loop), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        if self.fleet:
+            self.fleet.stop_all()
+        self.database.close()
+
+    def _guard(self, name: str, loop) -> None:
+        """Run ``loop`` until stopping; a crash is logged and the loop restarted."""
+        while not self.stopping.is_set():
+            try:
+                loop()
+            except Exception:
+                log.exception("%s loop failed; restarting it", name)
+                self.stopping.wait(1.0)
+        self.bus.close()
+
+    # -- loops ------------------------------------------------------------------------
+    def _planning(self) -> None:
+        while not self.stopping.is_set():
+            if not self.planner.step():
+                self.stopping.wait(0.2)
+
+    def _events(self) -> None:
+        while not self.stopping.is_set():
+            delivery = self.bus.receive(busmod.EVENTS, timeout=1.0)
+            if delivery is None:
+                continue
+            try:
+                event = messages.load(delivery.json(), messages.EVENTS)
+            except errors.MalformedMessage as exc:
+                log.error("malformed event dropped after logging: %s: %.500s", exc, delivery.raw)
+                delivery.ack()
+                continue
+            self.aggregator.apply(event)
+            delivery.ack()
+
+    def _submissions(self) -> None:
+        while not self.stopping.is_set():
+            delivery = self.bus.receive(busmod.SUBMISSIONS, timeout=1.0)
+            if delivery is not None:
+                self.submissions.handle(delivery)
+
+    def _housekeeping(self) -> None:
+        while not self.stopping.wait(1.0):
+            regions = self._active_regions()
+            for region in regions:
+                self._drain_dead_letters(region)
+            if self.fleet:
+                self.fleet.reconcile(regions)
+
+    def _active_regions(self) -> dict[str, list[str]]:
+        demand: dict[str, list[str]] = {}
+        for job in Job.select(Job.region, Job.options).where(Job.state.not_in(FINAL_STATES)):
+            demand.setdefault(job.region, []).append(job.options["tier"])
+        return demand
+
+    def _drain_dead_letters(self, region: str) -> None:
+        dead_letter = self.bus.dead_letter(busmod.task_queue(region))
+        while (delivery := self.bus.receive(dead_letter, timeout=0.1)) is not None:
+            try:
+                body = delivery.json()
+            except errors.MalformedMessage:
+                body = {"raw": delivery.raw}
+            self.aggregator.dead_lettered(body)
+            delivery.ack()

@@ -1,0 +1,146 @@
+"""The planning loop: turn queued jobs into persisted, published tasks.
+
+A job is planned one listing page at a time. Each page's tasks, its multipart
+uploads and the listing position (the last key) are committed in one
+transaction, then published; a head node restarted mid-plan resumes after the
+last committed key and republishes what was committed but not yet sent.
+"""
+from __future__ import annotations
+
+import logging
+
+from pipeline import errors
+from pipeline.planner import PlanSettings, part_tasks, plan_page
+from pipeline.store import ObjectInfo
+from headnode import models
+from headnode.jobs import JobService
+from headnode.models import Job, Upload, db
+
+log = logging.getLogger("cloudmover.planning")
+
+
+class Planner:
+    def __init__(self, service: JobService, *, page_size: int = 1000):
+        self.service = service
+        self.page_size = page_size
+
+    def resume_unsent(self) -> None:
+        """At start: publish tasks that were committed but never sent."""
+        for job in Job.select().where(Job.state.in_(("planning", "running"))):
+            sent = self.service.publish_pending(job)
+            if sent:
+                models.log(job, f"head node restarted: republished {sent} unsent task(s)")
+
+    def step(self) -> bool:
+        """Plan every page of the next job waiting for planning; False when none waits."""
+        job = (Job.select().where(Job.state.in_(("queued", "planning")) & ~Job.planning_done)
+               .order_by(Job.id).first())
+        if job is None:
+            return False
+        try:
+            self._plan(job)
+        except errors.PipelineError as exc:
+            self._fail(job, str(exc))
+        return True
+
+    def _plan(self, job: Job) -> None:
+        if job.state == "queued":
+            job.state, job.started_at = "planning", job.started_at or models.now()
+            job.save()
+            models.log(job, "planning started")
+        source, destination = self.service.store(job.source), self.service.store(job.destination)
+        for page in self._pages(job, source):
+            job = Job.get_by_id(job.id)
+            if job.state == "cancelled":
+                return
+            self._commit_page(job, page, source, destination)
+            self.service.publish_pending(job)
+        with db.atomic("IMMEDIATE"):
+            job = Job.get_by_id(job.id)
+            if job.state == "cancelled":
+                return
+            job.planning_done = True
+            if job.objects_total == 0 and not job.open_tasks:
+                job.state, job.error = "failed", "nothing to copy: the source holds no objects"
+                job.finished_at = models.now()
+            job.save()
+            models.log(job, f"planning done: {job.objects_total} object(s), {job.bytes_total} bytes")
+        from headnode.aggregator import finish_if_done
+        finish_if_done(self.service, job.id)
+
+    def _pages(self, job: Job, source):
+        options = job.options
+        if options.get("retry_keys") is not None:
+            keys = [k for k in options["retry_keys"] if job.plan_marker is None or k > job.plan_marker]
+            for start in range(0, len(keys), self.page_size):
+                yield [self._head(source, key, job) for key in keys[start:start + self.page_size]]
+            return
+        if options["single"]:
+            if job.plan_marker is None:
+                yield [self._head(source, job.source["prefix"], job)]
+            return
+        page: list[ObjectInfo] = []
+        for listed in source.list(job.source["prefix"], recursive=options["recursive"],
+                                  start_after=job.plan_marker):
+            page.extend(listed)
+            while len(page) >= self.page_size:
+                yield page[:self.page_size]
+                page = page[self.page_size:]
+        if page:
+            yield page
+
+    @staticmethod
+    def _head(source, key: str, job: Job) -> ObjectInfo:
+        found = source.head(key)
+        if found is None:
+            raise errors.NoSuchKey(f"{source.spec.url(key)} no longer exists")
+        return found
+
+    def _commit_page(self, job: Job, page: list[ObjectInfo], source, destination) -> None:
+        options = job.options
+        settings = PlanSettings(multipart_threshold=options["multipart_threshold"],
+                                part_size=options["part_size"], batch_objects=options["batch_objects"])
+        source_prefix, dest_prefix = job.source["prefix"], job.destination["prefix"]
+        planned = plan_page(page, source_prefix=source_prefix, dest_prefix=dest_prefix, settings=settings)
+        uploads = []
+        for obj, dest_key in planned.multipart:   # started before the transaction: network calls
+            if options["sync"] and _identical(source, destination, obj, dest_key):
+                planned.copy_batches.append([{"key": obj.key, "dest_key": dest_key, "size": obj.size,
+                                              "etag": obj.etag}])
+                continue
+            upload_id = destination.create_multipart(dest_key, source.attributes(obj.key))
+            uploads.append((obj, dest_key, upload_id))
+        with db.atomic("IMMEDIATE"):
+            job = Job.get_by_id(job.id)
+            tasks = [self.service.task(job, "CopyObjects", objects=batch, sync=options["sync"])
+                     for batch in planned.copy_batches]
+            for obj, dest_key, upload_id in uploads:
+                parts = part_tasks(obj, dest_key, upload_id, settings,
+                                   lambda type_, **f: self.service.task(job, type_, **f))
+                Upload.create(job=job, key=obj.key, dest_key=dest_key, upload_id=upload_id,
+                              object_size=obj.size, etag=obj.etag, parts_total=len(parts))
+                tasks.extend(parts)
+            self.service.add_tasks(job, tasks)
+            job.objects_total += len(page)
+            job.bytes_total += sum(o.size for o in page)
+            job.plan_marker = page[-1].key
+            if job.state == "planning":
+                job.state = "running"
+            job.save()
+
+    def _fail(self, job: Job, reason: str) -> None:
+        log.error("planning job %s failed: %s", job.id, reason)
+        with db.atomic("IMMEDIATE"):
+            job = Job.get_by_id(job.id)
+            job.planning_done = True
+            job.error = f"planning failed: {reason}"
+            job.save()
+            models.log(job, job.error, "error")
+        from headnode.aggregator import finish_if_done
+        finish_if_done(self.service, job.id)
+
+
+def _identical(source, destination, obj: ObjectInfo, dest_key: str) -> bool:
+    from pipeline.checksums import already_present
+    return already_present(source, destination, {"key": obj.key, "dest_key": dest_key, "size": obj.size,
+                                                 "etag": obj.etag})

@@ -1,0 +1,1 @@
+"""The contract between head node and workers: messages, bus, stores, planning."""

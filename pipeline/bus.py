@@ -1,0 +1,177 @@
+"""The message bus between head node and workers, on kombu.
+
+Queues (names get the configured prefix):
+  ``tasks-<region>``   tasks for the workers of one region
+  ``events``           events from workers back to the head node
+  ``submissions``      jobs sent by integrators
+  ``submission-replies``  the answer to each: JobAccepted or SubmissionRejected
+and a dead-letter queue beside each task queue: a message received
+``max_receives`` times without being acknowledged lands there, and the head
+node records its task as failed.
+
+Transports: ``sqlite-queue:///path/queue.db`` (the embedded default: durable,
+redelivers the tasks of a killed worker), ``sqs://KEY:SECRET@host:port`` (any
+SQS endpoint; ``sqs://`` alone is AWS). Bodies are JSON. kombu connections are
+not thread-safe, so each thread gets its own.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlparse
+
+import kombu
+
+from pipeline import sqlite_transport
+from pipeline.errors import MalformedMessage
+
+EVENTS = "events"
+SUBMISSIONS = "submissions"
+SUBMISSION_REPLIES = "submission-replies"
+
+
+def task_queue(region: str) -> str:
+    return f"tasks-{region}"
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    url: str
+    transport_options: dict = field(default_factory=dict)
+    prefix: str = "cloudmover-"
+    visibility_timeout: int = 120
+    max_receives: int = 5
+    wait_seconds: int = 1
+
+    @property
+    def is_sqs(self) -> bool:
+        return self.url.startswith("sqs://")
+
+
+class Delivery:
+    """One received message: its JSON body and how to settle it."""
+
+    def __init__(self, bus: "Bus", queue: str, message):
+        self._bus, self.queue, self._message = bus, queue, message
+        self.raw = message.body if isinstance(message.body, str) else bytes(message.body).decode("utf-8", "replace")
+
+    def json(self) -> dict:
+        try:
+            return json.loads(self.raw)
+        except ValueError as exc:
+            raise MalformedMessage(f"message is not valid JSON: {exc}",
+                                   {"_schema": ["not valid JSON"]}) from None
+
+    @property
+    def receive_count(self) -> int:
+        return self._bus.receive_count(self._message)
+
+    def ack(self) -> None:
+        self._message.ack()
+
+    def release(self) -> None:
+        """Give the message back now, for another delivery."""
+        self._message.requeue()
+
+    def extend(self, seconds: int) -> bool:
+        """Keep the message hidden for ``seconds`` more; False if its lease was lost."""
+        return self._bus.extend(self.queue, self._message, seconds)
+
+
+class Bus:
+    def __init__(self, config: BusConfig):
+        self.config = config
+        self._local = threading.local()
+        if not config.is_sqs:
+            sqlite_transport.register()
+
+    # -- naming ---------------------------------------------------------------
+    def name(self, queue: str) -> str:
+        return self.config.prefix + queue
+
+    def dead_letter(self, queue: str) -> str:
+        return queue + ("-dlq" if self.config.is_sqs else ".dlq")
+
+    # -- connections -----------------------------------------------------------
+    def _transport_options(self) -> dict:
+        options = dict(self.config.transport_options)
+        options.setdefault("visibility_timeout", self.config.visibility_timeout)
+        if self.config.is_sqs:
+            options.setdefault("wait_time_seconds", self.config.wait_seconds)
+            options.setdefault("polling_interval", 0)
+        else:
+            options.setdefault("max_receives", self.config.max_receives)
+            options.setdefault("polling_interval", 0.05)
+        return options
+
+    def _connection(self) -> kombu.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = kombu.Connection(self.config.url, transport_options=self._transport_options())
+            self._local.conn, self._local.queues = conn, {}
+        return conn
+
+    def _queue(self, queue: str) -> kombu.simple.SimpleQueue:
+        conn = self._connection()
+        simple = self._local.queues.get(queue)
+        if simple is None:
+            simple = self._local.queues[queue] = conn.SimpleQueue(self.name(queue), serializer="json")
+        return simple
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            for simple in self._local.queues.values():
+                simple.close()
+            conn.release()
+            self._local.conn = None
+
+    # -- messages --------------------------------------------------------------
+    def ensure(self, queue: str) -> None:
+        """Create ``queue`` (and, for task queues, its dead-letter queue) if missing."""
+        if self.config.is_sqs:
+            from pipeline.sqs_queues import ensure_sqs_queue
+            ensure_sqs_queue(self, queue)
+        else:
+            self._queue(queue)
+
+    def publish(self, queue: str, body: dict) -> None:
+        self._queue(queue).put(body, serializer="json")
+
+    def receive(self, queue: str, timeout: float) -> Delivery | None:
+        try:
+            message = self._queue(queue).get(block=True, timeout=timeout)
+        except self._queue(queue).Empty:
+            return None
+        return Delivery(self, queue, message)
+
+    def size(self, queue: str) -> int:
+        return self._queue(queue).qsize()
+
+    def receive_count(self, message) -> int:
+        if self.config.is_sqs:
+            attrs = message.delivery_info.get("sqs_message", {}).get("Attributes", {})
+            return int(attrs.get("ApproximateReceiveCount", 1))
+        return sqlite_transport.receive_count(message)
+
+    def extend(self, queue: str, message, seconds: int) -> bool:
+        if self.config.is_sqs:
+            from pipeline.sqs_queues import change_visibility
+            return change_visibility(self, message, seconds)
+        return sqlite_transport.extend_lease(message, seconds)
+
+    def channel(self):
+        return self._connection().default_channel
+
+
+def sqs_endpoint(url: str) -> dict:
+    """boto3 client arguments for an ``sqs://KEY:SECRET@host:port`` bus URL."""
+    parsed = urlparse(url)
+    args = {}
+    if parsed.username:
+        args["aws_access_key_id"] = unquote(parsed.username)
+        args["aws_secret_access_key"] = unquote(parsed.password or "")
+    if parsed.hostname:
+        args["endpoint_url"] = f"http://{parsed.hostname}:{parsed.port or 80}"
+    return args

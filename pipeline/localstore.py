@@ -1,0 +1,180 @@
+"""A local directory seen as a bucket: keys are ``/``-separated relative paths.
+
+Writes land in a temporary file beside the target and are renamed into place,
+so a reader never sees half an object. A multipart upload is one sparse
+temporary file that parts write into at their offsets (from any process),
+renamed when complete. Listing walks directories in key order so a listing
+can resume after a key, as on S3. Local files carry no user metadata or tags.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import mimetypes
+import os
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+from pipeline import errors
+from pipeline.store import Download, ObjectAttributes, ObjectInfo, StoreSpec
+
+PAGE = 1000
+_TEMP_MARK = ".cloudmover-"
+
+
+class LocalStore:
+    def __init__(self, spec: StoreSpec):
+        self.spec = spec
+        self.root = Path(spec.bucket).resolve()
+
+    def path(self, key: str) -> Path:
+        target = (self.root / key).resolve()
+        if target != self.root and self.root not in target.parents:
+            raise errors.BadLocation(f"key {key!r} would land outside {self.root}")
+        return target
+
+    def check(self, write: bool = False) -> None:
+        if write:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise errors.AccessDenied(f"cannot create directory {self.root}: {exc.strerror}") from exc
+            if not os.access(self.root, os.W_OK):
+                raise errors.AccessDenied(f"directory {self.root} is not writable")
+        elif not self.root.is_dir():
+            raise errors.NoSuchBucket(f"directory {self.root} does not exist")
+
+    # -- reading -------------------------------------------------------------
+    def list(self, prefix: str, *, recursive: bool = True,
+             start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
+        page: list[ObjectInfo] = []
+        for info in self._walk(self.root, "", prefix=prefix, recursive=recursive, after=start_after or ""):
+            page.append(info)
+            if len(page) == PAGE:
+                yield page
+                page = []
+        yield page
+
+    def _walk(self, directory: Path, base: str, *, prefix: str, recursive: bool,
+              after: str) -> Iterator[ObjectInfo]:
+        """Objects under ``directory`` in key order (a directory sorts as ``name/``)."""
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        keyed = sorted((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in entries)
+        for name, entry in keyed:
+            key = base + name
+            if _TEMP_MARK in entry.name:
+                continue
+            if name.endswith("/"):
+                if key < after and not after.startswith(key):
+                    continue  # every key below sorts before ``after``
+                if prefix.startswith(key) or (recursive and key.startswith(prefix)):
+                    yield from self._walk(Path(entry.path), key, prefix=prefix, recursive=recursive,
+                                          after=after)
+            elif key > after and key.startswith(prefix) and entry.is_file():
+                if recursive or "/" not in key[len(prefix):]:
+                    yield ObjectInfo(key, entry.stat().st_size, None)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        target = self.path(key)
+        return ObjectInfo(key, target.stat().st_size, None) if target.is_file() else None
+
+    def attributes(self, key: str) -> ObjectAttributes:
+        return ObjectAttributes(content_type=mimetypes.guess_type(key)[0] or "application/octet-stream")
+
+    def checksum(self, key: str) -> str:
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(self.path(key), "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def get(self, key: str, *, etag: str | None, offset: int = 0, length: int | None = None) -> Download:
+        try:
+            handle = open(self.path(key), "rb")
+        except FileNotFoundError:
+            raise errors.NoSuchKey(f"read {self.spec.url(key)}: no such file") from None
+        size = os.fstat(handle.fileno()).st_size
+        handle.seek(offset)
+        length = size - offset if length is None else length
+        return Download(_Limited(handle, length), length, None, self.attributes(key))
+
+    def tags(self, key: str) -> dict:
+        return {}
+
+    # -- writing -------------------------------------------------------------
+    def put(self, key: str, data: bytes, *, md5: bytes, attrs: ObjectAttributes) -> str:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}{_TEMP_MARK}{uuid.uuid4().hex}")
+        with open(temp, "wb") as handle:
+            handle.write(data)
+        os.replace(temp, target)
+        return md5.hex()
+
+    def _upload_path(self, key: str, upload_id: str) -> Path:
+        target = self.path(key)
+        return target.with_name(f".{target.name}{_TEMP_MARK}{upload_id}")
+
+    def create_multipart(self, key: str, attrs: ObjectAttributes) -> str:
+        upload_id = uuid.uuid4().hex
+        temp = self._upload_path(key, upload_id)
+        temp.parent.mkdir(parents=True, exist_ok=True)
+        temp.touch()
+        return upload_id
+
+    def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes, *,
+                    md5: bytes, offset: int) -> str:
+        temp = self._upload_path(key, upload_id)
+        try:
+            fd = os.open(temp, os.O_WRONLY)
+        except FileNotFoundError:
+            raise errors.StoreError(f"write part {part_number} of {self.spec.url(key)}: "
+                                    "NoSuchUpload: the upload was completed or aborted") from None
+        try:
+            os.pwrite(fd, data, offset)
+        finally:
+            os.close(fd)
+        return md5.hex()
+
+    def complete_multipart(self, key: str, upload_id: str, parts: list[dict]) -> str:
+        temp = self._upload_path(key, upload_id)
+        if not temp.exists():
+            return ""   # completed by an earlier delivery of the same task
+        expected = sum(p["size"] for p in parts)
+        if temp.stat().st_size != expected:
+            raise errors.VerificationFailed(
+                f"complete {self.spec.url(key)}: {temp.stat().st_size} bytes written, {expected} expected")
+        os.replace(temp, self.path(key))
+        return ""
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        self._upload_path(key, upload_id).unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+
+class _Limited(io.RawIOBase):
+    """Reads at most ``remaining`` bytes of ``handle``, then closes it."""
+
+    def __init__(self, handle, remaining: int):
+        self._handle, self._remaining = handle, remaining
+
+    def read(self, size: int = -1) -> bytes:
+        if self._remaining <= 0:
+            return b""
+        size = self._remaining if size < 0 else min(size, self._remaining)
+        data = self._handle.read(size)
+        self._remaining -= len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()

@@ -1,0 +1,48 @@
+"""Parsing the locations a user writes: ``s3://bucket/prefix``, local paths.
+
+``folder:NAME/path`` names a folder the head node knows; it is resolved there
+and passed in as ``folders``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipeline.credentials import Credentials
+from pipeline.errors import BadLocation
+from pipeline.planner import Location
+from pipeline.store import StoreSpec
+
+
+def parse_location(text: str, *, endpoint_url: str | None = None, region: str | None = None,
+                   credentials: Credentials | None = None, folders: dict | None = None) -> Location:
+    if not text or not text.strip():
+        raise BadLocation("a location is empty")
+    if text.startswith("s3://"):
+        bucket, _, prefix = text[5:].partition("/")
+        if not bucket:
+            raise BadLocation(f"{text!r} names no bucket (write s3://bucket/prefix)")
+        return Location(StoreSpec("s3", bucket, region, endpoint_url, credentials), prefix)
+    if text.startswith("folder:"):
+        name, _, prefix = text[7:].partition("/")
+        folder = (folders or {}).get(name)
+        if folder is None:
+            known = ", ".join(sorted(folders or {})) or "none"
+            raise BadLocation(f"no folder named {name!r} (folders: {known})")
+        creds = (Credentials(folder["access_key_id"], folder["secret_access_key"], folder.get("session_token"))
+                 if folder.get("access_key_id") else None)
+        return Location(StoreSpec("s3", folder["bucket"], folder.get("region") or region,
+                                  folder.get("endpoint_url") or endpoint_url, creds),
+                        _join(folder.get("prefix", ""), prefix))
+    if "://" in text:
+        raise BadLocation(f"{text!r}: unsupported scheme (use s3://, folder: or a local path)")
+    path = Path(os.path.expanduser(text)).absolute()
+    if path.is_file():
+        return Location(StoreSpec("local", str(path.parent)), path.name)
+    return Location(StoreSpec("local", str(path)), "")
+
+
+def _join(base: str, rest: str) -> str:
+    if base and not base.endswith("/"):
+        base += "/"
+    return base + rest

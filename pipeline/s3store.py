@@ -1,0 +1,234 @@
+"""An S3 bucket on AWS or any S3-compatible endpoint, through boto3.
+
+botocore's own retries are off: every request goes through
+``call_with_retries`` so throttling (503 SlowDown) and transient failures are
+retried with backoff *and counted* for the job's log. botocore errors are
+translated here, once, into pipeline errors that say what to do next.
+"""
+from __future__ import annotations
+
+import base64
+from typing import Iterator
+from urllib.parse import urlencode
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from pipeline import errors
+from pipeline.retrying import RetryPolicy, call_with_retries
+from pipeline.store import Download, ObjectAttributes, ObjectInfo, StoreSpec
+
+RETRYABLE_CODES = {"SlowDown", "503", "500", "502", "504", "InternalError", "RequestTimeout",
+                   "ServiceUnavailable", "Throttling", "ThrottlingException", "RequestLimitExceeded",
+                   "OperationAborted", "RequestTimeTooSkewed", "BadDigest", "IncompleteBody",
+                   "XAmzContentSHA256Mismatch"}
+DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+                "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "403",
+                "InvalidClientTokenId", "UnrecognizedClientException"}
+COPIED_HEADERS = ("CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage",
+                  "Expires", "WebsiteRedirectLocation")
+_transport_errors = (botocore.exceptions.EndpointConnectionError,
+                     botocore.exceptions.ConnectionClosedError,
+                     botocore.exceptions.ReadTimeoutError,
+                     botocore.exceptions.ConnectTimeoutError,
+                     botocore.exceptions.ResponseStreamingError,
+                     botocore.exceptions.IncompleteReadError)
+
+
+def translate(exc: Exception, what: str) -> errors.PipelineError | None:
+    """The pipeline error for a botocore failure while doing ``what`` (None if foreign)."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+        message = err.get("Message") or code
+        detail = f"{what}: {code}: {message}"
+        if code in RETRYABLE_CODES:
+            out = errors.TransientStoreError(detail)
+            out.store_code = code
+            return out
+        if code in DENIED_CODES:
+            return errors.AccessDenied(f"{what}: access denied ({code}): {message}. "
+                                       "Check the access key, secret and permissions.")
+        if code == "NoSuchBucket":
+            return errors.NoSuchBucket(f"{what}: the bucket does not exist")
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return errors.NoSuchKey(f"{what}: no such object")
+        if code in ("PreconditionFailed", "412"):
+            return errors.SourceChanged(f"{what}: the source object changed after the job was planned")
+        if code in ("InvalidDigest",):
+            return errors.VerificationFailed(detail)
+        return errors.StoreError(detail)
+    if isinstance(exc, _transport_errors):
+        out = errors.TransientStoreError(f"{what}: {exc}")
+        out.store_code = type(exc).__name__
+        return out
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return errors.AccessDenied(f"{what}: no credentials found (set an access key or a role)")
+    return None
+
+
+def _md5_header(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+class S3Store:
+    def __init__(self, spec: StoreSpec, *, pool_size: int = 32, policy: RetryPolicy = RetryPolicy()):
+        self.spec = spec
+        self.policy = policy
+        creds = spec.credentials
+        session = boto3.session.Session(
+            aws_access_key_id=creds.access_key_id if creds else None,
+            aws_secret_access_key=creds.secret_access_key if creds else None,
+            aws_session_token=creds.session_token if creds else None,
+            region_name=spec.region or "us-east-1")
+        config = Config(retries={"max_attempts": 1, "mode": "standard"},
+                        max_pool_connections=pool_size, connect_timeout=10, read_timeout=120,
+                        s3={"addressing_style": "path"} if spec.endpoint_url else None,
+                        request_checksum_calculation="when_required",
+                        response_checksum_validation="when_required")
+        self.client = session.client("s3", endpoint_url=spec.endpoint_url, config=config)
+
+    def _call(self, what: str, operation: str, **kwargs):
+        method = getattr(self.client, operation)
+
+        def attempt():
+            try:
+                return method(**kwargs)
+            except Exception as exc:
+                translated = translate(exc, what)
+                if translated is None:
+                    raise
+                raise translated from exc
+        return call_with_retries(attempt, self.policy)
+
+    def _where(self, key: str = "") -> str:
+        return self.spec.url(key)
+
+    # -- reading -------------------------------------------------------------
+    def check(self, write: bool = False) -> None:
+        self._call(f"open {self._where()}", "head_bucket", Bucket=self.spec.bucket)
+
+    def list(self, prefix: str, *, recursive: bool = True,
+             start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
+        kwargs = {"Bucket": self.spec.bucket, "Prefix": prefix, "MaxKeys": 1000}
+        if not recursive:
+            kwargs["Delimiter"] = "/"
+        token = None
+        while True:
+            page_args = dict(kwargs)
+            if token:
+                page_args["ContinuationToken"] = token
+            elif start_after:
+                page_args["StartAfter"] = start_after
+            page = self._call(f"list {self._where(prefix)}", "list_objects_v2", **page_args)
+            yield [ObjectInfo(o["Key"], o["Size"], o.get("ETag", "").strip('"') or None)
+                   for o in page.get("Contents", ())]
+            if not page.get("IsTruncated"):
+                return
+            token = page["NextContinuationToken"]
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            found = self._call(f"read {self._where(key)}", "head_object", Bucket=self.spec.bucket, Key=key)
+        except errors.NoSuchKey:
+            return None
+        return ObjectInfo(key, found["ContentLength"], found.get("ETag", "").strip('"') or None)
+
+    def attributes(self, key: str) -> ObjectAttributes:
+        found = self._call(f"read {self._where(key)}", "head_object", Bucket=self.spec.bucket, Key=key)
+        return ObjectAttributes(
+            content_type=found.get("ContentType"), metadata=found.get("Metadata", {}),
+            headers={h: found[h] for h in COPIED_HEADERS if found.get(h)},
+            tags=self.tags(key), storage_class=found.get("StorageClass"))
+
+    def tags(self, key: str) -> dict:
+        found = self._call(f"read tags of {self._where(key)}", "get_object_tagging",
+                           Bucket=self.spec.bucket, Key=key)
+        return {t["Key"]: t["Value"] for t in found.get("TagSet", ())}
+
+    def get(self, key: str, *, etag: str | None, offset: int = 0, length: int | None = None) -> Download:
+        kwargs = {"Bucket": self.spec.bucket, "Key": key}
+        if etag:
+            kwargs["IfMatch"] = etag
+        if length:
+            kwargs["Range"] = f"bytes={offset}-{offset + length - 1}"
+        found = self._call(f"read {self._where(key)}", "get_object", **kwargs)
+        attrs = ObjectAttributes(content_type=found.get("ContentType"), metadata=found.get("Metadata", {}),
+                                 headers={h: found[h] for h in COPIED_HEADERS if found.get(h)},
+                                 storage_class=found.get("StorageClass"))
+        return Download(found["Body"], found["ContentLength"], found.get("ETag", "").strip('"') or None,
+                        attrs, found.get("TagCount", 0))
+
+    # -- writing -------------------------------------------------------------
+    @staticmethod
+    def _attribute_args(attrs: ObjectAttributes) -> dict:
+        args = dict(attrs.headers)
+        if attrs.content_type:
+            args["ContentType"] = attrs.content_type
+        if attrs.metadata:
+            args["Metadata"] = attrs.metadata
+        if attrs.tags:
+            args["Tagging"] = urlencode(attrs.tags)
+        if attrs.storage_class and attrs.storage_class != "STANDARD":
+            args["StorageClass"] = attrs.storage_class
+        return args
+
+    def put(self, key: str, data: bytes, *, md5: bytes, attrs: ObjectAttributes) -> str:
+        found = self._call(f"write {self._where(key)}", "put_object", Bucket=self.spec.bucket, Key=key,
+                           Body=data, ContentMD5=_md5_header(md5), **self._attribute_args(attrs))
+        return found["ETag"].strip('"')
+
+    def copy_from(self, source: StoreSpec, key: str, dest_key: str, *, etag: str | None) -> dict:
+        """Server-side CopyObject from ``source`` (same endpoint); metadata and tags follow."""
+        kwargs = {"Bucket": self.spec.bucket, "Key": dest_key,
+                  "CopySource": {"Bucket": source.bucket, "Key": key}}
+        if etag:
+            kwargs["CopySourceIfMatch"] = etag
+        found = self._call(f"copy {source.url(key)} to {self._where(dest_key)}", "copy_object", **kwargs)
+        return found["CopyObjectResult"]
+
+    def create_multipart(self, key: str, attrs: ObjectAttributes) -> str:
+        found = self._call(f"start multipart upload of {self._where(key)}", "create_multipart_upload",
+                           Bucket=self.spec.bucket, Key=key, **self._attribute_args(attrs))
+        return found["UploadId"]
+
+    def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes, *,
+                    md5: bytes, offset: int) -> str:
+        found = self._call(f"write part {part_number} of {self._where(key)}", "upload_part",
+                           Bucket=self.spec.bucket, Key=key, UploadId=upload_id, PartNumber=part_number,
+                           Body=data, ContentMD5=_md5_header(md5))
+        return found["ETag"].strip('"')
+
+    def upload_part_copy(self, source: StoreSpec, key: str, dest_key: str, *, upload_id: str,
+                         part_number: int, offset: int, length: int, etag: str | None) -> str:
+        kwargs = {"Bucket": self.spec.bucket, "Key": dest_key, "UploadId": upload_id,
+                  "PartNumber": part_number, "CopySource": {"Bucket": source.bucket, "Key": key},
+                  "CopySourceRange": f"bytes={offset}-{offset + length - 1}"}
+        if etag:
+            kwargs["CopySourceIfMatch"] = etag
+        found = self._call(f"copy part {part_number} of {source.url(key)}", "upload_part_copy", **kwargs)
+        return found["CopyPartResult"]["ETag"].strip('"')
+
+    def complete_multipart(self, key: str, upload_id: str, parts: list[dict]) -> str:
+        listed = [{"PartNumber": p["part_number"], "ETag": f'"{p["etag"]}"'}
+                  for p in sorted(parts, key=lambda p: p["part_number"])]
+        try:
+            found = self._call(f"complete {self._where(key)}", "complete_multipart_upload",
+                               Bucket=self.spec.bucket, Key=key, UploadId=upload_id,
+                               MultipartUpload={"Parts": listed})
+        except errors.StoreError as exc:
+            if "NoSuchUpload" not in str(exc):
+                raise
+            return ""   # completed by an earlier delivery of the same task
+        return found["ETag"].strip('"')
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        try:
+            self._call(f"abort upload of {self._where(key)}", "abort_multipart_upload",
+                       Bucket=self.spec.bucket, Key=key, UploadId=upload_id)
+        except errors.StoreError:
+            pass  # already completed or aborted: nothing left to clean up
+
+    def delete(self, key: str) -> None:
+        self._call(f"delete {self._where(key)}", "delete_object", Bucket=self.spec.bucket, Key=key)

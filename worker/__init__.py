@@ -1,0 +1,1 @@
+"""The stateless worker: receive a task, execute it, verify, publish an event."""

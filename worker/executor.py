@@ -1,0 +1,99 @@
+"""Executes one task and returns the event that reports it.
+
+Objects of a ``CopyObjects`` batch are copied concurrently (many requests in
+flight). An object that fails for good (missing, changed, denied) is reported
+in the event's ``failed`` list; an error that retrying may fix escapes as
+``RetryableError`` so the whole task is delivered again (copies are
+idempotent, and the head node counts a task once).
+"""
+from __future__ import annotations
+
+import contextvars
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from pipeline import errors, messages
+from pipeline.checksums import already_present
+from pipeline.credentials import Sealer
+from pipeline.store import open_store, spec_from_ref
+from worker import strategies
+
+
+class StoreCache:
+    """One client per (endpoint, bucket, credentials): clients are thread-safe and costly."""
+
+    def __init__(self, sealer: Sealer, pool_size: int):
+        self._sealer, self._pool_size = sealer, pool_size
+        self._stores: dict = {}
+        self._lock = threading.Lock()
+
+    def open(self, ref: dict):
+        spec = spec_from_ref(ref, self._sealer)
+        with self._lock:
+            store = self._stores.get(spec)
+            if store is None:
+                store = self._stores[spec] = open_store(spec, pool_size=self._pool_size)
+        return store
+
+
+class Executor:
+    def __init__(self, stores: StoreCache, *, object_threads: int, memory: strategies.MemoryBudget):
+        self.stores = stores
+        self.memory = memory
+        self._pool = ThreadPoolExecutor(object_threads, thread_name_prefix="object")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def execute(self, task: dict) -> dict:
+        source, destination = self.stores.open(task["source"]), self.stores.open(task["destination"])
+        handler = getattr(self, "_" + task["type"])
+        return handler(task, source, destination)
+
+    def _CopyObjects(self, task, source, destination) -> dict:
+        def one(obj):
+            try:
+                if task.get("sync") and already_present(source, destination, obj):
+                    return {"ok": _copied(obj, None, skipped=True)}
+                checksum = strategies.copy_object(source, destination, obj, memory=self.memory)
+                return {"ok": _copied(obj, checksum)}
+            except errors.PermanentError as exc:
+                return {"failed": {"key": obj["key"], "reason": str(exc)}}
+        context = contextvars.copy_context()
+        results = list(self._pool.map(lambda obj: context.copy().run(one, obj), task["objects"]))
+        return _event("ObjectsCopied", task, copied=[r["ok"] for r in results if "ok" in r],
+                      failed=[r["failed"] for r in results if "failed" in r])
+
+    def _CopyPart(self, task, source, destination) -> dict:
+        etag, checksum = strategies.copy_part(source, destination, task, memory=self.memory)
+        return _event("PartCopied", task, key=task["key"], upload_id=task["upload_id"],
+                      part_number=task["part_number"], etag=etag, size=task["length"], checksum=checksum)
+
+    def _CompleteMultipart(self, task, source, destination) -> dict:
+        checksum = strategies.complete_upload(destination, task)
+        obj = {"key": task["key"], "dest_key": task["dest_key"], "size": task["object_size"]}
+        return _event("ObjectsCopied", task, copied=[_copied(obj, checksum)], failed=[])
+
+    def _DeleteObjects(self, task, source, destination) -> dict:
+        deleted, failed = [], []
+        for obj in task["objects"]:
+            try:
+                found = destination.head(obj["dest_key"])
+                if found is None or found.size != obj["size"]:
+                    failed.append({"key": obj["key"], "reason": "the copy is not at the destination "
+                                   "with the expected size; the source was kept"})
+                    continue
+                source.delete(obj["key"])
+                deleted.append(obj["key"])
+            except errors.PermanentError as exc:
+                failed.append({"key": obj["key"], "reason": f"source kept: {exc}"})
+        return _event("ObjectsDeleted", task, deleted=deleted, failed=failed)
+
+
+def _copied(obj: dict, checksum: str | None, *, skipped: bool = False) -> dict:
+    return {"key": obj["key"], "dest_key": obj["dest_key"], "size": obj["size"],
+            "checksum": checksum, "skipped": skipped}
+
+
+def _event(type_: str, task: dict, **fields) -> dict:
+    return messages.build(type_, job_id=task["job_id"], task_id=task["task_id"], **fields)

@@ -1,0 +1,56 @@
+"""``cloudmover-worker --region R``: run one worker process.
+
+Configuration comes from the environment (the head node's fleet provider sets
+it): ``CLOUDMOVER_BUS_URL``, ``CLOUDMOVER_BUS_OPTIONS`` (JSON transport
+options), ``CLOUDMOVER_SECRET_KEY`` (opens sealed credentials),
+``CLOUDMOVER_WORKER_THREADS``, ``CLOUDMOVER_OBJECT_THREADS``,
+``CLOUDMOVER_VISIBILITY_TIMEOUT``, ``CLOUDMOVER_MAX_RECEIVES``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+
+from pipeline.bus import Bus, BusConfig
+from pipeline.credentials import Sealer
+from worker.executor import Executor, StoreCache
+from worker.runner import Worker, WorkerConfig
+from worker.strategies import MemoryBudget
+
+
+def config_from_env(region: str, env=os.environ) -> WorkerConfig:
+    missing = [name for name in ("CLOUDMOVER_BUS_URL", "CLOUDMOVER_SECRET_KEY") if not env.get(name)]
+    if missing:
+        raise SystemExit(f"cloudmover-worker: set {', '.join(missing)} (the head node's values)")
+    bus = BusConfig(url=env["CLOUDMOVER_BUS_URL"],
+                    transport_options=json.loads(env.get("CLOUDMOVER_BUS_OPTIONS") or "{}"),
+                    visibility_timeout=int(env.get("CLOUDMOVER_VISIBILITY_TIMEOUT", 120)),
+                    max_receives=int(env.get("CLOUDMOVER_MAX_RECEIVES", 5)))
+    return WorkerConfig(region=region, bus=bus, secret_key=env["CLOUDMOVER_SECRET_KEY"],
+                        task_threads=int(env.get("CLOUDMOVER_WORKER_THREADS", 4)),
+                        object_threads=int(env.get("CLOUDMOVER_OBJECT_THREADS", 16)))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="cloudmover-worker", description=__doc__.splitlines()[0])
+    parser.add_argument("--region", required=True, help="region whose task queue this worker drains")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = config_from_env(args.region)
+    stores = StoreCache(Sealer(config.secret_key), pool_size=config.object_threads * config.task_threads)
+    executor = Executor(stores, object_threads=config.object_threads, memory=MemoryBudget(config.memory_budget))
+    worker = Worker(config, executor, Bus(config.bus))
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop())
+    logging.getLogger("cloudmover.worker").info("worker %s draining %s", worker.worker_id, worker.queue)
+    worker.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

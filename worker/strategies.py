@@ -1,0 +1,123 @@
+"""How one object, or one part, is copied and verified.
+
+Server-side when source and destination share an endpoint and credentials
+(CopyObject / UploadPartCopy: no bytes through the worker); otherwise a read
+streamed into a write, with an MD5 computed on the way and sent as
+Content-MD5 so the store verifies what it received. Every copy is checked
+against the source's size and, where the source ETag is a plain MD5, its
+content checksum.
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+
+from pipeline import errors
+from pipeline.checksums import plain_md5
+
+READ_CHUNK = 1 << 20
+
+
+class MemoryBudget:
+    """Bounds the bytes held in buffers by all copies of a worker at once."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._free = limit
+        self._cond = threading.Condition()
+
+    def take(self, amount: int) -> int:
+        amount = min(amount, self.limit)
+        with self._cond:
+            self._cond.wait_for(lambda: self._free >= amount)
+            self._free -= amount
+        return amount
+
+    def give(self, amount: int) -> None:
+        with self._cond:
+            self._free += amount
+            self._cond.notify_all()
+
+
+def read_verified(download, *, expected: int, etag: str | None, what: str) -> tuple[bytes, bytes]:
+    """All bytes of a download and their MD5, checked against size and source checksum."""
+    digest = hashlib.md5(usedforsecurity=False)
+    chunks = []
+    try:
+        for chunk in iter(lambda: download.body.read(READ_CHUNK), b""):
+            digest.update(chunk)
+            chunks.append(chunk)
+    except errors.PipelineError:
+        raise
+    except Exception as exc:  # a connection dropped mid-body: read again later
+        raise errors.TransientStoreError(f"{what}: read interrupted: {exc}") from exc
+    finally:
+        download.body.close()
+    data = b"".join(chunks)
+    if len(data) != expected:
+        raise errors.VerificationFailed(f"{what}: read {len(data)} bytes, expected {expected}")
+    source_md5 = plain_md5(etag)
+    if source_md5 and digest.hexdigest() != source_md5:
+        raise errors.VerificationFailed(f"{what}: content checksum differs from the source ETag")
+    return data, digest.digest()
+
+
+def copy_object(source, destination, obj: dict, *, memory: MemoryBudget) -> str:
+    """Copy one whole object; the checksum that verified it, as 'algorithm:value'."""
+    key, dest_key, size, etag = obj["key"], obj["dest_key"], obj["size"], obj.get("etag")
+    what = f"copy {source.spec.url(key)}"
+    if source.spec.same_endpoint(destination.spec):
+        result = destination.copy_from(source.spec, key, dest_key, etag=etag)
+        landed = (result.get("ETag") or "").strip('"')
+        if plain_md5(etag):
+            if landed != etag:
+                raise errors.VerificationFailed(f"{what}: the copy's ETag {landed} differs from {etag}")
+            return f"md5:{etag}"
+        return _verify_size(destination, dest_key, size, what)
+    held = memory.take(size)
+    try:
+        download = source.get(key, etag=etag)
+        data, md5 = read_verified(download, expected=size, etag=etag or download.etag, what=what)
+        attrs = download.attributes
+        if download.tag_count:
+            attrs.tags = source.tags(key)
+        landed = destination.put(dest_key, data, md5=md5, attrs=attrs)
+    finally:
+        memory.give(held)
+    if plain_md5(landed) and landed != md5.hex():
+        raise errors.VerificationFailed(f"{what}: the store recorded checksum {landed}, sent {md5.hex()}")
+    return f"md5:{md5.hex()}"
+
+
+def _verify_size(destination, dest_key: str, size: int, what: str) -> str:
+    found = destination.head(dest_key)
+    if found is None or found.size != size:
+        got = "nothing" if found is None else f"{found.size} bytes"
+        raise errors.VerificationFailed(f"{what}: the destination holds {got}, expected {size} bytes")
+    return f"size:{size}"
+
+
+def copy_part(source, destination, task: dict, *, memory: MemoryBudget) -> tuple[str, str | None]:
+    """Copy one part; its ETag at the destination and the checksum sent (if streamed)."""
+    what = f"copy part {task['part_number']} of {source.spec.url(task['key'])}"
+    if source.spec.same_endpoint(destination.spec):
+        etag = destination.upload_part_copy(
+            source.spec, task["key"], task["dest_key"], upload_id=task["upload_id"],
+            part_number=task["part_number"], offset=task["offset"], length=task["length"], etag=task.get("etag"))
+        return etag, None
+    held = memory.take(task["length"])
+    try:
+        download = source.get(task["key"], etag=task.get("etag"), offset=task["offset"], length=task["length"])
+        data, md5 = read_verified(download, expected=task["length"], etag=None, what=what)
+        etag = destination.upload_part(task["dest_key"], task["upload_id"], task["part_number"], data,
+                                       md5=md5, offset=task["offset"])
+    finally:
+        memory.give(held)
+    return etag, f"md5:{md5.hex()}"
+
+
+def complete_upload(destination, task: dict) -> str:
+    """Close a multipart upload and check the object that results; idempotent."""
+    what = f"complete {destination.spec.url(task['dest_key'])}"
+    destination.complete_multipart(task["dest_key"], task["upload_id"], task["parts"])
+    return _verify_size(destination, task["dest_key"], task["object_size"], what)
