@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 
 from pipeline import bus as busmod
@@ -29,6 +30,7 @@ log = logging.getLogger("cloudmover.headnode")
 class HeadNode:
     def __init__(self, config: dict | None = None, *, list_page_size: int = 1000):
         self.config = load_config(config)
+        os.makedirs(self.config["DATA_DIR"], mode=0o700, exist_ok=True)
         secret = ensure_secret(self.config, "SECRET_KEY", "secret.key")
         self.database = models.connect(self.config["DATABASE"])
         self.bus = busmod.Bus(busmod.BusConfig(
@@ -47,6 +49,7 @@ class HeadNode:
         if self.config["FLEET"] != "local":
             return None
         env = {"CLOUDMOVER_BUS_URL": self.config["BUS_URL"], "CLOUDMOVER_SECRET_KEY": secret,
+               "CLOUDMOVER_QUEUE_PREFIX": self.config["QUEUE_PREFIX"],
                "CLOUDMOVER_BUS_OPTIONS": json.dumps(self.config["BUS_OPTIONS"]),
                "CLOUDMOVER_VISIBILITY_TIMEOUT": str(self.config["VISIBILITY_TIMEOUT"]),
                "CLOUDMOVER_MAX_RECEIVES": str(self.config["MAX_RECEIVES"]),

@@ -139,6 +139,10 @@ class Bus:
     def publish(self, queue: str, body: dict) -> None:
         self._queue(queue).put(body, serializer="json")
 
+    def publish_raw(self, queue: str, text: str) -> None:
+        """Send ``text`` as it is (what an integrator's own client may send)."""
+        self._queue(queue).put(text, content_type="text/plain", content_encoding="utf-8")
+
     def receive(self, queue: str, timeout: float) -> Delivery | None:
         try:
             message = self._queue(queue).get(block=True, timeout=timeout)

@@ -8,6 +8,8 @@ can resume after a key, as on S3. Local files carry no user metadata or tags.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import io
 import mimetypes
@@ -108,12 +110,23 @@ class LocalStore:
     # -- writing -------------------------------------------------------------
     def put(self, key: str, data: bytes, *, md5: bytes, attrs: ObjectAttributes) -> str:
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.with_name(f".{target.name}{_TEMP_MARK}{uuid.uuid4().hex}")
-        with open(temp, "wb") as handle:
-            handle.write(data)
-        os.replace(temp, target)
+        with self._writing(key):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(temp, "wb") as handle:
+                handle.write(data)
+            os.replace(temp, target)
         return md5.hex()
+
+    @contextlib.contextmanager
+    def _writing(self, key: str):
+        """Translate OS errors while writing ``key`` into store errors a user can act on."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EIO, errno.EAGAIN, errno.EINTR):
+                raise errors.TransientStoreError(f"write {self.spec.url(key)}: {exc.strerror}") from exc
+            raise errors.StoreError(f"write {self.spec.url(key)}: {exc.strerror}") from exc
 
     def _upload_path(self, key: str, upload_id: str) -> Path:
         target = self.path(key)
@@ -122,8 +135,9 @@ class LocalStore:
     def create_multipart(self, key: str, attrs: ObjectAttributes) -> str:
         upload_id = uuid.uuid4().hex
         temp = self._upload_path(key, upload_id)
-        temp.parent.mkdir(parents=True, exist_ok=True)
-        temp.touch()
+        with self._writing(key):
+            temp.parent.mkdir(parents=True, exist_ok=True)
+            temp.touch()
         return upload_id
 
     def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes, *,
@@ -135,7 +149,8 @@ class LocalStore:
             raise errors.StoreError(f"write part {part_number} of {self.spec.url(key)}: "
                                     "NoSuchUpload: the upload was completed or aborted") from None
         try:
-            os.pwrite(fd, data, offset)
+            with self._writing(key):
+                os.pwrite(fd, data, offset)
         finally:
             os.close(fd)
         return md5.hex()

@@ -107,7 +107,10 @@ class S3Store:
 
     # -- reading -------------------------------------------------------------
     def check(self, write: bool = False) -> None:
-        self._call(f"open {self._where()}", "head_bucket", Bucket=self.spec.bucket)
+        try:
+            self._call(f"open {self._where()}", "head_bucket", Bucket=self.spec.bucket)
+        except errors.NoSuchKey:   # HEAD has no body: a bare 404 here means the bucket
+            raise errors.NoSuchBucket(f"open {self._where()}: the bucket does not exist") from None
 
     def list(self, prefix: str, *, recursive: bool = True,
              start_after: str | None = None) -> Iterator[list[ObjectInfo]]:

@@ -2,8 +2,8 @@
 
 Configuration comes from the environment (the head node's fleet provider sets
 it): ``CLOUDMOVER_BUS_URL``, ``CLOUDMOVER_BUS_OPTIONS`` (JSON transport
-options), ``CLOUDMOVER_SECRET_KEY`` (opens sealed credentials),
-``CLOUDMOVER_WORKER_THREADS``, ``CLOUDMOVER_OBJECT_THREADS``,
+options), ``CLOUDMOVER_QUEUE_PREFIX`` (the head node's queue name prefix),
+``CLOUDMOVER_SECRET_KEY`` (opens sealed credentials), ``CLOUDMOVER_WORKER_THREADS``, ``CLOUDMOVER_OBJECT_THREADS``,
 ``CLOUDMOVER_VISIBILITY_TIMEOUT``, ``CLOUDMOVER_MAX_RECEIVES``.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ def config_from_env(region: str, env=os.environ) -> WorkerConfig:
         raise SystemExit(f"cloudmover-worker: set {', '.join(missing)} (the head node's values)")
     bus = BusConfig(url=env["CLOUDMOVER_BUS_URL"],
                     transport_options=json.loads(env.get("CLOUDMOVER_BUS_OPTIONS") or "{}"),
+                    prefix=env.get("CLOUDMOVER_QUEUE_PREFIX", BusConfig.prefix),
                     visibility_timeout=int(env.get("CLOUDMOVER_VISIBILITY_TIMEOUT", 120)),
                     max_receives=int(env.get("CLOUDMOVER_MAX_RECEIVES", 5)))
     return WorkerConfig(region=region, bus=bus, secret_key=env["CLOUDMOVER_SECRET_KEY"],

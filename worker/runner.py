@@ -90,14 +90,16 @@ class Worker:
             delivery.ack()
             self.tasks_done += 1
             self.bytes_done += _bytes_of(event)
-        except errors.RetryableError as exc:
-            log.warning("task %s attempt %d failed, will retry: %s", task["task_id"], attempt, exc)
-            self._publish(self._failed(task, exc, retryable=True, attempt=attempt))
-            delivery.extend(min(60, 2 ** attempt))   # back off before the next delivery
         except errors.PermanentError as exc:
             log.error("task %s failed: %s", task["task_id"], exc)
             self._publish(self._failed(task, exc, retryable=False, attempt=attempt))
             delivery.ack()
+        except Exception as exc:  # retryable, or a bug: report it, let the queue redeliver or dead-letter
+            if not isinstance(exc, errors.RetryableError):
+                log.exception("task %s hit an unexpected error", task["task_id"])
+            log.warning("task %s attempt %d failed, will retry: %s", task["task_id"], attempt, exc)
+            self._publish(self._failed(task, exc, retryable=True, attempt=attempt))
+            delivery.extend(min(60, 2 ** attempt))   # back off before the next delivery
         finally:
             with self._lock:
                 self._inflight.pop(id(delivery), None)

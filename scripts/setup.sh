@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Set up CloudMover in ./.venv on a fresh Debian machine with Python 3.11:
+# installs what the OS lacks (apt-get, as root), then the project and its
+# test and benchmark tools from PyPI. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+
+if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq python3-venv python3-dev build-essential
+fi
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'

@@ -1,0 +1,140 @@
+"""Bad input gets a clear error and loses nothing (acceptance 7)."""
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from pipeline import bus as busmod
+from pipeline import errors
+from pipeline.credentials import Credentials
+from test_cp import run_cp
+from conftest import bus_config
+from support.waiting import wait_finished, wait_for
+
+
+def listing(client, bucket):
+    return sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", ()))
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("wrong credentials", "access denied"),
+    ("missing bucket", "the bucket does not exist"),
+    ("empty prefix", "holds no objects"),
+    ("missing prefix", "holds no objects"),
+    ("inside the source", "lies inside the source"),
+    ("the source itself", "is the source itself"),
+])
+def test_refused_jobs_say_why_and_write_nothing(case, expected, buckets, s3_env, head_node):
+    source, dest = buckets
+    client = s3_env.client()
+    client.put_object(Bucket=source, Key="data/a", Body=b"a")
+    client.put_object(Bucket=source, Key="empty-dir/", Body=b"")
+    node = head_node()
+    args = {"source": f"s3://{source}/data/", "destination": f"s3://{dest}/out/",
+            "endpoint_url": s3_env.endpoint_url}
+    if case == "wrong credentials":
+        args["credentials"] = Credentials(s3_env.access_key, "not-the-secret")
+    elif case == "missing bucket":
+        args["source"] = "s3://no-such-bucket-cloudmover/data/"
+    elif case == "empty prefix":
+        args["source"] = f"s3://{source}/empty-dir/nothing/"
+    elif case == "missing prefix":
+        args["source"] = f"s3://{source}/never-written/"
+    elif case == "inside the source":
+        args["destination"] = f"s3://{source}/data/copy/"
+    elif case == "the source itself":
+        args["destination"] = f"s3://{source}/data/"
+    with pytest.raises(errors.PermanentError) as refused:
+        node.service.create(**args)
+    assert expected in str(refused.value)
+    assert "not-the-secret" not in str(refused.value)
+    assert listing(client, dest) == []
+    assert listing(client, source) == ["data/a", "empty-dir/"]
+
+
+def test_cp_prints_the_reason_and_exits_non_zero(buckets, s3_env):
+    source, dest = buckets
+    result = run_cp(f"s3://{source}/nothing-here/", f"s3://{dest}/", "--recursive",
+                    "--endpoint-url", s3_env.endpoint_url)
+    assert result.returncode == 2
+    assert "holds no objects" in result.stderr
+
+
+def test_failed_copy_in_a_move_keeps_its_source(tmp_path):
+    source, dest = tmp_path / "src", tmp_path / "dst"
+    (source / "blocked").mkdir(parents=True)
+    (source / "blocked" / "x.bin").write_bytes(b"kept")
+    (source / "fine.bin").write_bytes(b"moved")
+    dest.mkdir()
+    (dest / "blocked").write_bytes(b"a file where a directory is needed")
+
+    result = run_cp(str(source), str(dest), "--recursive", "--move")
+
+    assert result.returncode == 1
+    assert "failed: blocked/x.bin: write " in result.stderr and "File exists" in result.stderr
+    assert (source / "blocked" / "x.bin").read_bytes() == b"kept"
+    assert not (source / "fine.bin").exists()
+    assert (dest / "fine.bin").read_bytes() == b"moved"
+
+
+def test_move_deletes_sources_only_after_verified_copies(buckets, s3_env):
+    source, dest = buckets
+    client = s3_env.client()
+    for n in range(30):
+        client.put_object(Bucket=source, Key=f"m/{n}", Body=str(n).encode() * 100)
+    result = run_cp(f"s3://{source}/m/", f"s3://{dest}/m/", "--recursive", "--move", "--json",
+                    "--endpoint-url", s3_env.endpoint_url)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["deleted"] == 30
+    assert listing(client, source) == []
+    assert all(client.get_object(Bucket=dest, Key=f"m/{n}")["Body"].read() == str(n).encode() * 100
+               for n in range(30))
+
+
+@pytest.mark.parametrize("bus_kind", ["sqlite", "sqs"])
+@pytest.mark.parametrize("raw, reason", [
+    ("this is not json", "not valid JSON"),
+    (json.dumps({"schema_version": 1, "type": "SubmitJob", "source": "s3://a/"}), "destination"),
+    (json.dumps({"schema_version": 1, "type": "SubmitJob", "source": "s3://a/", "destination": "s3://b/",
+                 "speed": "ludicrous", "request_id": "req-7"}), "speed: Unknown field"),
+    (json.dumps({"schema_version": 1, "type": "SubmitJob", "source": "s3://no-such-bucket-cm/x/",
+                 "destination": "/tmp/cm-never", "request_id": "req-8"}), "the bucket does not exist"),
+])
+def test_malformed_submissions_are_answered_not_dropped(bus_kind, raw, reason, tmp_path, request, s3_env,
+                                                        head_node):
+    moto = request.getfixturevalue("moto") if bus_kind == "sqs" else None
+    node = head_node(**bus_config(bus_kind, tmp_path, moto), ENDPOINT_URL=s3_env.endpoint_url)
+    if bus_kind == "sqs":   # an integrator sends a plain SQS message, not a kombu envelope
+        sqs = boto3.client("sqs", endpoint_url=moto.endpoint_url, region_name="us-east-1",
+                           aws_access_key_id="testing", aws_secret_access_key="testing")
+        url = sqs.get_queue_url(QueueName=node.bus.name(busmod.SUBMISSIONS))["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=raw)
+    else:
+        node.bus.publish_raw(busmod.SUBMISSIONS, raw)
+    reply = wait_for(lambda: node.bus.receive(busmod.SUBMISSION_REPLIES, timeout=1), timeout=60,
+                     what="the reply to the submission")
+    answer = reply.json()
+    reply.ack()
+    assert answer["type"] == "SubmissionRejected"
+    assert reason in answer["reason"]
+    assert answer["received"] == raw[:2000]
+    if "request_id" in raw:
+        assert answer["request_id"] == json.loads(raw)["request_id"]
+    wait_for(lambda: node.bus.size(busmod.SUBMISSIONS) == 0, timeout=30, what="the submission to be settled")
+
+
+def test_a_valid_submission_is_accepted_and_runs(buckets, s3_env, head_node, tmp_path):
+    source, dest = buckets
+    s3_env.client().put_object(Bucket=source, Key="in/file", Body=b"payload")
+    node = head_node(ENDPOINT_URL=s3_env.endpoint_url)
+    node.bus.publish(busmod.SUBMISSIONS, {"schema_version": 1, "type": "SubmitJob", "request_id": "r1",
+                                          "source": f"s3://{source}/in/", "destination": f"s3://{dest}/out/"})
+    reply = wait_for(lambda: node.bus.receive(busmod.SUBMISSION_REPLIES, timeout=1), timeout=60,
+                     what="the reply")
+    answer = reply.json()
+    reply.ack()
+    assert answer["type"] == "JobAccepted" and answer["request_id"] == "r1"
+    assert wait_finished(node.service, answer["job_id"]).state == "complete"
+    assert s3_env.client().get_object(Bucket=dest, Key="out/file")["Body"].read() == b"payload"
