@@ -35,6 +35,7 @@ class Conflict(errors.PipelineError):
 class JobService:
     def __init__(self, config: dict, sealer: Sealer, bus: busmod.Bus):
         self.config, self.sealer, self.bus = config, sealer, bus
+        self._ensured: set[str] = set()
 
     # -- creating ---------------------------------------------------------------
     def create(self, *, source: str, destination: str, move: bool = False, recursive: bool = True,
@@ -98,6 +99,9 @@ class JobService:
     def publish_pending(self, job: Job) -> int:
         """Publish the tasks of ``job`` written but not yet sent; mark them queued."""
         queue = busmod.task_queue(job.region)
+        if queue not in self._ensured:   # with its dead-letter queue, before the first task
+            self.bus.ensure(queue)
+            self._ensured.add(queue)
         sent = 0
         while True:
             batch = list(Task.select().where((Task.job == job.id) & (Task.state == "pending"))

@@ -105,27 +105,40 @@ class Bus:
             options.setdefault("polling_interval", 0.05)
         return options
 
-    def _connection(self) -> kombu.Connection:
-        conn = getattr(self._local, "conn", None)
+    # One connection per thread for publishing, and one per (thread, queue) for
+    # consuming: a kombu consumer drains every queue consumed on its connection,
+    # so a shared one would lease other queues' messages into this thread.
+    def _publisher(self) -> kombu.Connection:
+        conn = getattr(self._local, "publisher", None)
         if conn is None:
-            conn = kombu.Connection(self.config.url, transport_options=self._transport_options())
-            self._local.conn, self._local.queues = conn, {}
+            conn = self._local.publisher = self._new_connection()
+            self._local.declared = set()
         return conn
 
-    def _queue(self, queue: str) -> kombu.simple.SimpleQueue:
-        conn = self._connection()
-        simple = self._local.queues.get(queue)
+    def _new_connection(self) -> kombu.Connection:
+        return kombu.Connection(self.config.url, transport_options=self._transport_options())
+
+    def _consumer(self, queue: str) -> kombu.simple.SimpleQueue:
+        consumers = self._local.__dict__.setdefault("consumers", {})
+        simple = consumers.get(queue)
         if simple is None:
-            simple = self._local.queues[queue] = conn.SimpleQueue(self.name(queue), serializer="json")
+            conn = self._new_connection()
+            simple = consumers[queue] = conn.SimpleQueue(self.name(queue), serializer="json")
+            simple.consumer.qos(prefetch_count=1)   # never hold (lease) more than the message in hand
         return simple
 
+    def _kombu_queue(self, queue: str) -> kombu.Queue:
+        name = self.name(queue)
+        return kombu.Queue(name, kombu.Exchange(name), routing_key=name)
+
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
+        """Close this thread's connections."""
+        for simple in self._local.__dict__.pop("consumers", {}).values():
+            simple.close()
+            simple.channel.connection.client.release()
+        conn = self._local.__dict__.pop("publisher", None)
         if conn is not None:
-            for simple in self._local.queues.values():
-                simple.close()
             conn.release()
-            self._local.conn = None
 
     # -- messages --------------------------------------------------------------
     def ensure(self, queue: str) -> None:
@@ -134,24 +147,34 @@ class Bus:
             from pipeline.sqs_queues import ensure_sqs_queue
             ensure_sqs_queue(self, queue)
         else:
-            self._queue(queue)
+            self._kombu_queue(queue)(self._publisher().default_channel).declare()
+
+    def _send(self, queue: str, body, **options) -> None:
+        conn = self._publisher()
+        target = self._kombu_queue(queue)
+        declare = [] if queue in self._local.declared else [target]
+        conn.Producer().publish(body, exchange=target.exchange, routing_key=target.routing_key,
+                                declare=declare, **options)
+        self._local.declared.add(queue)
 
     def publish(self, queue: str, body: dict) -> None:
-        self._queue(queue).put(body, serializer="json")
+        self._send(queue, body, serializer="json")
 
     def publish_raw(self, queue: str, text: str) -> None:
         """Send ``text`` as it is (what an integrator's own client may send)."""
-        self._queue(queue).put(text, content_type="text/plain", content_encoding="utf-8")
+        self._send(queue, text, content_type="text/plain", content_encoding="utf-8")
 
     def receive(self, queue: str, timeout: float) -> Delivery | None:
+        consumer = self._consumer(queue)
         try:
-            message = self._queue(queue).get(block=True, timeout=timeout)
-        except self._queue(queue).Empty:
+            message = consumer.get(block=True, timeout=timeout)
+        except consumer.Empty:
             return None
         return Delivery(self, queue, message)
 
     def size(self, queue: str) -> int:
-        return self._queue(queue).qsize()
+        channel = self._publisher().default_channel
+        return channel.queue_declare(self.name(queue), passive=True).message_count
 
     def receive_count(self, message) -> int:
         if self.config.is_sqs:
@@ -166,7 +189,7 @@ class Bus:
         return sqlite_transport.extend_lease(message, seconds)
 
     def channel(self):
-        return self._connection().default_channel
+        return self._publisher().default_channel
 
 
 def sqs_endpoint(url: str) -> dict:

@@ -65,8 +65,8 @@ Delivery semantics
 * The delivery tag is ``"sqlite-queue:<row id>:<lease token>"`` (like SQS,
   whose delivery tag is the receipt handle); the same values are also in
   ``message.delivery_info['sqlite_queue']`` (``id``, ``lease``, ``queue``,
-  ``receive_count``, ``lease_expires_at``, ``pid`` of the receiver).  ``delivery_info['redelivered']``
-  is true when ``receive_count > 1``.
+  ``receive_count``, ``lease_expires_at``, ``pid`` of the receiver).
+  ``delivery_info['redelivered']`` is true when ``receive_count > 1``.
 * **Ack rule**: ack deletes the row only if its lease token is still the one
   of this delivery, i.e. nobody has received the message since.  That is the
   case even if the lease time has passed but no other consumer has claimed it
@@ -112,6 +112,18 @@ Caveats
 * A consumer that holds messages longer than ``visibility_timeout`` (including
   prefetched ones and Celery ETA/countdown tasks) will see them redelivered
   unless it extends the lease.
+* Several ``SimpleQueue``/``Consumer`` objects on one ``Connection`` share
+  its default channel, and ``drain_events`` (which ``SimpleQueue.get`` calls)
+  serves all of them: waiting on queue A also receives -- and so leases --
+  messages of queue B into B's buffer.  They are not lost (redelivered after
+  the lease, or released when the channel closes), but they wait there.
+  Use one connection (or channel) per consumed queue to avoid that.
+* ``_size``/``qsize()``/``queue_declare`` count *ready* messages only (like
+  AMQP); :meth:`Channel.queue_stats` gives ``ready``/``in_flight``/``total``.
+  ``queue_purge`` deletes ready messages only; ``queue_delete`` deletes the
+  queue with all its messages, leased ones included.
+* The database file does not shrink when queues drain (free pages are
+  reused).
 * Closing a ``Connection`` while other threads still use it is not supported.
 * Connections inherited through ``fork()`` are never used or closed in the
   child (SQLite forbids it); the child opens its own.

@@ -394,7 +394,10 @@ from pipeline import sqlite_transport as st
 st.register()
 url, queue, out, ready, go = sys.argv[1:6]
 got = []
+# synchronous=NORMAL: this test is about exclusivity, not fsync; it keeps
+# the test quick when the disk is busy
 with kombu.Connection(url, transport_options={"visibility_timeout": 300,
+                                              "synchronous": "NORMAL",
                                               "polling_interval": 0.02}) as conn:
     def on_message(body, message):
         got.append(body["i"])
@@ -421,7 +424,7 @@ with open(out, "w") as f:
 
 def test_two_processes_consume_disjoint_exactly_once(url, tmp_path):
     total = 2000
-    with connect(url) as conn:
+    with connect(url, synchronous="NORMAL") as conn:
         producer = conn.Producer(serializer="json")
         for i in range(total):
             producer.publish({"i": i}, routing_key="bulk")
@@ -457,7 +460,7 @@ def test_two_processes_consume_disjoint_exactly_once(url, tmp_path):
 
 def test_threads_with_own_connections_share_the_file(url):
     total, nthreads = 600, 3
-    with connect(url) as conn:
+    with connect(url, synchronous="NORMAL") as conn:
         producer = conn.Producer(serializer="json")
         for i in range(total):
             producer.publish({"i": i}, routing_key="threads")
@@ -466,7 +469,7 @@ def test_threads_with_own_connections_share_the_file(url):
 
     def work(k):
         try:
-            with connect(url) as c:
+            with connect(url, synchronous="NORMAL") as c:
                 q = c.SimpleQueue("threads")
                 deadline = time.monotonic() + 100
                 while time.monotonic() < deadline:
