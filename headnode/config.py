@@ -31,6 +31,7 @@ DEFAULTS: dict = {
     "MULTIPART_THRESHOLD": 64 * MiB,
     "PART_SIZE": 64 * MiB,
     "BATCH_OBJECTS": 100,
+    "LIST_PAGE_SIZE": 1000,                  # source objects planned (and persisted) per transaction
     "FLEET": "local",                        # local | none (workers started elsewhere)
     "LOCAL_WORKERS": {"express": 2, "plus": 4, "ultra": 8},
     "WORKER_THREADS": 4,
@@ -73,6 +74,8 @@ def _complete(config: dict) -> dict:
     config["BUS_URL"] = config["BUS_URL"] or f"sqlite-queue://{data / 'queue.db'}"
     if config["MULTIPART_THRESHOLD"] < 1 or config["PART_SIZE"] < 1:
         raise ValueError("MULTIPART_THRESHOLD and PART_SIZE must be positive")
+    if config["LIST_PAGE_SIZE"] < 1:
+        raise ValueError("LIST_PAGE_SIZE must be positive")
     if config["FLEET"] not in ("local", "none"):
         raise ValueError("FLEET must be 'local' or 'none'")
     for tier in ("express", "plus", "ultra"):

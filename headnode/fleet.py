@@ -51,9 +51,13 @@ class LocalFleet:
     def workers(self) -> dict[str, int]:
         return {region: sum(p.poll() is None for p in s.processes) for region, s in self._regions.items()}
 
-    def pids(self, region: str) -> list[int]:
+    def processes(self, region: str) -> list[subprocess.Popen]:
+        """The live worker processes of ``region``."""
         state = self._regions.get(region)
-        return [p.pid for p in state.processes if p.poll() is None] if state else []
+        return [p for p in state.processes if p.poll() is None] if state else []
+
+    def pids(self, region: str) -> list[int]:
+        return [p.pid for p in self.processes(region)]
 
     def stop_all(self) -> None:
         for state in self._regions.values():

@@ -25,10 +25,12 @@ from headnode.planning import Planner
 from headnode.submissions import SubmissionConsumer
 
 log = logging.getLogger("cloudmover.headnode")
+POLL_SECONDS = 0.5            # how long a loop waits on its queue before checking for stop
+HOUSEKEEPING_SECONDS = 0.25   # fleet and dead-letter checks: workers start soon after a job does
 
 
 class HeadNode:
-    def __init__(self, config: dict | None = None, *, list_page_size: int = 1000):
+    def __init__(self, config: dict | None = None):
         self.config = load_config(config)
         os.makedirs(self.config["DATA_DIR"], mode=0o700, exist_ok=True)
         secret = ensure_secret(self.config, "SECRET_KEY", "secret.key")
@@ -38,7 +40,7 @@ class HeadNode:
             prefix=self.config["QUEUE_PREFIX"], visibility_timeout=self.config["VISIBILITY_TIMEOUT"],
             max_receives=self.config["MAX_RECEIVES"]))
         self.service = JobService(self.config, Sealer(secret), self.bus)
-        self.planner = Planner(self.service, page_size=list_page_size)
+        self.planner = Planner(self.service, page_size=self.config["LIST_PAGE_SIZE"])
         self.aggregator = Aggregator(self.service)
         self.submissions = SubmissionConsumer(self.service, self.bus)
         self.fleet = self._fleet(secret)
@@ -72,10 +74,10 @@ class HeadNode:
 
     def stop(self) -> None:
         self.stopping.set()
+        if self.fleet:   # workers wind down while the loops do
+            self.fleet.stop_all()
         for thread in self._threads:
             thread.join(timeout=30)
-        if self.fleet:
-            self.fleet.stop_all()
         self.database.close()
 
     def _guard(self, name: str, loop) -> None:
@@ -96,7 +98,7 @@ class HeadNode:
 
     def _events(self) -> None:
         while not self.stopping.is_set():
-            delivery = self.bus.receive(busmod.EVENTS, timeout=1.0)
+            delivery = self.bus.receive(busmod.EVENTS, timeout=POLL_SECONDS)
             if delivery is None:
                 continue
             try:
@@ -110,17 +112,19 @@ class HeadNode:
 
     def _submissions(self) -> None:
         while not self.stopping.is_set():
-            delivery = self.bus.receive(busmod.SUBMISSIONS, timeout=1.0)
+            delivery = self.bus.receive(busmod.SUBMISSIONS, timeout=POLL_SECONDS)
             if delivery is not None:
                 self.submissions.handle(delivery)
 
     def _housekeeping(self) -> None:
-        while not self.stopping.wait(1.0):
+        while True:
             regions = self._active_regions()
             for region in regions:
                 self._drain_dead_letters(region)
             if self.fleet:
                 self.fleet.reconcile(regions)
+            if self.stopping.wait(HOUSEKEEPING_SECONDS):
+                return
 
     def _active_regions(self) -> dict[str, list[str]]:
         demand: dict[str, list[str]] = {}

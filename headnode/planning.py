@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 
 from pipeline import errors
+from pipeline.checksums import already_present
 from pipeline.planner import PlanSettings, part_tasks, plan_page
 from pipeline.store import ObjectInfo
 from headnode import models
+from headnode.aggregator import finish_if_done
 from headnode.jobs import JobService
 from headnode.models import Job, Upload, db
 
@@ -32,8 +34,12 @@ class Planner:
                 models.log(job, f"head node restarted: republished {sent} unsent task(s)")
 
     def step(self) -> bool:
-        """Plan every page of the next job waiting for planning; False when none waits."""
-        job = (Job.select().where(Job.state.in_(("queued", "planning")) & ~Job.planning_done)
+        """Plan every page of the next job waiting for planning; False when none waits.
+
+        A job turns ``running`` with its first committed page, so a job whose planning a
+        stopped head node left half done is ``running`` and not yet ``planning_done``.
+        """
+        job = (Job.select().where(Job.state.in_(("queued", "planning", "running")) & ~Job.planning_done)
                .order_by(Job.id).first())
         if job is None:
             return False
@@ -65,7 +71,6 @@ class Planner:
                 job.finished_at = models.now()
             job.save()
             models.log(job, f"planning done: {job.objects_total} object(s), {job.bytes_total} bytes")
-        from headnode.aggregator import finish_if_done
         finish_if_done(self.service, job.id)
 
     def _pages(self, job: Job, source):
@@ -136,11 +141,9 @@ class Planner:
             job.error = f"planning failed: {reason}"
             job.save()
             models.log(job, job.error, "error")
-        from headnode.aggregator import finish_if_done
         finish_if_done(self.service, job.id)
 
 
 def _identical(source, destination, obj: ObjectInfo, dest_key: str) -> bool:
-    from pipeline.checksums import already_present
     return already_present(source, destination, {"key": obj.key, "dest_key": dest_key, "size": obj.size,
                                                  "etag": obj.etag})

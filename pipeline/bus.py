@@ -70,10 +70,6 @@ class Delivery:
     def ack(self) -> None:
         self._message.ack()
 
-    def release(self) -> None:
-        """Give the message back now, for another delivery."""
-        self._message.requeue()
-
     def extend(self, seconds: int) -> bool:
         """Keep the message hidden for ``seconds`` more; False if its lease was lost."""
         return self._bus.extend(self.queue, self._message, seconds)

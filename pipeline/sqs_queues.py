@@ -3,7 +3,8 @@
 A task queue is created with a dead-letter queue and a redrive policy, so SQS
 itself moves a task that keeps failing (``max_receives`` deliveries) to the
 dead-letter queue. Creation is idempotent: SQS returns the existing queue when
-the attributes agree.
+the attributes agree, and an existing queue whose attributes differ (kombu
+creates a queue on first use with its own) is updated to ours.
 """
 from __future__ import annotations
 
@@ -31,13 +32,18 @@ def ensure_sqs_queue(bus, queue: str) -> str:
                   "MessageRetentionPeriod": str(14 * 24 * 3600),
                   "ReceiveMessageWaitTimeSeconds": str(bus.config.wait_seconds)}
     if queue.startswith("tasks-"):
-        dlq_url = client.create_queue(QueueName=bus.name(bus.dead_letter(queue)),
-                                      Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)})["QueueUrl"]
+        dlq_url = _create_queue(client, bus.name(bus.dead_letter(queue)),
+                                {"MessageRetentionPeriod": str(14 * 24 * 3600)})
         dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
         attributes["RedrivePolicy"] = json.dumps({
             "deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"],
             "maxReceiveCount": str(bus.config.max_receives)})
-    name = bus.name(queue)
+    return _create_queue(client, bus.name(queue), attributes)
+
+
+def _create_queue(client, name: str, attributes: dict) -> str:
+    """The URL of queue ``name``, created or, when it exists (say, made by kombu with its own
+    attributes), given ``attributes``."""
     try:
         return client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
     except client.exceptions.QueueNameExists:

@@ -98,3 +98,21 @@ def test_cp_tags_follow_the_object_across_stores(buckets, s3_env, tmp_path):
     assert same_store.returncode == 0, same_store.stderr
     tags = client.get_object_tagging(Bucket=source, Key="moved/tagged")["TagSet"]
     assert sorted((t["Key"], t["Value"]) for t in tags) == [("kind", "raw"), ("team", "astro")]
+
+
+def test_cp_resolves_named_folders_with_their_own_keys(buckets, s3_env, monkeypatch, tmp_path):
+    source, dest = buckets
+    client = s3_env.client()
+    client.put_object(Bucket=source, Key="projects/a/frame.dpx", Body=b"dpx" * 1000)
+    folders = {"studio": {"bucket": source, "prefix": "projects", "endpoint_url": s3_env.endpoint_url,
+                          "access_key_id": s3_env.access_key, "secret_access_key": s3_env.secret_key}}
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):   # only the folder's keys may work
+        monkeypatch.delenv(name)
+    result = run_cp("folder:studio/a/", str(tmp_path / "out"), "--recursive",
+                    env_extra={"CLOUDMOVER_FOLDERS": json.dumps(folders)})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "frame.dpx").read_bytes() == b"dpx" * 1000
+    assert s3_env.secret_key not in result.stdout + result.stderr
+
+    unknown = run_cp("folder:archive/a/", str(tmp_path / "out"), env_extra={"CLOUDMOVER_FOLDERS": json.dumps(folders)})
+    assert unknown.returncode == 2 and "no folder named 'archive' (folders: studio)" in unknown.stderr

@@ -3,8 +3,8 @@
 Configuration comes from the environment (the head node's fleet provider sets
 it): ``CLOUDMOVER_BUS_URL``, ``CLOUDMOVER_BUS_OPTIONS`` (JSON transport
 options), ``CLOUDMOVER_QUEUE_PREFIX`` (the head node's queue name prefix),
-``CLOUDMOVER_SECRET_KEY`` (opens sealed credentials), ``CLOUDMOVER_WORKER_THREADS``, ``CLOUDMOVER_OBJECT_THREADS``,
-``CLOUDMOVER_VISIBILITY_TIMEOUT``, ``CLOUDMOVER_MAX_RECEIVES``.
+``CLOUDMOVER_SECRET_KEY`` (opens sealed credentials), ``CLOUDMOVER_WORKER_THREADS``,
+``CLOUDMOVER_OBJECT_THREADS``, ``CLOUDMOVER_VISIBILITY_TIMEOUT``, ``CLOUDMOVER_MAX_RECEIVES``.
 """
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ class WorkerConfig:
     object_threads: int = 16
     memory_budget: int = 512 << 20
     heartbeat_seconds: float = 5.0
-    poll_seconds: float = 1.0
+    poll_seconds: float = 0.5
 
 
 class Worker:
