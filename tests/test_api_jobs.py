@@ -1,0 +1,203 @@
+"""Jobs through the REST API: a copy run by three worker processes over either
+bus, and the list / get / cancel / retry endpoints, authentication, missing
+jobs and the OpenAPI document."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from conftest import bus_config
+from support.objects import MiB, assert_same_objects, put_objects, small_and_large
+from support.waiting import wait_for
+
+REGION = "us-east-1"
+FINAL = ("complete", "complete_with_warnings", "failed", "cancelled")
+SMALL_PARTS = {"MULTIPART_THRESHOLD": 5 * MiB, "PART_SIZE": 5 * MiB}
+
+
+def submit(api, source: str, destination: str, endpoint_url: str, **extra) -> dict:
+    response = api.post("/jobs", json={"source": source, "destination": destination,
+                                       "endpoint_url": endpoint_url, **extra})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def wait_job(api, job_id: int, states=FINAL, timeout: float = 240.0) -> dict:
+    def reached():
+        job = api.get(f"/jobs/{job_id}").json()
+        return job if job["state"] in states else None
+    return wait_for(reached, timeout=timeout, what=f"job {job_id} to reach {states}")
+
+
+def heartbeat_pids(region: str) -> set[int]:
+    """Pids of the workers that reported a heartbeat for ``region`` (worker id: host-pid-nonce)."""
+    from headnode.models import WorkerState
+    return {int(w.worker_id.rsplit("-", 2)[1]) for w in WorkerState.select().where(WorkerState.region == region)}
+
+
+@pytest.mark.parametrize("bus", ["sqlite", "sqs"])
+def test_copy_job_through_the_api_with_three_worker_processes(bus, head_node, api, buckets, s3_env, tmp_path,
+                                                               request):
+    moto = request.getfixturevalue("moto") if bus == "sqs" else None
+    source, dest = buckets
+    client = s3_env.client()
+    objects = small_and_large(7, small=300, large=(6 * MiB + 1, 11 * MiB - 3))
+    put_objects(client, source, objects)
+    node = head_node(workers=3, **SMALL_PARTS, **bus_config(bus, tmp_path, moto))
+    rest = api(node)
+
+    created = submit(rest, f"s3://{source}/", f"s3://{dest}/copy/", s3_env.endpoint_url)
+    assert created["state"] == "queued" and created["region"] == REGION
+
+    pids = wait_for(lambda: len(node.fleet.pids(REGION)) == 3 and node.fleet.pids(REGION), timeout=60,
+                    what="three worker processes")
+    for pid in pids:
+        assert "worker.main" in " ".join(psutil.Process(pid).cmdline())
+    job = wait_job(rest, created["id"])
+    assert job["state"] == "complete", job
+    total = sum(len(body) for body in objects.values())
+    assert (job["objects_total"], job["objects_done"], job["objects_failed"]) == (len(objects), len(objects), 0)
+    assert job["bytes_total"] == job["bytes_done"] == total
+    assert_same_objects(client, dest, objects, prefix="copy/")
+    # the three processes the fleet started are the ones that drained the bus
+    wait_for(lambda: set(pids) <= heartbeat_pids(REGION), timeout=30, what="a heartbeat from every worker")
+    assert node.fleet.workers()[REGION] == 3
+
+
+# -- the other endpoints, on a head node whose workers are started by hand -----------
+@pytest.fixture
+def idle_node(head_node, api):
+    """A head node without a fleet (workers are started elsewhere) and its API client."""
+    node = head_node(FLEET="none")
+    return node, api(node)
+
+
+@pytest.fixture
+def start_worker(tmp_path):
+    """Factory: a worker process for the node's region, as an operator starts one."""
+    processes = []
+
+    def start(node):
+        env = {**os.environ, "CLOUDMOVER_BUS_URL": node.config["BUS_URL"],
+               "CLOUDMOVER_SECRET_KEY": node.config["SECRET_KEY"],
+               "CLOUDMOVER_QUEUE_PREFIX": node.config["QUEUE_PREFIX"],
+               "CLOUDMOVER_VISIBILITY_TIMEOUT": str(node.config["VISIBILITY_TIMEOUT"])}
+        with open(tmp_path / f"worker{len(processes)}.log", "ab") as output:
+            processes.append(subprocess.Popen([sys.executable, "-m", "worker.main", "--region", REGION], env=env,
+                                              stdin=subprocess.DEVNULL, stdout=output, stderr=output))
+        return processes[-1]
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_get_and_list_jobs(idle_node, buckets, s3_env):
+    node, rest = idle_node
+    source, dest = buckets
+    put_objects(s3_env.client(), source, {"a": b"1", "b": b"22"})
+    first = submit(rest, f"s3://{source}/", f"s3://{dest}/one/", s3_env.endpoint_url, name="first")
+    second = submit(rest, f"s3://{source}/", f"s3://{dest}/two/", s3_env.endpoint_url)
+    rest.post(f"/jobs/{first['id']}/cancel").raise_for_status()
+
+    got = rest.get(f"/jobs/{second['id']}").json()
+    assert got["id"] == second["id"] and got["source_url"] == f"s3://{source}/"
+    assert got["destination_url"] == f"s3://{dest}/two/" and got["options"]["tier"] == "express"
+    listed = rest.get("/jobs").json()
+    assert [j["id"] for j in listed] == [second["id"], first["id"]]
+    assert listed[1]["name"] == "first" and listed[1]["state"] == "cancelled"
+    assert [j["id"] for j in rest.get("/jobs", params={"all": "false"}).json()] == [second["id"]]
+    log = rest.get(f"/jobs/{first['id']}/log").json()
+    assert any("cancelled" in line["message"] for line in log)
+
+
+def test_cancel_a_running_job(idle_node, buckets, s3_env):
+    node, rest = idle_node
+    source, dest = buckets
+    put_objects(s3_env.client(), source, {f"k{i}": b"x" for i in range(10)})
+    job = submit(rest, f"s3://{source}/", f"s3://{dest}/", s3_env.endpoint_url)
+    running = wait_job(rest, job["id"], states=("running",), timeout=60)
+    assert running["planning_done"] and running["objects_total"] == 10
+
+    cancelled = rest.post(f"/jobs/{job['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    assert cancelled.json()["finished_at"]
+    again = rest.post(f"/jobs/{job['id']}/cancel")
+    assert again.status_code == 409 and again.json()["code"] == "conflict"
+    assert rest.get(f"/jobs/{job['id']}").json()["state"] == "cancelled"
+
+
+def test_retry_copies_the_failed_objects_again(idle_node, start_worker, buckets, s3_env):
+    node, rest = idle_node
+    source, dest = buckets
+    client = s3_env.client()
+    objects = small_and_large(3, small=20)
+    put_objects(client, source, objects)
+    job = submit(rest, f"s3://{source}/", f"s3://{dest}/", s3_env.endpoint_url)
+    wait_job(rest, job["id"], states=("running",), timeout=60)
+    early = rest.post(f"/jobs/{job['id']}/retry")
+    assert early.status_code == 409 and "still running" in early.json()["message"]
+
+    client.delete_object(Bucket=source, Key="small/00007")   # vanishes after planning, before copying
+    start_worker(node)
+    done = wait_job(rest, job["id"])
+    assert done["state"] == "complete_with_warnings", done
+    assert (done["objects_done"], done["objects_failed"]) == (len(objects) - 1, 1)
+    failures = rest.get(f"/jobs/{job['id']}/failures").json()
+    assert [f["key"] for f in failures] == ["small/00007"] and failures[0]["kind"] == "copy"
+
+    client.put_object(Bucket=source, Key="small/00007", Body=objects["small/00007"])
+    retried = rest.post(f"/jobs/{job['id']}/retry")
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["state"] == "queued"
+    final = wait_job(rest, job["id"])
+    assert final["state"] == "complete", final
+    assert (final["objects_total"], final["objects_done"], final["objects_failed"]) == (len(objects),) * 2 + (0,)
+    assert final["bytes_done"] == sum(len(b) for b in objects.values())
+    assert rest.get(f"/jobs/{job['id']}/failures").json() == []
+    assert_same_objects(client, dest, objects)
+    nothing_left = rest.post(f"/jobs/{job['id']}/retry")
+    assert nothing_left.status_code == 409 and "no failed objects" in nothing_left.json()["message"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token"}, {"Authorization": "test-token"}],
+                         ids=["no-token", "wrong-token", "not-bearer"])
+@pytest.mark.parametrize("method, path", [("GET", "/jobs"), ("POST", "/jobs"), ("GET", "/jobs/1"),
+                                          ("POST", "/jobs/1/cancel"), ("POST", "/jobs/1/retry")])
+def test_requests_without_the_token_are_refused(idle_node, method, path, headers):
+    _, rest = idle_node
+    rest.session.headers.pop("Authorization")
+    response = getattr(rest, method.lower())(path, headers=headers, json={"source": "/x", "destination": "/y"})
+    assert response.status_code == 401
+    assert "token" in response.json()["message"]
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/jobs/424242"), ("POST", "/jobs/424242/cancel"),
+                                          ("POST", "/jobs/424242/retry"), ("GET", "/jobs/424242/failures"),
+                                          ("GET", "/jobs/424242/log")])
+def test_a_missing_job_is_404(idle_node, method, path):
+    _, rest = idle_node
+    response = getattr(rest, method.lower())(path)
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found" and "424242" in response.json()["message"]
+
+
+def test_openapi_document_lists_the_paths(idle_node):
+    _, rest = idle_node
+    rest.session.headers.pop("Authorization")
+    document = rest.get("/openapi.json")
+    assert document.status_code == 200
+    paths = document.json()["paths"]
+    for path, methods in {"/api/v1/jobs": {"get", "post"}, "/api/v1/jobs/{job_id}": {"get"},
+                          "/api/v1/jobs/{job_id}/cancel": {"post"}, "/api/v1/jobs/{job_id}/retry": {"post"},
+                          "/api/v1/jobs/{job_id}/failures": {"get"}, "/api/v1/jobs/{job_id}/log": {"get"}}.items():
+        assert methods <= set(paths[path]), path
