@@ -4,7 +4,7 @@ While a region has unfinished jobs, it runs as many ``cloudmover-worker``
 processes for that region as the jobs' delivery tiers ask for (the largest
 tier wins; one machine gains nothing from more), and stops them with SIGTERM
 once the region has been idle for ``idle_seconds``. A worker that died is
-replaced on the next reconcile.
+replaced on the next reconcile, and its death reported (to the jobs' logs).
 """
 from __future__ import annotations
 
@@ -30,11 +30,16 @@ class LocalFleet:
         self.tier_sizes, self.env, self.idle_seconds, self.log_dir = tier_sizes, env, idle_seconds, log_dir
         self._regions: dict[str, _Region] = {}
 
-    def reconcile(self, demand: dict[str, list[str]]) -> None:
-        """``demand``: region -> tiers of its unfinished jobs."""
+    def reconcile(self, demand: dict[str, list[str]]) -> list[tuple[str, str]]:
+        """``demand``: region -> tiers of its unfinished jobs. (region, what) of each worker that died."""
         now = time.monotonic()
+        deaths = []
         for region in set(self._regions) | set(demand):
             state = self._regions.setdefault(region, _Region())
+            for process in state.processes:
+                if process.poll() is not None:
+                    deaths.append((region, f"worker process {process.pid} exited with code {process.returncode} "
+                                           f"(log: {self.log_dir}/worker-{region}.log); replacing it"))
             state.processes = [p for p in state.processes if p.poll() is None]
             tiers = demand.get(region)
             if tiers:
@@ -47,6 +52,7 @@ class LocalFleet:
                 if now - state.idle_since >= self.idle_seconds:
                     self._stop(state.processes)
                     state.processes = []
+        return deaths
 
     def workers(self) -> dict[str, int]:
         return {region: sum(p.poll() is None for p in s.processes) for region, s in self._regions.items()}

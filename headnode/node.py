@@ -119,10 +119,11 @@ class HeadNode:
     def _housekeeping(self) -> None:
         while True:
             regions = self._active_regions()
-            for region in regions:
+            for region in self._known_regions():
                 self._drain_dead_letters(region)
             if self.fleet:
-                self.fleet.reconcile(regions)
+                for region, death in self.fleet.reconcile(regions):
+                    self._report_death(region, death)
             if self.stopping.wait(HOUSEKEEPING_SECONDS):
                 return
 
@@ -131,6 +132,16 @@ class HeadNode:
         for job in Job.select(Job.region, Job.options).where(Job.state.not_in(FINAL_STATES)):
             demand.setdefault(job.region, []).append(job.options["tier"])
         return demand
+
+    def _known_regions(self) -> list[str]:
+        """Every region a job ever used: a task may reach a dead-letter queue late."""
+        return [job.region for job in Job.select(Job.region).distinct()]
+
+    def _report_death(self, region: str, death: str) -> None:
+        """Make a crashing worker visible where its jobs are watched, not only in its log."""
+        log.warning("region %s: %s", region, death)
+        for job in Job.select().where((Job.region == region) & Job.state.not_in(FINAL_STATES)):
+            models.log(job, death, "warning")
 
     def _drain_dead_letters(self, region: str) -> None:
         dead_letter = self.bus.dead_letter(busmod.task_queue(region))

@@ -45,7 +45,7 @@ def parts_reported(job_id: int) -> int:
 @pytest.mark.parametrize("bus", ["sqlite", "sqs"])
 def test_a_killed_worker_s_parts_are_redelivered_and_counted_once(bus, destination, head_node, buckets, s3_env,
                                                                    tmp_path, request):
-    from headnode.models import Job, Part, Upload
+    from headnode.models import Job, JobLog, Part, Upload
     moto = request.getfixturevalue("moto") if bus == "sqs" else None
     source, _ = buckets
     objects = {key: os.urandom(size) for key, size in BIG.items()}
@@ -66,6 +66,8 @@ def test_a_killed_worker_s_parts_are_redelivered_and_counted_once(bus, destinati
     done = wait_finished(node.service, job.id, timeout=300)
     assert done.state == "complete", (done.state, done.error)
     assert victim not in node.fleet.pids(region) and node.fleet.pids(region), "the fleet replaced the worker"
+    logged = [line.message for line in JobLog.select().where(JobLog.job == job.id)]
+    assert any(f"worker process {victim} exited with code -9" in line for line in logged), logged
     total = sum(BIG.values())
     assert (done.objects_total, done.objects_done, done.objects_failed) == (len(BIG), len(BIG), 0)
     assert done.bytes_total == done.bytes_done == total
