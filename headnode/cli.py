@@ -61,6 +61,7 @@ def _cp(args) -> int:
     node.start()
     try:
         try:
+            node.prewarm(args.destination, args.tier)
             job = node.service.create(source=args.source, destination=args.destination, move=args.move,
                                       recursive=args.recursive, sync=args.sync, tier=args.tier,
                                       endpoint_url=args.endpoint_url, submitted_by="cli")

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -29,9 +30,14 @@ class LocalFleet:
     def __init__(self, *, tier_sizes: dict, env: dict, idle_seconds: float = 15.0, log_dir: str | None = None):
         self.tier_sizes, self.env, self.idle_seconds, self.log_dir = tier_sizes, env, idle_seconds, log_dir
         self._regions: dict[str, _Region] = {}
+        self._lock = threading.Lock()   # reconcile runs from housekeeping and from prewarming
 
     def reconcile(self, demand: dict[str, list[str]]) -> list[tuple[str, str]]:
         """``demand``: region -> tiers of its unfinished jobs. (region, what) of each worker that died."""
+        with self._lock:
+            return self._reconcile(demand)
+
+    def _reconcile(self, demand: dict[str, list[str]]) -> list[tuple[str, str]]:
         now = time.monotonic()
         deaths = []
         for region in set(self._regions) | set(demand):
@@ -66,9 +72,10 @@ class LocalFleet:
         return [p.pid for p in self.processes(region)]
 
     def stop_all(self) -> None:
-        for state in self._regions.values():
-            self._stop(state.processes)
-            state.processes = []
+        with self._lock:
+            for state in self._regions.values():
+                self._stop(state.processes)
+                state.processes = []
 
     def _start(self, region: str) -> subprocess.Popen:
         output = subprocess.DEVNULL

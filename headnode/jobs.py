@@ -16,7 +16,7 @@ from pipeline import errors, messages
 from pipeline.credentials import Credentials, Sealer
 from pipeline.locations import parse_location
 from pipeline.planner import Location, PlanSettings, check_not_inside
-from pipeline.store import StoreSpec, open_store, ref_from_spec, spec_from_ref
+from pipeline.store import StoreCache, StoreSpec, ref_from_spec
 from headnode import models
 from headnode.models import FINAL_STATES, Job, ObjectFailure, Task, db
 
@@ -35,6 +35,7 @@ class Conflict(errors.PipelineError):
 class JobService:
     def __init__(self, config: dict, sealer: Sealer, bus: busmod.Bus):
         self.config, self.sealer, self.bus = config, sealer, bus
+        self._stores = StoreCache(sealer)
         self._ensured: set[str] = set()
 
     # -- creating ---------------------------------------------------------------
@@ -47,7 +48,7 @@ class JobService:
         where = {"endpoint_url": endpoint_url or self.config["ENDPOINT_URL"], "region": self.config["REGION"],
                  "credentials": credentials, "folders": self.config["FOLDERS"]}
         src, dst = parse_location(source, **where), parse_location(destination, **where)
-        src_store, dst_store = open_store(src.spec), open_store(dst.spec)
+        src_store, dst_store = self._stores.open_spec(src.spec), self._stores.open_spec(dst.spec)
         src_store.check()
         single = self._single_object(src_store, src)
         if single:
@@ -70,6 +71,13 @@ class JobService:
         models.log(job, f"job created: {job.name} (tier {tier})")
         return job
 
+    def close(self) -> None:
+        self._stores.close()
+
+    def region_of(self, destination: str) -> str:
+        """The region whose task queue a job to ``destination`` uses."""
+        return _region(parse_location(destination, folders=self.config["FOLDERS"]).spec, self.config["REGION"])
+
     def _location_ref(self, location: Location) -> dict:
         return {**ref_from_spec(location.spec, self.sealer), "prefix": location.prefix}
 
@@ -79,7 +87,7 @@ class JobService:
 
     # -- stores of a job ---------------------------------------------------------
     def store(self, ref: dict):
-        return open_store(spec_from_ref(ref, self.sealer))
+        return self._stores.open(ref)
 
     def task(self, job: Job, type_: str, **fields) -> dict:
         """A task message of ``job`` (ids from the job's sequence; call inside a transaction)."""

@@ -26,7 +26,8 @@ from headnode.submissions import SubmissionConsumer
 
 log = logging.getLogger("cloudmover.headnode")
 POLL_SECONDS = 0.5            # how long a loop waits on its queue before checking for stop
-HOUSEKEEPING_SECONDS = 0.25   # fleet and dead-letter checks: workers start soon after a job does
+HOUSEKEEPING_SECONDS = 0.25   # fleet checks: workers start soon after a job does
+DEAD_LETTER_EVERY = 8         # housekeeping rounds between dead-letter checks (about 2 s)
 
 
 class HeadNode:
@@ -72,12 +73,19 @@ class HeadNode:
             self._threads.append(thread)
         return self
 
+    def prewarm(self, destination: str, tier: str) -> None:
+        """Start the workers a job to ``destination`` will need, before it is even created."""
+        if self.fleet:
+            region = self.service.region_of(destination)
+            self.fleet.reconcile({**self._active_regions(), region: [tier]})
+
     def stop(self) -> None:
         self.stopping.set()
         if self.fleet:   # workers wind down while the loops do
             self.fleet.stop_all()
         for thread in self._threads:
             thread.join(timeout=30)
+        self.service.close()
         self.database.close()
 
     def _guard(self, name: str, loop) -> None:
@@ -117,10 +125,13 @@ class HeadNode:
                 self.submissions.handle(delivery)
 
     def _housekeeping(self) -> None:
+        beats = 0
         while True:
             regions = self._active_regions()
-            for region in self._known_regions():
-                self._drain_dead_letters(region)
+            if beats % DEAD_LETTER_EVERY == 0:
+                for region in self._known_regions():
+                    self._drain_dead_letters(region)
+            beats += 1
             if self.fleet:
                 for region, death in self.fleet.reconcile(regions):
                     self._report_death(region, death)

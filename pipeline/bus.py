@@ -98,7 +98,7 @@ class Bus:
             options.setdefault("polling_interval", 0)
         else:
             options.setdefault("max_receives", self.config.max_receives)
-            options.setdefault("polling_interval", 0.05)
+            options.setdefault("polling_interval", 0.1)
         return options
 
     # One connection per thread for publishing, and one per (thread, queue) for

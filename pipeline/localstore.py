@@ -36,6 +36,9 @@ class LocalStore:
             raise errors.BadLocation(f"key {key!r} would land outside {self.root}")
         return target
 
+    def close(self) -> None:
+        """Nothing held open between calls."""
+
     def check(self, write: bool = False) -> None:
         if write:
             try:

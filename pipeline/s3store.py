@@ -8,6 +8,8 @@ translated here, once, into pipeline errors that say what to do next.
 from __future__ import annotations
 
 import base64
+import threading
+from email.utils import format_datetime
 from typing import Iterator
 from urllib.parse import urlencode
 
@@ -16,7 +18,9 @@ import botocore.exceptions
 from botocore.config import Config
 
 from pipeline import errors
+from pipeline.credentials import Credentials
 from pipeline.retrying import RetryPolicy, call_with_retries
+from pipeline.s3http import Response, S3Http, object_path
 from pipeline.store import Download, ObjectAttributes, ObjectInfo, StoreSpec
 
 RETRYABLE_CODES = {"SlowDown", "503", "500", "502", "504", "InternalError", "RequestTimeout",
@@ -36,29 +40,34 @@ _transport_errors = (botocore.exceptions.EndpointConnectionError,
                      botocore.exceptions.IncompleteReadError)
 
 
+def classify(*, what: str, status: int | None, code: str, message: str) -> errors.PipelineError:
+    """The pipeline error for an S3 error response, by code and then by HTTP status."""
+    detail = f"{what}: {code}: {message}"
+    if code in RETRYABLE_CODES or (status is not None and (status >= 500 or status == 429)):
+        out = errors.TransientStoreError(detail)
+        out.store_code = code
+        return out
+    if code in DENIED_CODES:
+        return errors.AccessDenied(f"{what}: access denied ({code}): {message}. "
+                                   "Check the access key, secret and permissions.")
+    if code == "NoSuchBucket":
+        return errors.NoSuchBucket(f"{what}: the bucket does not exist")
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return errors.NoSuchKey(f"{what}: no such object")
+    if code in ("PreconditionFailed", "412"):
+        return errors.SourceChanged(f"{what}: the source object changed after the job was planned")
+    if code == "InvalidDigest":
+        return errors.VerificationFailed(detail)
+    return errors.StoreError(detail)
+
+
 def translate(exc: Exception, what: str) -> errors.PipelineError | None:
     """The pipeline error for a botocore failure while doing ``what`` (None if foreign)."""
     if isinstance(exc, botocore.exceptions.ClientError):
         err = exc.response.get("Error", {})
-        code = str(err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
-        message = err.get("Message") or code
-        detail = f"{what}: {code}: {message}"
-        if code in RETRYABLE_CODES:
-            out = errors.TransientStoreError(detail)
-            out.store_code = code
-            return out
-        if code in DENIED_CODES:
-            return errors.AccessDenied(f"{what}: access denied ({code}): {message}. "
-                                       "Check the access key, secret and permissions.")
-        if code == "NoSuchBucket":
-            return errors.NoSuchBucket(f"{what}: the bucket does not exist")
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return errors.NoSuchKey(f"{what}: no such object")
-        if code in ("PreconditionFailed", "412"):
-            return errors.SourceChanged(f"{what}: the source object changed after the job was planned")
-        if code in ("InvalidDigest",):
-            return errors.VerificationFailed(detail)
-        return errors.StoreError(detail)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = str(err.get("Code") or status)
+        return classify(what=what, status=status, code=code, message=err.get("Message") or code)
     if isinstance(exc, _transport_errors):
         out = errors.TransientStoreError(f"{what}: {exc}")
         out.store_code = type(exc).__name__
@@ -72,22 +81,71 @@ def _md5_header(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
+_HEADER_NAMES = {"CacheControl": "Cache-Control", "ContentDisposition": "Content-Disposition",
+                 "ContentEncoding": "Content-Encoding", "ContentLanguage": "Content-Language",
+                 "Expires": "Expires", "WebsiteRedirectLocation": "x-amz-website-redirect-location"}
+
+
+def _attribute_headers(attrs: ObjectAttributes) -> dict | None:
+    """HTTP headers carrying ``attrs``; None when a value cannot travel as a plain header."""
+    headers = {}
+    for name, value in attrs.headers.items():
+        headers[_HEADER_NAMES[name]] = format_datetime(value, usegmt=True) if name == "Expires" else value
+    if attrs.content_type:
+        headers["Content-Type"] = attrs.content_type
+    for name, value in attrs.metadata.items():
+        headers[f"x-amz-meta-{name}"] = value
+    if attrs.tags:
+        headers["x-amz-tagging"] = urlencode(attrs.tags)
+    if attrs.storage_class and attrs.storage_class != "STANDARD":
+        headers["x-amz-storage-class"] = attrs.storage_class
+    if not all(str(v).isascii() and "\n" not in str(v) for v in headers.values()):
+        return None   # botocore knows how to send those
+    return headers
+
+
+_session_lock = threading.Lock()
+_session = None
+
+
+def _shared_session() -> boto3.session.Session:
+    """One boto3 session per process: clients made from it share its loaded models,
+    which makes a new client cheap; each client still gets its own credentials."""
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session
+
+
+def _frozen(session) -> Credentials:
+    found = session.get_credentials()
+    if found is None:
+        raise errors.AccessDenied("no credentials found (set an access key or a role)")
+    frozen = found.get_frozen_credentials()
+    return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+
 class S3Store:
     def __init__(self, spec: StoreSpec, *, pool_size: int = 32, policy: RetryPolicy = RetryPolicy()):
         self.spec = spec
         self.policy = policy
         creds = spec.credentials
-        session = boto3.session.Session(
-            aws_access_key_id=creds.access_key_id if creds else None,
-            aws_secret_access_key=creds.secret_access_key if creds else None,
-            aws_session_token=creds.session_token if creds else None,
-            region_name=spec.region or "us-east-1")
+        session = _shared_session()
         config = Config(retries={"max_attempts": 1, "mode": "standard"},
                         max_pool_connections=pool_size, connect_timeout=10, read_timeout=120,
                         s3={"addressing_style": "path"} if spec.endpoint_url else None,
                         request_checksum_calculation="when_required",
                         response_checksum_validation="when_required")
-        self.client = session.client("s3", endpoint_url=spec.endpoint_url, config=config)
+        self.client = session.client(
+            "s3", endpoint_url=spec.endpoint_url, config=config, region_name=spec.region or "us-east-1",
+            aws_access_key_id=creds.access_key_id if creds else None,
+            aws_secret_access_key=creds.secret_access_key if creds else None,
+            aws_session_token=creds.session_token if creds else None)
+        # The per-object hot path of path-style endpoints skips botocore (see s3http).
+        self.lean = (S3Http(spec.endpoint_url, region=spec.region or "us-east-1", classify=classify,
+                            credentials=(lambda: creds) if creds else (lambda: _frozen(session)))
+                     if spec.endpoint_url else None)
 
     def _call(self, what: str, operation: str, **kwargs):
         method = getattr(self.client, operation)
@@ -101,6 +159,15 @@ class S3Store:
                     raise
                 raise translated from exc
         return call_with_retries(attempt, self.policy)
+
+    def close(self) -> None:
+        if self.lean:
+            self.lean.close()
+        self.client.close()
+
+    def _lean(self, what: str, method: str, key: str, **kwargs) -> Response:
+        path = object_path(self.spec.bucket, key)
+        return call_with_retries(lambda: self.lean.request(what, method, path, **kwargs), self.policy)
 
     def _where(self, key: str = "") -> str:
         return self.spec.url(key)
@@ -132,8 +199,12 @@ class S3Store:
             token = page["NextContinuationToken"]
 
     def head(self, key: str) -> ObjectInfo | None:
+        what = f"read {self._where(key)}"
         try:
-            found = self._call(f"read {self._where(key)}", "head_object", Bucket=self.spec.bucket, Key=key)
+            if self.lean:
+                found = self._lean(what, "HEAD", key)
+                return ObjectInfo(key, int(found.headers["content-length"]), found.etag)
+            found = self._call(what, "head_object", Bucket=self.spec.bucket, Key=key)
         except errors.NoSuchKey:
             return None
         return ObjectInfo(key, found["ContentLength"], found.get("ETag", "").strip('"') or None)
@@ -178,18 +249,28 @@ class S3Store:
         return args
 
     def put(self, key: str, data: bytes, *, md5: bytes, attrs: ObjectAttributes) -> str:
-        found = self._call(f"write {self._where(key)}", "put_object", Bucket=self.spec.bucket, Key=key,
+        what = f"write {self._where(key)}"
+        headers = _attribute_headers(attrs) if self.lean else None
+        if headers is not None:
+            headers["Content-MD5"] = _md5_header(md5)
+            return self._lean(what, "PUT", key, headers=headers, body=data).etag or ""
+        found = self._call(what, "put_object", Bucket=self.spec.bucket, Key=key,
                            Body=data, ContentMD5=_md5_header(md5), **self._attribute_args(attrs))
         return found["ETag"].strip('"')
 
     def copy_from(self, source: StoreSpec, key: str, dest_key: str, *, etag: str | None) -> dict:
         """Server-side CopyObject from ``source`` (same endpoint); metadata and tags follow."""
+        what = f"copy {source.url(key)} to {self._where(dest_key)}"
+        if self.lean:
+            headers = {"x-amz-copy-source": object_path(source.bucket, key)[1:]}
+            if etag:
+                headers["x-amz-copy-source-if-match"] = f'"{etag}"'
+            return {"ETag": self._lean(what, "PUT", dest_key, headers=headers, error_in_200=True).etag}
         kwargs = {"Bucket": self.spec.bucket, "Key": dest_key,
                   "CopySource": {"Bucket": source.bucket, "Key": key}}
         if etag:
             kwargs["CopySourceIfMatch"] = etag
-        found = self._call(f"copy {source.url(key)} to {self._where(dest_key)}", "copy_object", **kwargs)
-        return found["CopyObjectResult"]
+        return self._call(what, "copy_object", **kwargs)["CopyObjectResult"]
 
     def create_multipart(self, key: str, attrs: ObjectAttributes) -> str:
         found = self._call(f"start multipart upload of {self._where(key)}", "create_multipart_upload",
@@ -234,4 +315,7 @@ class S3Store:
             pass  # already completed or aborted: nothing left to clean up
 
     def delete(self, key: str) -> None:
-        self._call(f"delete {self._where(key)}", "delete_object", Bucket=self.spec.bucket, Key=key)
+        if self.lean:
+            self._lean(f"delete {self._where(key)}", "DELETE", key)
+        else:
+            self._call(f"delete {self._where(key)}", "delete_object", Bucket=self.spec.bucket, Key=key)

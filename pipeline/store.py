@@ -6,6 +6,7 @@ can stream millions of keys and resume after the last key it handled.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator, Protocol
 
@@ -98,3 +99,29 @@ def ref_from_spec(spec: StoreSpec, sealer) -> dict:
     """The StoreRef for messages: credentials sealed."""
     return {"kind": spec.kind, "bucket": spec.bucket, "region": spec.region,
             "endpoint_url": spec.endpoint_url, "credentials": sealer.seal(spec.credentials)}
+
+
+class StoreCache:
+    """One store per spec: clients are thread-safe and costly to create."""
+
+    def __init__(self, sealer, *, pool_size: int = 32):
+        self._sealer, self._pool_size = sealer, pool_size
+        self._stores: dict = {}
+        self._lock = threading.Lock()
+
+    def open(self, ref: dict):
+        """The store a message's StoreRef names."""
+        return self.open_spec(spec_from_ref(ref, self._sealer))
+
+    def close(self) -> None:
+        with self._lock:
+            stores, self._stores = list(self._stores.values()), {}
+        for store in stores:
+            store.close()
+
+    def open_spec(self, spec: StoreSpec):
+        with self._lock:
+            store = self._stores.get(spec)
+            if store is None:
+                store = self._stores[spec] = open_store(spec, pool_size=self._pool_size)
+        return store

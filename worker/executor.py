@@ -9,31 +9,13 @@ idempotent, and the head node counts a task once).
 from __future__ import annotations
 
 import contextvars
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from pipeline import errors, messages
 from pipeline.checksums import already_present
 from pipeline.credentials import Sealer
-from pipeline.store import open_store, spec_from_ref
+from pipeline.store import StoreCache
 from worker import strategies
-
-
-class StoreCache:
-    """One client per (endpoint, bucket, credentials): clients are thread-safe and costly."""
-
-    def __init__(self, sealer: Sealer, pool_size: int):
-        self._sealer, self._pool_size = sealer, pool_size
-        self._stores: dict = {}
-        self._lock = threading.Lock()
-
-    def open(self, ref: dict):
-        spec = spec_from_ref(ref, self._sealer)
-        with self._lock:
-            store = self._stores.get(spec)
-            if store is None:
-                store = self._stores[spec] = open_store(spec, pool_size=self._pool_size)
-        return store
 
 
 class Executor:
@@ -44,6 +26,7 @@ class Executor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self.stores.close()
 
     def execute(self, task: dict) -> dict:
         source, destination = self.stores.open(task["source"]), self.stores.open(task["destination"])

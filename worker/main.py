@@ -17,7 +17,8 @@ import sys
 
 from pipeline.bus import Bus, BusConfig
 from pipeline.credentials import Sealer
-from worker.executor import Executor, StoreCache
+from pipeline.store import StoreCache
+from worker.executor import Executor
 from worker.runner import Worker, WorkerConfig
 from worker.strategies import MemoryBudget
 
