@@ -31,11 +31,12 @@ class LocalFleet:
         self.tier_sizes, self.env, self.idle_seconds, self.log_dir = tier_sizes, env, idle_seconds, log_dir
         self._regions: dict[str, _Region] = {}
         self._lock = threading.Lock()   # reconcile runs from housekeeping and from prewarming
+        self._closed = False            # once stopped, a late reconcile must not start workers
 
     def reconcile(self, demand: dict[str, list[str]]) -> list[tuple[str, str]]:
         """``demand``: region -> tiers of its unfinished jobs. (region, what) of each worker that died."""
         with self._lock:
-            return self._reconcile(demand)
+            return [] if self._closed else self._reconcile(demand)
 
     def _reconcile(self, demand: dict[str, list[str]]) -> list[tuple[str, str]]:
         now = time.monotonic()
@@ -73,6 +74,7 @@ class LocalFleet:
 
     def stop_all(self) -> None:
         with self._lock:
+            self._closed = True
             for state in self._regions.values():
                 self._stop(state.processes)
                 state.processes = []
@@ -83,7 +85,8 @@ class LocalFleet:
             os.makedirs(self.log_dir, exist_ok=True)
             output = open(os.path.join(self.log_dir, f"worker-{region}.log"), "ab")
         process = subprocess.Popen([sys.executable, "-m", "worker.main", "--region", region],
-                                   env={**os.environ, **self.env}, stdout=output, stderr=output,
+                                   env={**os.environ, **self.env, "CLOUDMOVER_PARENT_PID": str(os.getpid())},
+                                   stdout=output, stderr=output,
                                    stdin=subprocess.DEVNULL)
         if output is not subprocess.DEVNULL:
             output.close()

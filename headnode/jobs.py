@@ -191,7 +191,7 @@ def _single_destination(dst: Location, source_key: str, written: str) -> Locatio
 
 
 def _require_objects(store, location: Location, recursive: bool) -> None:
-    for page in store.list(location.prefix, recursive=recursive):
+    for page in store.list(location.prefix, recursive=recursive, page_size=1):
         if page:
             return
     raise errors.BadLocation(f"nothing to copy: {location.url()} holds no objects "

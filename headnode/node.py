@@ -25,7 +25,7 @@ from headnode.planning import Planner
 from headnode.submissions import SubmissionConsumer
 
 log = logging.getLogger("cloudmover.headnode")
-POLL_SECONDS = 0.5            # how long a loop waits on its queue before checking for stop
+POLL_SECONDS = 0.2            # how long a loop waits on its queue before checking for stop
 HOUSEKEEPING_SECONDS = 0.25   # fleet checks: workers start soon after a job does
 DEAD_LETTER_EVERY = 8         # housekeeping rounds between dead-letter checks (about 2 s)
 

@@ -6,7 +6,7 @@ import time
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
 
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.1
 
 
 def watch(service, job_id: int, *, quiet: bool = False):

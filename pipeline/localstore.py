@@ -51,12 +51,12 @@ class LocalStore:
             raise errors.NoSuchBucket(f"directory {self.root} does not exist")
 
     # -- reading -------------------------------------------------------------
-    def list(self, prefix: str, *, recursive: bool = True,
-             start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
+    def list(self, prefix: str, *, recursive: bool = True, start_after: str | None = None,
+             page_size: int = PAGE) -> Iterator[list[ObjectInfo]]:
         page: list[ObjectInfo] = []
         for info in self._walk(self.root, "", prefix=prefix, recursive=recursive, after=start_after or ""):
             page.append(info)
-            if len(page) == PAGE:
+            if len(page) == page_size:
                 yield page
                 page = []
         yield page

@@ -179,9 +179,9 @@ class S3Store:
         except errors.NoSuchKey:   # HEAD has no body: a bare 404 here means the bucket
             raise errors.NoSuchBucket(f"open {self._where()}: the bucket does not exist") from None
 
-    def list(self, prefix: str, *, recursive: bool = True,
-             start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
-        kwargs = {"Bucket": self.spec.bucket, "Prefix": prefix, "MaxKeys": 1000}
+    def list(self, prefix: str, *, recursive: bool = True, start_after: str | None = None,
+             page_size: int = 1000) -> Iterator[list[ObjectInfo]]:
+        kwargs = {"Bucket": self.spec.bucket, "Prefix": prefix, "MaxKeys": page_size}
         if not recursive:
             kwargs["Delimiter"] = "/"
         token = None

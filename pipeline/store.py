@@ -66,9 +66,9 @@ class Store(Protocol):
     def check(self, write: bool = False) -> None:
         """Raise a StoreError saying why the store cannot be used."""
 
-    def list(self, prefix: str, *, recursive: bool = True,
-             start_after: str | None = None) -> Iterator[list[ObjectInfo]]:
-        """Pages of objects under ``prefix`` in key order, after ``start_after``."""
+    def list(self, prefix: str, *, recursive: bool = True, start_after: str | None = None,
+             page_size: int = 1000) -> Iterator[list[ObjectInfo]]:
+        """Pages of (up to ``page_size``) objects under ``prefix`` in key order, after ``start_after``."""
 
     def head(self, key: str) -> ObjectInfo | None: ...
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -108,11 +109,14 @@ def test_a_head_node_killed_while_planning_resumes_after_restart(killed, serve, 
         assert not done, "planning finished before the head node could be killed"
         return marker is not None
     wait_for(mid_plan, timeout=120, interval=0.02, what="a persisted listing position")
+    orphans = first.worker_pids()
     if killed == "head-node":
-        os.kill(first.process.pid, signal.SIGKILL)   # its workers carry on, orphaned
+        os.kill(first.process.pid, signal.SIGKILL)   # its workers finish what they hold, then stop
     else:
         os.killpg(first.process.pid, signal.SIGKILL)   # the machine went down: workers too
     first.process.wait(30)
+    wait_for(lambda: not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+                             for pid in orphans), timeout=60, what="the dead head node's workers to stop")
     marker, done = planning_state(first.data_dir, job_id)
     assert marker is not None and not done
 

@@ -4,7 +4,8 @@ Configuration comes from the environment (the head node's fleet provider sets
 it): ``CLOUDMOVER_BUS_URL``, ``CLOUDMOVER_BUS_OPTIONS`` (JSON transport
 options), ``CLOUDMOVER_QUEUE_PREFIX`` (the head node's queue name prefix),
 ``CLOUDMOVER_SECRET_KEY`` (opens sealed credentials), ``CLOUDMOVER_WORKER_THREADS``,
-``CLOUDMOVER_OBJECT_THREADS``, ``CLOUDMOVER_VISIBILITY_TIMEOUT``, ``CLOUDMOVER_MAX_RECEIVES``.
+``CLOUDMOVER_OBJECT_THREADS``, ``CLOUDMOVER_VISIBILITY_TIMEOUT``, ``CLOUDMOVER_MAX_RECEIVES``,
+``CLOUDMOVER_PARENT_PID`` (set by a local fleet: the worker stops when that process is gone).
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def config_from_env(region: str, env=os.environ) -> WorkerConfig:
                     max_receives=int(env.get("CLOUDMOVER_MAX_RECEIVES", 5)))
     return WorkerConfig(region=region, bus=bus, secret_key=env["CLOUDMOVER_SECRET_KEY"],
                         task_threads=int(env.get("CLOUDMOVER_WORKER_THREADS", 4)),
-                        object_threads=int(env.get("CLOUDMOVER_OBJECT_THREADS", 16)))
+                        object_threads=int(env.get("CLOUDMOVER_OBJECT_THREADS", 16)),
+                        parent_pid=int(env["CLOUDMOVER_PARENT_PID"]) if env.get("CLOUDMOVER_PARENT_PID") else None)
 
 
 def main(argv=None) -> int:

@@ -34,7 +34,8 @@ class WorkerConfig:
     object_threads: int = 16
     memory_budget: int = 512 << 20
     heartbeat_seconds: float = 5.0
-    poll_seconds: float = 0.5
+    poll_seconds: float = 0.2   # a stopping worker notices within this
+    parent_pid: int | None = None   # a worker started by a head node stops when that head node is gone
 
 
 class Worker:
@@ -67,9 +68,13 @@ class Worker:
     def _serve(self) -> None:
         try:
             while not self.stopping.is_set():
-                delivery = self.bus.receive(self.queue, timeout=self.config.poll_seconds)
-                if delivery is not None:
-                    self._handle(delivery)
+                try:
+                    delivery = self.bus.receive(self.queue, timeout=self.config.poll_seconds)
+                    if delivery is not None:
+                        self._handle(delivery)
+                except Exception:  # the bus itself failed: the task (if any) comes back; keep serving
+                    log.exception("receiving or reporting a task failed; retrying in a second")
+                    self.stopping.wait(1.0)
         finally:
             self.bus.close()
 
@@ -124,6 +129,9 @@ class Worker:
         extend_every = max(1.0, self.bus.config.visibility_timeout / 3)
         last_extend = last_beat = 0.0
         while not self.stopping.wait(0.5):
+            if self.config.parent_pid and os.getppid() != self.config.parent_pid:
+                log.warning("the head node that started this worker is gone; stopping")
+                self.stop()
             now = time.monotonic()
             if now - last_extend >= extend_every:
                 with self._lock:
