@@ -1,7 +1,7 @@
 """A lean S3 request path: http.client keep-alive connections and SigV4.
 
 botocore spends about 2 ms of CPU per request; this path about 0.4 ms
-(measured in ``bench/lab/FINDINGS.md``), which decides small-object
+(measured in ``bench/lean-s3-findings.md``), which decides small-object
 throughput when client and server share the CPUs. It serves the per-object
 hot path of path-style endpoints (CopyObject, PutObject, HeadObject,
 DeleteObject); everything else stays on boto3. Connections are pooled and
