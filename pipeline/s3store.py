@@ -131,20 +131,21 @@ class S3Store:
         self.spec = spec
         self.policy = policy
         creds = spec.credentials
-        session = _shared_session()
         config = Config(retries={"max_attempts": 1, "mode": "standard"},
                         max_pool_connections=pool_size, connect_timeout=10, read_timeout=120,
                         s3={"addressing_style": "path"} if spec.endpoint_url else None,
                         request_checksum_calculation="when_required",
                         response_checksum_validation="when_required")
-        self.client = session.client(
-            "s3", endpoint_url=spec.endpoint_url, config=config, region_name=spec.region or "us-east-1",
+        self._client_args = dict(
+            service_name="s3", endpoint_url=spec.endpoint_url, config=config, region_name=spec.region or "us-east-1",
             aws_access_key_id=creds.access_key_id if creds else None,
             aws_secret_access_key=creds.secret_access_key if creds else None,
             aws_session_token=creds.session_token if creds else None)
+        self._client = None
+        self._client_lock = threading.Lock()
         # The per-object hot path of path-style endpoints skips botocore (see s3http).
         self.lean = (S3Http(spec.endpoint_url, region=spec.region or "us-east-1", classify=classify,
-                            credentials=(lambda: creds) if creds else (lambda: _frozen(session)))
+                            credentials=(lambda: creds) if creds else (lambda: _frozen(_shared_session())))
                      if spec.endpoint_url else None)
 
     def _call(self, what: str, operation: str, **kwargs):
@@ -160,10 +161,20 @@ class S3Store:
                 raise translated from exc
         return call_with_retries(attempt, self.policy)
 
+    @property
+    def client(self):
+        """The boto3 client, made on first use: a worker copying only small objects
+        through the lean path never pays for it."""
+        with self._client_lock:
+            if self._client is None:
+                self._client = _shared_session().client(**self._client_args)
+            return self._client
+
     def close(self) -> None:
         if self.lean:
             self.lean.close()
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
     def _lean(self, what: str, method: str, key: str, **kwargs) -> Response:
         path = object_path(self.spec.bucket, key)

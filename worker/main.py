@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 
+import pipeline.s3store  # noqa: F401  (loaded before the first task arrives, not on its clock)
 from pipeline.bus import Bus, BusConfig
 from pipeline.credentials import Sealer
 from pipeline.store import StoreCache
