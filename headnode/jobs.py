@@ -10,6 +10,7 @@ not yet sent and never loses or doubles a task.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from pipeline import bus as busmod
 from pipeline import errors, messages
@@ -180,7 +181,6 @@ def _single_destination(dst: Location, source_key: str, written: str) -> Locatio
     """Where one object lands: into a directory-like destination, or as the key named."""
     name = source_key.rsplit("/", 1)[-1]
     if dst.spec.kind == "local":
-        from pathlib import Path
         path = Path(dst.spec.bucket) / dst.prefix
         if written.endswith("/") or path.is_dir():
             return Location(StoreSpec("local", str(path)), name)
@@ -191,7 +191,8 @@ def _single_destination(dst: Location, source_key: str, written: str) -> Locatio
 
 
 def _require_objects(store, location: Location, recursive: bool) -> None:
-    for page in store.list(location.prefix, recursive=recursive, page_size=1):
+    # one key answers for a recursive listing; a top-level one may start with many sub-prefixes
+    for page in store.list(location.prefix, recursive=recursive, page_size=1 if recursive else 1000):
         if page:
             return
     raise errors.BadLocation(f"nothing to copy: {location.url()} holds no objects "
