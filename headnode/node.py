@@ -111,8 +111,10 @@ class HeadNode:
                 continue
             try:
                 event = messages.load(delivery.json(), messages.EVENTS)
-            except errors.MalformedMessage as exc:
-                log.error("malformed event dropped after logging: %s: %.500s", exc, delivery.raw)
+            except errors.MalformedMessage as exc:   # kept for inspection, never dropped
+                log.error("malformed event moved to the dead-letter queue: %s: %.500s", exc, delivery.raw)
+                self.bus.publish(self.bus.dead_letter(busmod.EVENTS), {"malformed": str(exc),
+                                                                       "raw": delivery.raw[:100_000]})
                 delivery.ack()
                 continue
             self.aggregator.apply(event)

@@ -138,3 +138,15 @@ def test_a_valid_submission_is_accepted_and_runs(buckets, s3_env, head_node, tmp
     assert answer["type"] == "JobAccepted" and answer["request_id"] == "r1"
     assert wait_finished(node.service, answer["job_id"]).state == "complete"
     assert s3_env.client().get_object(Bucket=dest, Key="out/file")["Body"].read() == b"payload"
+
+
+@pytest.mark.parametrize("bus_kind", ["sqlite", "sqs"])
+def test_a_malformed_event_is_kept_in_the_dead_letter_queue(bus_kind, tmp_path, request, head_node):
+    moto = request.getfixturevalue("moto") if bus_kind == "sqs" else None
+    node = head_node(**bus_config(bus_kind, tmp_path, moto))
+    node.bus.publish_raw(busmod.EVENTS, "{not an event")
+    kept = wait_for(lambda: node.bus.receive(node.bus.dead_letter(busmod.EVENTS), timeout=1), timeout=60,
+                    what="the malformed event in the dead-letter queue")
+    body = kept.json()
+    kept.ack()
+    assert body["raw"] == "{not an event" and "not valid JSON" in body["malformed"]
