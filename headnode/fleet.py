@@ -61,9 +61,6 @@ class LocalFleet:
                     state.processes = []
         return deaths
 
-    def workers(self) -> dict[str, int]:
-        return {region: sum(p.poll() is None for p in s.processes) for region, s in self._regions.items()}
-
     def processes(self, region: str) -> list[subprocess.Popen]:
         """The live worker processes of ``region``."""
         state = self._regions.get(region)

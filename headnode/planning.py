@@ -78,11 +78,11 @@ class Planner:
         if options.get("retry_keys") is not None:
             keys = [k for k in options["retry_keys"] if job.plan_marker is None or k > job.plan_marker]
             for start in range(0, len(keys), self.page_size):
-                yield [self._head(source, key, job) for key in keys[start:start + self.page_size]]
+                yield [self._head(source, key) for key in keys[start:start + self.page_size]]
             return
         if options["single"]:
             if job.plan_marker is None:
-                yield [self._head(source, job.source["prefix"], job)]
+                yield [self._head(source, job.source["prefix"])]
             return
         page: list[ObjectInfo] = []
         for listed in source.list(job.source["prefix"], recursive=options["recursive"],
@@ -95,7 +95,7 @@ class Planner:
             yield page
 
     @staticmethod
-    def _head(source, key: str, job: Job) -> ObjectInfo:
+    def _head(source, key: str) -> ObjectInfo:
         found = source.head(key)
         if found is None:
             raise errors.NoSuchKey(f"{source.spec.url(key)} no longer exists")

@@ -74,6 +74,13 @@ class Delivery:
         """Keep the message hidden for ``seconds`` more; False if its lease was lost."""
         return self._bus.extend(self.queue, self._message, seconds)
 
+    def defer(self, seconds: int) -> None:
+        """Let the queue deliver the message again in ``seconds`` (a backoff), and free
+        this consumer for other messages meanwhile: without the local settle, prefetch
+        would keep the consumer waiting on a message it no longer works on."""
+        self.extend(seconds)
+        self._message.channel.qos.ack(self._message.delivery_tag)
+
 
 class Bus:
     def __init__(self, config: BusConfig):

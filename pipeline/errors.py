@@ -62,6 +62,10 @@ class SourceChanged(PermanentError):
 class TransientStoreError(RetryableError):
     code = "transient_store_error"
 
+    def __init__(self, message: str, *, store_code: str | None = None):
+        super().__init__(message)
+        self.store_code = store_code or self.code   # what the store said (SlowDown, 503, …), for the job log
+
 
 class BadLocation(PermanentError):
     """A source or destination the user gave cannot be used as written."""

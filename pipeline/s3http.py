@@ -122,6 +122,4 @@ class S3Http:
 
     @staticmethod
     def _transport_error(what: str, exc: Exception) -> errors.PipelineError:
-        out = errors.TransientStoreError(f"{what}: {type(exc).__name__}: {exc}")
-        out.store_code = type(exc).__name__
-        return out
+        return errors.TransientStoreError(f"{what}: {type(exc).__name__}: {exc}", store_code=type(exc).__name__)

@@ -44,9 +44,7 @@ def classify(*, what: str, status: int | None, code: str, message: str) -> error
     """The pipeline error for an S3 error response, by code and then by HTTP status."""
     detail = f"{what}: {code}: {message}"
     if code in RETRYABLE_CODES or (status is not None and (status >= 500 or status == 429)):
-        out = errors.TransientStoreError(detail)
-        out.store_code = code
-        return out
+        return errors.TransientStoreError(detail, store_code=code)
     if code in DENIED_CODES:
         return errors.AccessDenied(f"{what}: access denied ({code}): {message}. "
                                    "Check the access key, secret and permissions.")
@@ -69,9 +67,7 @@ def translate(exc: Exception, what: str) -> errors.PipelineError | None:
         code = str(err.get("Code") or status)
         return classify(what=what, status=status, code=code, message=err.get("Message") or code)
     if isinstance(exc, _transport_errors):
-        out = errors.TransientStoreError(f"{what}: {exc}")
-        out.store_code = type(exc).__name__
-        return out
+        return errors.TransientStoreError(f"{what}: {exc}", store_code=type(exc).__name__)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return errors.AccessDenied(f"{what}: no credentials found (set an access key or a role)")
     return None

@@ -268,6 +268,13 @@ _KOMBU_CONNECTION_KEYS = frozenset({
 _OPTION_NAMES = ('visibility_timeout', 'max_receives', 'polling_interval',
                  'busy_timeout', 'synchronous')
 _SYNCHRONOUS = ('FULL', 'NORMAL', 'EXTRA')
+#: numeric options: name -> (integer only, minimum, minimum allowed)
+_NUMERIC_OPTIONS = {
+    'visibility_timeout': (False, 0, False),
+    'max_receives': (True, 1, True),
+    'polling_interval': (False, 0, False),
+    'busy_timeout': (False, 0, False),
+}
 
 
 def _number(name, value, *, integer=False, minimum, inclusive):
@@ -312,21 +319,10 @@ def parse_options(transport_options) -> Options:
             f'{SCHEME}: unknown transport option(s): {", ".join(hints)}; '
             f'valid options: {", ".join(_OPTION_NAMES)}')
     kw = {}
-    if topts.get('visibility_timeout') is not None:
-        kw['visibility_timeout'] = _number(
-            'visibility_timeout', topts['visibility_timeout'],
-            minimum=0, inclusive=False)
-    if topts.get('max_receives') is not None:
-        kw['max_receives'] = _number(
-            'max_receives', topts['max_receives'], integer=True,
-            minimum=1, inclusive=True)
-    if topts.get('polling_interval') is not None:
-        kw['polling_interval'] = _number(
-            'polling_interval', topts['polling_interval'],
-            minimum=0, inclusive=False)
-    if topts.get('busy_timeout') is not None:
-        kw['busy_timeout'] = _number(
-            'busy_timeout', topts['busy_timeout'], minimum=0, inclusive=False)
+    for name, (integer, minimum, inclusive) in _NUMERIC_OPTIONS.items():
+        if topts.get(name) is not None:
+            kw[name] = _number(name, topts[name], integer=integer,
+                               minimum=minimum, inclusive=inclusive)
     if topts.get('synchronous') is not None:
         sync = str(topts['synchronous']).strip().upper()
         if sync not in _SYNCHRONOUS:

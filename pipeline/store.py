@@ -80,11 +80,11 @@ class Store(Protocol):
 
 def open_store(spec: StoreSpec, *, pool_size: int = 32):
     """The store ``spec`` names; clients are created here, never at import."""
-    from pipeline.localstore import LocalStore
-    from pipeline.s3store import S3Store   # imported on first call: pipeline.store stays light to import
-    if spec.kind == "local":
+    if spec.kind == "local":   # imported here: a local-only job never loads boto3
+        from pipeline.localstore import LocalStore
         return LocalStore(spec)
     if spec.kind == "s3":
+        from pipeline.s3store import S3Store
         return S3Store(spec, pool_size=pool_size)
     raise ValueError(f"unknown store kind {spec.kind!r}")
 

@@ -17,6 +17,7 @@ import kombu
 import pytest
 
 from pipeline import sqlite_transport as st
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -36,17 +37,6 @@ def url(tmp_path):
 def connect(url, **options):
     options.setdefault("polling_interval", 0.02)
     return kombu.Connection(url, transport_options=options)
-
-
-def wait_for(predicate, timeout, interval=0.02, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def stats(conn, queue):
@@ -252,7 +242,8 @@ def test_ack_after_lease_time_but_before_redelivery_still_wins(url):
         q = conn.SimpleQueue("late")
         q.put({"n": 1})
         m = q.get(timeout=10)
-        wait_for(lambda: not lease_live(m, margin=-0.05), 10, what="lease time to pass")
+        wait_for(lambda: not lease_live(m, margin=-0.05), timeout=10, interval=0.02,
+                 what="lease time to pass")
         m.ack()                                           # nobody re-claimed it: delete
         assert stats(conn, "late")["total"] == 0
         q.close()
@@ -266,7 +257,8 @@ def test_extend_lease_keeps_message_invisible(url):
         original_expiry = st.lease_expires_at(m)
         assert st.extend_lease(m, 60) is True
         assert st.lease_expires_at(m) > original_expiry
-        wait_for(lambda: time.time() > original_expiry + 0.5, 10, what="original lease end")
+        wait_for(lambda: time.time() > original_expiry + 0.5, timeout=10, interval=0.02,
+                 what="original lease end")
         with pytest.raises(qb.Empty):
             qb.get(timeout=0.5)                           # still ours past the old timeout
         assert stats(b, "long") == {"ready": 0, "in_flight": 1, "total": 1}
@@ -308,7 +300,7 @@ def test_max_receives_moves_message_to_dlq(url):
                 extra = None
             assert extra is None, "delivered a 3rd time instead of dead-lettering"
             return stats(conn, "jobs.dlq")["total"] == 1
-        wait_for(moved, 30, what="move to jobs.dlq")
+        wait_for(moved, timeout=30, interval=0.02, what="move to jobs.dlq")
         assert stats(conn, "jobs")["total"] == 0
 
         dlq = conn.SimpleQueue(st.dlq_name("jobs"))
@@ -439,7 +431,7 @@ def test_two_processes_consume_disjoint_exactly_once(url, tmp_path):
             procs.append(subprocess.Popen(
                 [sys.executable, "-c", CONSUMER, url, "bulk", str(out), str(ready), str(go)],
                 env=child_env(), cwd=str(REPO)))
-        wait_for(lambda: all(r.exists() for r in readies), 60, what="consumers ready")
+        wait_for(lambda: all(r.exists() for r in readies), timeout=60, interval=0.02, what="consumers ready")
         go.touch()
         for p in procs:
             assert p.wait(timeout=200) == 0

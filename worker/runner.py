@@ -104,7 +104,7 @@ class Worker:
                 log.exception("task %s hit an unexpected error", task["task_id"])
             log.warning("task %s attempt %d failed, will retry: %s", task["task_id"], attempt, exc)
             self._publish(self._failed(task, exc, retryable=True, attempt=attempt))
-            delivery.extend(min(60, 2 ** attempt))   # back off before the next delivery
+            delivery.defer(min(60, 2 ** attempt))   # back off before the next delivery
         finally:
             with self._lock:
                 self._inflight.pop(id(delivery), None)
