@@ -1,0 +1,41 @@
+"""Format readers: find the pixel rasters inside a file's bytes.
+
+Each reader module exposes ``KIND`` (a short name such as ``"dpx"``) and
+``read(data: memoryview) -> list[Raster] | None``: ``None`` when the bytes are
+not that format, or are damaged, or use a variant the codec does not model.
+A reader never raises on bad input; the container then stores the file
+generically and it still round-trips exactly.
+"""
+from dataclasses import dataclass
+
+from codec.raster import Raster
+from codec.formats import cineon, dpx, tiff
+
+READERS: list = [dpx, cineon, tiff]   # reader modules, tried in order
+
+
+@dataclass(frozen=True)
+class Parsed:
+    kind: str
+    rasters: list[Raster]
+
+
+def parse(data) -> Parsed | None:
+    """The first reader that recognises ``data``, with its rasters sorted and checked."""
+    view = memoryview(data)
+    for reader in READERS:
+        rasters = reader.read(view)
+        if rasters:
+            rasters = sorted(rasters, key=lambda r: r.offset)
+            if _disjoint_and_inside(rasters, len(view)):
+                return Parsed(reader.KIND, rasters)
+    return None
+
+
+def _disjoint_and_inside(rasters: list[Raster], size: int) -> bool:
+    position = 0
+    for raster in rasters:
+        if raster.offset < position or raster.length <= 0 or raster.end > size:
+            return False
+        position = raster.end
+    return True
