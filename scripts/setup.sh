@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 
-if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+# The codec's Cython kernels compile at install: they need a C compiler and Python's headers.
+has_headers() {
+    "$PYTHON" -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
+}
+if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || ! command -v cc >/dev/null || ! has_headers; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq python3-venv python3-dev build-essential

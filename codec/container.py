@@ -1,0 +1,320 @@
+"""The container: one file in, one self-checking compressed file out.
+
+Wire format, version 1 (integers little-endian)::
+
+    8 bytes  magic  b"\\x89CMV\\r\\n\\x1a\\n"
+    u8       container version
+    u8       length of the format name, then the name (ASCII; "" when not an image)
+    u64      original size
+    16 bytes XXH3-128 of the original file
+    u8       verbatim method (0 stored, 1 zstd), u64 payload length, payload:
+             every byte of the original outside the rasters, in file order
+    u32      raster count, then per raster:
+             u64 offset, u64 row stride, u32 height, u32 width, u16 channels,
+             u8 bits, u8 length of the sample layout name, the name,
+             u8 method (1 pixel coder, 2 byte shuffle + zstd), u64 payload length, payload
+
+A raster's rows sit ``row stride`` bytes apart in the original, each row
+``layouts.row_bytes`` long; rasters never overlap.  Decoding rebuilds the
+verbatim bytes around the rasters, decodes and repacks each raster into place,
+and refuses the result unless its size and checksum match the original's.
+"""
+import struct
+from dataclasses import dataclass, replace
+
+import numpy as np
+import xxhash
+import zstandard
+
+from codec import layouts, rastercoder
+from codec.errors import CodecError
+from codec.raster import Raster
+
+MAGIC = b"\x89CMV\r\n\x1a\n"
+VERSION = 1
+STORED, ZSTD = 0, 1
+PIXELS, SHUFFLED = 1, 2
+MAX_ORIGINAL = 1 << 40          # refuse to allocate more than this when decoding
+FIXED = struct.Struct("<Q16s")
+VERBATIM = struct.Struct("<BQ")
+RASTER = struct.Struct("<QQIIHB")
+PAYLOAD = struct.Struct("<BQ")
+ZSTD_LEVEL = {0: 1, 1: 1, 2: 3, 3: 9}
+
+
+def row_bytes(raster: Raster) -> int:
+    """Bytes one row of ``raster`` takes in its layout (padding to a whole word included)."""
+    return layouts.row_bytes(raster.sample, raster.width * raster.channels)
+
+
+def compact(raster: Raster) -> Raster:
+    """The raster as its rows gathered back to back, which is what the layouts see."""
+    return replace(raster, offset=0, length=row_bytes(raster) * raster.height, row_stride=0)
+
+
+def stride_of(raster: Raster) -> int:
+    if raster.row_stride:
+        return raster.row_stride
+    stride, rest = divmod(raster.length, raster.height)
+    return stride if not rest and stride >= row_bytes(raster) else row_bytes(raster)
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A raster and where its rows are in the original."""
+    raster: Raster
+    stride: int
+
+    def spans(self) -> np.ndarray:
+        """(start, end) of each row, or of the whole block when rows touch."""
+        row = row_bytes(self.raster)
+        if self.stride == row:
+            return np.array([[self.raster.offset, self.raster.offset + row * self.raster.height]])
+        starts = self.raster.offset + np.arange(self.raster.height, dtype=np.int64) * self.stride
+        return np.stack([starts, starts + row], axis=1)
+
+
+def checksum(data) -> bytes:
+    return xxhash.xxh3_128_digest(data)
+
+
+def is_container(data) -> bool:
+    return bytes(memoryview(data)[:len(MAGIC)]) == MAGIC
+
+
+# ---- encoding ---------------------------------------------------------------
+
+def encode(data, *, kind: str | None, rasters: list[Raster], level: int, threads: int) -> bytes:
+    view = memoryview(data).cast("B")
+    parts = []
+    placed = []
+    for raster in rasters:
+        payload = encode_raster(view, raster, level=level, threads=threads)
+        if payload is not None:
+            placed.append(payload)
+    spans = covered_spans([p for p, _, _ in placed], len(view))
+    verbatim = gather_verbatim(view, spans)
+    name = (kind or "").encode("ascii")
+    parts.append(MAGIC + bytes([VERSION, len(name)]) + name + FIXED.pack(len(view), checksum(view)))
+    parts.append(pack_stream(verbatim, level))
+    parts.append(struct.pack("<I", len(placed)))
+    for where, method, payload in placed:
+        r = where.raster
+        sample = r.sample.encode("ascii")
+        parts.append(RASTER.pack(r.offset, where.stride, r.height, r.width, r.channels, r.bits))
+        parts.append(bytes([len(sample)]) + sample)
+        parts.append(PAYLOAD.pack(method, len(payload)))
+        parts.append(payload)
+    return b"".join(parts)
+
+
+def encode_raster(view: memoryview, raster: Raster, *, level: int, threads: int):
+    """(placement, method, payload) for a raster, or None to keep it verbatim."""
+    try:
+        where = Placed(raster, stride_of(raster))
+        if where.stride < row_bytes(raster) or raster.offset + where.stride * (raster.height - 1) \
+                + row_bytes(raster) > len(view):
+            return None
+        rows = gather_rows(view, where)
+        if raster.sample in layouts.SHUFFLED:
+            return where, SHUFFLED, shuffle_compress(rows, layouts.element_size(raster), level)
+        pixels = layouts.unpack(compact(raster), memoryview(rows))
+        needed = int(pixels.max()).bit_length() if pixels.size else 1
+        if needed > raster.bits:    # the reader under-stated the depth: code what is there
+            where = Placed(replace(raster, bits=needed), where.stride)
+        if not 1 <= where.raster.bits <= 16 or layouts.pack(compact(where.raster), pixels) != rows:
+            return None         # bits the layout does not model (e.g. padding): keep them verbatim
+        return where, PIXELS, rastercoder.encode(pixels, where.raster.bits, level=level, threads=threads)
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def gather_rows(view: memoryview, where: Placed) -> bytes:
+    row = row_bytes(where.raster)
+    height = where.raster.height
+    if where.stride == row:
+        return bytes(view[where.raster.offset:where.raster.offset + row * height])
+    grid = np.lib.stride_tricks.as_strided(
+        np.frombuffer(view, dtype=np.uint8)[where.raster.offset:],
+        shape=(height, row), strides=(where.stride, 1), writeable=False)
+    return grid.tobytes()
+
+
+def covered_spans(placed: list[Placed], size: int) -> np.ndarray:
+    """Sorted (start, end) spans covered by rasters; raises if any overlap."""
+    if not placed:
+        return np.zeros((0, 2), dtype=np.int64)
+    spans = np.concatenate([p.spans() for p in placed])
+    spans = spans[np.argsort(spans[:, 0], kind="stable")]
+    if (spans[:, 0] < 0).any() or (spans[:, 1] > size).any() or (spans[1:, 0] < spans[:-1, 1]).any():
+        raise CodecError("rasters overlap or lie outside the file")
+    return spans
+
+
+def gather_verbatim(view: memoryview, spans: np.ndarray) -> bytes:
+    gaps = gap_spans(spans, len(view))
+    return b"".join(view[start:end] for start, end in gaps)
+
+
+def gap_spans(spans: np.ndarray, size: int) -> list[tuple[int, int]]:
+    starts = np.concatenate([[0], spans[:, 1]])
+    ends = np.concatenate([spans[:, 0], [size]])
+    keep = ends > starts
+    return list(zip(starts[keep].tolist(), ends[keep].tolist()))
+
+
+def pack_stream(data: bytes, level: int) -> bytes:
+    packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL.get(level, 3)).compress(data) if data else b""
+    if len(packed) < len(data):
+        return VERBATIM.pack(ZSTD, len(packed)) + packed
+    return VERBATIM.pack(STORED, len(data)) + data
+
+
+def shuffle_compress(rows: bytes, element: int, level: int) -> bytes:
+    usable = len(rows) - len(rows) % element
+    shuffled = np.frombuffer(rows, dtype=np.uint8, count=usable).reshape(-1, element).T.tobytes()
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL.get(level, 3)).compress(shuffled + rows[usable:])
+
+
+# ---- decoding ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Header:
+    kind: str
+    original_size: int
+    checksum: bytes
+    verbatim_method: int
+    verbatim: memoryview
+    rasters: list        # (Placed, method, payload)
+
+
+def read_header(data) -> Header:
+    view = memoryview(data).cast("B")
+    reader = Reader(view)
+    if bytes(reader.take(len(MAGIC), "magic")) != MAGIC:
+        raise CodecError("not a CloudMover codec container (bad magic number)")
+    version = reader.byte()
+    if version != VERSION:
+        raise CodecError(f"container version {version} is not supported (this codec reads {VERSION})")
+    name = reader.take(reader.byte(), "format name")
+    try:
+        kind = bytes(name).decode("ascii")
+    except UnicodeDecodeError:
+        raise CodecError("container is corrupt: format name is not ASCII") from None
+    original_size, digest = reader.unpack(FIXED)
+    if original_size > MAX_ORIGINAL:
+        raise CodecError(f"container claims an original of {original_size} bytes, more than this codec decodes")
+    method, length = reader.unpack(VERBATIM)
+    verbatim = reader.take(length, "verbatim bytes")
+    if method not in (STORED, ZSTD):
+        raise CodecError(f"container is corrupt: unknown verbatim method {method}")
+    (count,) = reader.unpack(struct.Struct("<I"))
+    rasters = []
+    for _ in range(count):
+        offset, stride, height, width, channels, bits = reader.unpack(RASTER)
+        sample = bytes(reader.take(reader.byte(), "sample layout")).decode("ascii", "replace")
+        method_r, length_r = reader.unpack(PAYLOAD)
+        payload = reader.take(length_r, "raster payload")
+        raster = Raster(offset=offset, length=0, height=height, width=width,
+                        channels=channels, bits=bits, sample=sample)
+        if sample not in layouts.LAYOUTS or method_r not in (PIXELS, SHUFFLED) or height < 1 or width < 1 \
+                or channels < 1:
+            raise CodecError("container is corrupt: a raster descriptor is invalid")
+        rasters.append((Placed(raster, stride), method_r, payload))
+    if reader.position != len(view):
+        raise CodecError("container is corrupt: trailing bytes after the last raster")
+    return Header(kind, original_size, digest, method, verbatim, rasters)
+
+
+def decode(data, *, threads: int) -> bytes:
+    header = read_header(data)
+    size = header.original_size
+    try:
+        spans = covered_spans([p for p, _, _ in header.rasters], size)
+        out = bytearray(size)
+    except (MemoryError, OverflowError, ValueError):
+        raise CodecError("container is corrupt: rasters do not fit the original size") from None
+    verbatim = unpack_stream(header.verbatim_method, header.verbatim, size)
+    position = 0
+    for start, end in gap_spans(spans, size):
+        if position + end - start > len(verbatim):
+            raise CodecError("container is corrupt: verbatim bytes are short")
+        out[start:end] = verbatim[position:position + end - start]
+        position += end - start
+    if position != len(verbatim):
+        raise CodecError("container is corrupt: verbatim bytes do not fit around the rasters")
+    target = np.frombuffer(out, dtype=np.uint8)
+    for where, method, payload in header.rasters:
+        rows = decode_raster(where, method, payload, threads=threads)
+        scatter_rows(target, where, rows)
+    if checksum(out) != header.checksum:
+        raise CodecError("decoded bytes do not match the original's checksum: the container is corrupt")
+    return bytes(out)
+
+
+def decode_raster(where: Placed, method: int, payload: memoryview, *, threads: int) -> bytes:
+    raster = where.raster
+    expected = row_bytes(raster) * raster.height
+    if method == SHUFFLED:
+        element = layouts.element_size(raster)
+        rows = unshuffle(zstd_decompress(payload, expected), element)
+    else:
+        pixels, bits = rastercoder.decode(payload, threads=threads)
+        if pixels.shape != (raster.height, raster.width, raster.channels) or bits != raster.bits:
+            raise CodecError("container is corrupt: a raster's pixels do not match its descriptor")
+        try:
+            rows = layouts.pack(compact(raster), pixels.astype(np.uint8) if raster.bits <= 8 else pixels)
+        except (ValueError, TypeError) as error:
+            raise CodecError(f"container is corrupt: {error}") from None
+    if len(rows) != expected:
+        raise CodecError("container is corrupt: a raster decoded to the wrong length")
+    return rows
+
+
+def scatter_rows(target: np.ndarray, where: Placed, rows: bytes) -> None:
+    row = row_bytes(where.raster)
+    source = np.frombuffer(rows, dtype=np.uint8).reshape(where.raster.height, row)
+    if where.stride == row:
+        target[where.raster.offset:where.raster.offset + len(rows)] = source.reshape(-1)
+        return
+    grid = np.lib.stride_tricks.as_strided(target[where.raster.offset:], shape=(where.raster.height, row),
+                                           strides=(where.stride, 1))
+    grid[:] = source
+
+
+def unpack_stream(method: int, payload: memoryview, limit: int) -> bytes:
+    return zstd_decompress(payload, limit) if method == ZSTD else bytes(payload)
+
+
+def zstd_decompress(payload: memoryview, limit: int) -> bytes:
+    try:
+        return zstandard.ZstdDecompressor().decompress(bytes(payload), max_output_size=max(limit, 1))
+    except zstandard.ZstdError as error:
+        raise CodecError(f"container is corrupt: {error}") from None
+
+
+def unshuffle(data: bytes, element: int) -> bytes:
+    usable = len(data) - len(data) % element
+    planes = np.frombuffer(data, dtype=np.uint8, count=usable).reshape(element, -1)
+    return planes.T.tobytes() + data[usable:]
+
+
+class Reader:
+    """Bounds-checked reads from the container's bytes."""
+
+    def __init__(self, view: memoryview):
+        self.view = view
+        self.position = 0
+
+    def take(self, length: int, what: str) -> memoryview:
+        if length < 0 or self.position + length > len(self.view):
+            raise CodecError(f"container is truncated (while reading the {what})")
+        chunk = self.view[self.position:self.position + length]
+        self.position += length
+        return chunk
+
+    def byte(self) -> int:
+        return self.take(1, "header")[0]
+
+    def unpack(self, layout: struct.Struct) -> tuple:
+        return layout.unpack(self.take(layout.size, "header"))

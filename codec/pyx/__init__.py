@@ -1,0 +1,1 @@
+"""Cython kernels of the codec (built by setup.py)."""

@@ -1,0 +1,235 @@
+"""Codes one raster of unsigned integer samples, losslessly, in independent tiles.
+
+Wire format of a coded raster (all integers little-endian)::
+
+    u8  coder version (1)
+    u32 height, u32 width, u16 channels, u8 bits, u32 tile rows
+    u32 length of the tables, then the tables (zstd): per context table,
+        u8 count of tokens used, then (u8 token, u16 frequency) each,
+        frequencies summing to 4096
+    per tile: channels × u8 predictor, u8 decorrelate, u32 rANS bytes, u32 extra-bit bytes
+    per tile: its rANS bytes, then its extra-bit bytes
+
+Tiles are bands of rows.  They share the raster's entropy tables (one set of
+statistics, paid for once) but are otherwise independent, so they encode and
+decode in parallel threads (the kernels release the GIL).
+"""
+import struct
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import zstandard
+
+from codec.errors import CodecError
+from codec.pyx import lossless
+
+VERSION = 1
+TILE_SAMPLES = 1 << 17      # samples per tile (at least MIN_TILE_ROWS rows)
+MIN_TILE_ROWS = 16
+HEADER = struct.Struct("<BIIHBI")
+TILE_ENTRY_TAIL = struct.Struct("<BII")
+SCALE = 1 << lossless.SCALE_BITS
+NTABLES = lossless.TABLES
+NTOKENS = lossless.TOKENS
+# rows sampled to choose the predictors, by level
+CHOICE_STEP = {1: 32, 2: 8, 3: 2}
+
+
+def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1) -> bytes:
+    """Code ``pixels`` (height, width, channels) of values below 2**bits."""
+    height, width, channels = pixels.shape
+    samples = np.ascontiguousarray(pixels, dtype=np.uint16).reshape(height, width * channels)
+    rows = tile_rows(height, width * channels)
+    bands = [samples[y:y + rows] for y in range(0, height, rows)]
+    step = CHOICE_STEP.get(level, 8)
+
+    def model(band):
+        predictors, decorrelate = lossless.choose(band, width, channels, bits, step)
+        predictors = np.array(predictors, dtype=np.uint8)
+        symbols = np.empty(band.size, dtype=np.uint16)
+        extra = np.empty(band.size * 2 + 16, dtype=np.uint8)
+        histogram = np.zeros((NTABLES, NTOKENS), dtype=np.uint32)
+        scratch = np.empty(2 * band.shape[1], dtype=np.uint16)
+        used = lossless.model_tile(band, width, channels, bits, predictors, decorrelate,
+                                   symbols, extra, histogram, scratch)
+        return predictors, decorrelate, symbols, extra[:used].tobytes(), histogram
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        modelled = list(pool.map(model, bands))
+        histogram = sum(m[4].astype(np.uint64) for m in modelled)
+        freq = normalize(histogram)
+        encoder = encoder_tables(freq)
+
+        def code(m):
+            out = np.empty(m[2].size * 2 + 16, dtype=np.uint8)
+            begin = lossless.rans_tile(m[2], *encoder, out)
+            return out[begin:].tobytes()
+
+        coded = list(pool.map(code, modelled))
+
+    tables = zstandard.ZstdCompressor(level=19).compress(serialize_tables(freq))
+    parts = [HEADER.pack(VERSION, height, width, channels, bits, rows),
+             struct.pack("<I", len(tables)), tables]
+    for (predictors, decorrelate, _, extra, _), rans in zip(modelled, coded):
+        parts.append(predictors.tobytes())
+        parts.append(TILE_ENTRY_TAIL.pack(int(decorrelate), len(rans), len(extra)))
+    for (_, _, _, extra, _), rans in zip(modelled, coded):
+        parts.append(rans)
+        parts.append(extra)
+    return b"".join(parts)
+
+
+def decode(payload: bytes | memoryview, *, threads: int = 1) -> tuple[np.ndarray, int]:
+    """The pixels (height, width, channels, uint16) and bit depth of a coded raster."""
+    view = memoryview(payload)
+    if len(view) < HEADER.size + 4:
+        raise CodecError("coded raster is truncated")
+    version, height, width, channels, bits, rows = HEADER.unpack_from(view, 0)
+    if version != VERSION:
+        raise CodecError(f"unknown raster coder version {version}")
+    if not (1 <= bits <= 16 and channels >= 1 and width >= 1 and height >= 1 and rows >= 1):
+        raise CodecError("coded raster has an impossible shape")
+    position = HEADER.size
+    (tables_length,) = struct.unpack_from("<I", view, position)
+    position += 4
+    tables = read_window(view, position, tables_length)
+    position += tables_length
+    slot_symbol, freq, start = decoder_tables(tables)
+    tiles = []
+    for y in range(0, height, rows):
+        entry = read_window(view, position, channels + TILE_ENTRY_TAIL.size)
+        predictors = np.frombuffer(entry[:channels], dtype=np.uint8)
+        decorrelate, rans_length, extra_length = TILE_ENTRY_TAIL.unpack_from(entry, channels)
+        tiles.append((y, min(rows, height - y), predictors, decorrelate, rans_length, extra_length))
+        position += len(entry)
+    pixels = np.empty((height, width * channels), dtype=np.uint16)
+    jobs = []
+    for y, count, predictors, decorrelate, rans_length, extra_length in tiles:
+        rans = read_window(view, position, rans_length)
+        extra = read_window(view, position + rans_length, extra_length)
+        position += rans_length + extra_length
+        jobs.append((pixels[y:y + count], predictors, decorrelate, rans, extra))
+    if position != len(view):
+        raise CodecError("coded raster has trailing bytes")
+
+    def run(job):
+        band, predictors, decorrelate, rans, extra = job
+        scratch = np.empty(2 * band.shape[1], dtype=np.uint16)
+        return lossless.decode_tile(band, width, channels, bits, predictors, bool(decorrelate),
+                                    padded(rans), padded(extra),
+                                    slot_symbol, freq, start, scratch)
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        clean = list(pool.map(run, jobs))
+    if not all(clean):
+        raise CodecError("coded raster is corrupt: a tile did not decode cleanly")
+    return pixels.reshape(height, width, channels), bits
+
+
+def padded(stream: memoryview) -> np.ndarray:
+    out = np.zeros(len(stream) + lossless.PADDING, dtype=np.uint8)
+    out[:len(stream)] = np.frombuffer(stream, dtype=np.uint8)
+    return out
+
+
+def tile_rows(height: int, row_samples: int) -> int:
+    return max(MIN_TILE_ROWS, -(-TILE_SAMPLES // max(1, row_samples)))
+
+
+def read_window(view: memoryview, position: int, length: int) -> memoryview:
+    if length < 0 or position + length > len(view):
+        raise CodecError("coded raster is truncated")
+    return view[position:position + length]
+
+
+def normalize(histogram: np.ndarray) -> np.ndarray:
+    """Frequencies summing to 4096 per used table, every seen token at least 1."""
+    freq = np.zeros((NTABLES, NTOKENS), dtype=np.int64)
+    for table in np.flatnonzero(histogram.sum(axis=1)):
+        counts = histogram[table].astype(np.float64)
+        row = np.floor(counts * SCALE / counts.sum()).astype(np.int64)
+        row[(counts > 0) & (row == 0)] = 1
+        surplus = int(row.sum()) - SCALE
+        while surplus != 0:
+            biggest = int(np.argmax(row))
+            change = surplus if surplus < 0 else min(surplus, int(row[biggest]) - 1)
+            row[biggest] -= change
+            surplus -= change
+        freq[table] = row
+    return freq
+
+
+def serialize_tables(freq: np.ndarray) -> bytes:
+    out = bytearray()
+    for table in range(NTABLES):
+        used = np.flatnonzero(freq[table])
+        out.append(len(used))
+        for token in used:
+            out += struct.pack("<BH", token, int(freq[table, token]))
+    return bytes(out)
+
+
+def parse_tables(blob: memoryview) -> np.ndarray:
+    try:
+        raw = zstandard.ZstdDecompressor().decompress(bytes(blob), max_output_size=NTABLES * (1 + 3 * NTOKENS))
+    except zstandard.ZstdError as error:
+        raise CodecError(f"coded raster tables are corrupt: {error}") from None
+    freq = np.zeros((NTABLES, NTOKENS), dtype=np.int64)
+    position = 0
+    for table in range(NTABLES):
+        if position >= len(raw):
+            raise CodecError("coded raster tables are truncated")
+        count = raw[position]
+        position += 1
+        if count > NTOKENS or position + 3 * count > len(raw):
+            raise CodecError("coded raster tables are corrupt")
+        for token, value in struct.iter_unpack("<BH", raw[position:position + 3 * count]):
+            if token >= NTOKENS or value == 0 or freq[table, token]:
+                raise CodecError("coded raster tables are corrupt")
+            freq[table, token] = value
+        position += 3 * count
+        if count and int(freq[table].sum()) != SCALE:
+            raise CodecError("coded raster tables are corrupt")
+    if position != len(raw):
+        raise CodecError("coded raster tables have trailing bytes")
+    return freq
+
+
+def reciprocals() -> tuple[np.ndarray, np.ndarray]:
+    """Per frequency 1..SCALE: the 64-bit reciprocal and shift of Granlund and
+    Montgomery's division by an invariant integer, as rans64 uses them."""
+    rcp, rcp_shift = [(1 << 64) - 1], [0]
+    for f in range(2, SCALE + 1):
+        shift = (f - 1).bit_length()
+        rcp.append(-(-(1 << (shift + 63)) // f))
+        rcp_shift.append(shift - 1)
+    return np.array([0] + rcp, dtype=np.uint64), np.array([0] + rcp_shift, dtype=np.uint32)
+
+
+RECIPROCALS = reciprocals()
+
+
+def encoder_tables(freq: np.ndarray):
+    """x_max, reciprocal, shift, bias and complement per symbol (Giesen's rans64)."""
+    f = np.maximum(freq.reshape(-1), 1).astype(np.uint64)
+    start = (np.cumsum(freq, axis=1) - freq).reshape(-1).astype(np.uint64)
+    x_max = f << np.uint64(32 + 31 - lossless.SCALE_BITS)
+    rcp = RECIPROCALS[0][f]
+    rcp_shift = RECIPROCALS[1][f]
+    bias = np.where(f < 2, start + np.uint64(SCALE - 1), start).astype(np.uint32)
+    cmpl = (np.uint64(SCALE) - f).astype(np.uint32)
+    return x_max, rcp, rcp_shift, bias, cmpl
+
+
+def decoder_tables(blob: memoryview):
+    freq = parse_tables(blob)
+    for table in np.flatnonzero(freq.sum(axis=1) == 0):
+        freq[table, 0] = SCALE      # never used by a sound stream; keeps a damaged one bounded
+    start = np.cumsum(freq, axis=1) - freq
+    slot_symbol = np.empty((NTABLES, SCALE), dtype=np.uint8)
+    tokens = np.arange(NTOKENS, dtype=np.uint8)
+    for table in range(NTABLES):
+        slot_symbol[table] = np.repeat(tokens, freq[table])   # 4096 slots, one token each
+    return (slot_symbol.reshape(-1),
+            np.ascontiguousarray(freq.reshape(-1), dtype=np.uint16),
+            np.ascontiguousarray(start.reshape(-1), dtype=np.uint16))
