@@ -38,30 +38,29 @@ CHOICE_STEP = {1: 32, 2: 8, 3: 2}
 def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1) -> bytes:
     """Code ``pixels`` (height, width, channels) of values below 2**bits."""
     height, width, channels = pixels.shape
-    samples = np.ascontiguousarray(pixels, dtype=np.uint16).reshape(height, width * channels)
     rows = tile_rows(height, width * channels)
-    bands = [samples[y:y + rows] for y in range(0, height, rows)]
+    order = plane_order(channels)
     step = CHOICE_STEP.get(level, 8)
 
-    def model(band):
-        predictors, decorrelate = lossless.choose(band, width, channels, bits, step)
+    def model(y):
+        planes = np.ascontiguousarray(pixels[y:y + rows].transpose(2, 0, 1)[order], dtype=np.uint16)
+        predictors, decorrelate = lossless.choose(planes, bits, step)
         predictors = np.array(predictors, dtype=np.uint8)
-        symbols = np.empty(band.size, dtype=np.uint16)
-        extra = np.empty(band.size * 2 + 16, dtype=np.uint8)
+        symbols = np.empty(planes.size, dtype=np.uint16)
+        extra = np.empty(planes.size * 2 + 16, dtype=np.uint8)
         histogram = np.zeros((NTABLES, NTOKENS), dtype=np.uint32)
-        scratch = np.empty(2 * band.shape[1], dtype=np.uint16)
-        used = lossless.model_tile(band, width, channels, bits, predictors, decorrelate,
-                                   symbols, extra, histogram, scratch)
+        used = lossless.model_tile(planes, bits, predictors, decorrelate, symbols, extra, histogram,
+                                   scratch_for(planes.shape[1], width))
         return predictors, decorrelate, symbols, extra[:used].tobytes(), histogram
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        modelled = list(pool.map(model, bands))
+        modelled = list(pool.map(model, range(0, height, rows)))
         histogram = sum(m[4].astype(np.uint64) for m in modelled)
         freq = normalize(histogram)
         encoder = encoder_tables(freq)
 
         def code(m):
-            out = np.empty(m[2].size * 2 + 16, dtype=np.uint8)
+            out = np.empty(m[2].size * 2 + 24, dtype=np.uint8)
             begin = lossless.rans_tile(m[2], *encoder, out)
             return out[begin:].tobytes()
 
@@ -102,28 +101,40 @@ def decode(payload: bytes | memoryview, *, threads: int = 1) -> tuple[np.ndarray
         decorrelate, rans_length, extra_length = TILE_ENTRY_TAIL.unpack_from(entry, channels)
         tiles.append((y, min(rows, height - y), predictors, decorrelate, rans_length, extra_length))
         position += len(entry)
-    pixels = np.empty((height, width * channels), dtype=np.uint16)
+    pixels = np.empty((height, width, channels), dtype=np.uint16)
     jobs = []
     for y, count, predictors, decorrelate, rans_length, extra_length in tiles:
         rans = read_window(view, position, rans_length)
         extra = read_window(view, position + rans_length, extra_length)
         position += rans_length + extra_length
-        jobs.append((pixels[y:y + count], predictors, decorrelate, rans, extra))
+        jobs.append((y, count, predictors, decorrelate, rans, extra))
     if position != len(view):
         raise CodecError("coded raster has trailing bytes")
+    inverse = np.argsort(plane_order(channels))
 
     def run(job):
-        band, predictors, decorrelate, rans, extra = job
-        scratch = np.empty(2 * band.shape[1], dtype=np.uint16)
-        return lossless.decode_tile(band, width, channels, bits, predictors, bool(decorrelate),
-                                    padded(rans), padded(extra),
-                                    slot_symbol, freq, start, scratch)
+        y, count, predictors, decorrelate, rans, extra = job
+        planes = np.empty((channels, count, width), dtype=np.uint16)
+        clean = lossless.decode_tile(planes, bits, predictors, bool(decorrelate), padded(rans), padded(extra),
+                                     slot_symbol, freq, start, scratch_for(count, width))
+        pixels[y:y + count] = planes[inverse].transpose(1, 2, 0)
+        return clean
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         clean = list(pool.map(run, jobs))
     if not all(clean):
         raise CodecError("coded raster is corrupt: a tile did not decode cleanly")
-    return pixels.reshape(height, width, channels), bits
+    return pixels, bits
+
+
+def plane_order(channels: int) -> list[int]:
+    """Coding order of the planes: for RGB-like pixels the middle (green) plane
+    goes first, and the two around it lean on its residuals."""
+    return [1, 0, 2, *range(3, channels)] if channels >= 3 else list(range(channels))
+
+
+def scratch_for(rows: int, width: int) -> np.ndarray:
+    return np.empty((2 * rows + 6, width + 2), dtype=np.uint16)
 
 
 def padded(stream: memoryview) -> np.ndarray:

@@ -1,22 +1,25 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Pixel kernels of the lossless coder: prediction, residual mapping, contexts, rANS.
 
-One tile is a block of rows of an (height, width, channels) image of unsigned
-samples of ``bits`` bits, stored as uint16.  Per sample:
+One tile is a block of rows of an image of unsigned samples of ``bits`` bits,
+given as planes (channels, rows, width) of uint16, the first plane being the
+one the others lean on (green, for RGB).  Per sample:
 
 1. predict it from its causal neighbours W, N, NW, NE with the tile's
    predictor for that channel (MED, gradient, average, W or N);
-2. the residual modulo 2**bits; on RGB-like tiles the first coded channel's
-   residual is subtracted from the others (a reversible colour transform done on
+2. the residual modulo 2**bits; on RGB-like tiles the first plane's
+   residual is subtracted from the next two (a reversible colour transform done on
    residuals, so it never wraps the prediction);
 3. centre and zigzag it into ``u`` in [0, 2**bits);
 4. choose a context from the local activity (the ``u`` of W, N, NW, NE and of
-   the pixel's first channel) in half-octave buckets;
+   the same pixel in the first plane) in half-octave buckets;
 5. split ``u`` into a token (0..63: small values exactly, larger ones as
    exponent plus two mantissa bits) coded with rANS under the context's table,
    and raw extra bits written to a separate bit stream.
 
-Encoding is two passes: ``model_tile`` computes tokens, histograms and extra
+Rows are walked through padded row buffers, so the inner loops have no edge
+cases: at x = 0, W and NW are N; at the last column NE is N; the first row of
+a tile predicts from W alone.  Encoding is two passes: ``model_tile`` computes tokens, histograms and extra
 bits; once the raster's tables are known, ``rans_tile`` codes the tokens
 backwards.  ``decode_tile`` does it all in one forward pass.  Every kernel runs
 without the GIL; the decoder checks every read against its input, so damaged
@@ -68,8 +71,8 @@ cdef extern from *:
     uint64_t cm_mulhi64(uint64_t a, uint64_t b) nogil
 
 cdef enum:
-    PROB_BITS = 12
-    PROB_SCALE = 4096
+    PROB_BITS = 10
+    PROB_SCALE = 1024
     NTOKENS = 64
     NCTX = 28
     NCLASS = 4
@@ -124,160 +127,150 @@ cdef inline uint32_t unzigzag(uint32_t u, uint32_t mask) noexcept nogil:
     return ((u >> 1) ^ (0u - (u & 1))) & mask
 
 
-cdef void channel_order(int channels, int* order) noexcept nogil:
-    # RGB-like pixels code the middle (green) channel first: the others lean on it.
-    cdef int k
-    for k in range(channels):
-        order[k] = k
-    if channels >= 3:
-        order[0] = 1
-        order[1] = 0
+cdef struct Rows:
+    # padded row buffers: index 0 is column -1, index width + 1 is column width
+    uint16_t* prev
+    uint16_t* cur
+    uint16_t* uprev
+    uint16_t* ucur
 
 
-cdef inline void neighbours(const uint16_t* row, const uint16_t* prow, int i, int x, int y,
-                            int width, int channels, int* W, int* N, int* NW, int* NE) noexcept nogil:
-    if y > 0:
-        N[0] = prow[i]
-        W[0] = row[i - channels] if x > 0 else N[0]
-        NW[0] = prow[i - channels] if x > 0 else N[0]
-        NE[0] = prow[i + channels] if x < width - 1 else N[0]
-    else:
-        W[0] = row[i - channels] if x > 0 else 0
-        N[0] = W[0]
-        NW[0] = W[0]
-        NE[0] = W[0]
+cdef inline void start_row(Rows* r, uint16_t* buffers, int y, int width) noexcept nogil:
+    """Point at this row's buffers and set the padding the edge rules ask for.
+    ``buffers`` holds 5 padded rows: pixels A/B, residuals A/B, zeros."""
+    cdef int padded = width + 2
+    r.cur = buffers + (y & 1) * padded
+    r.ucur = buffers + (2 + (y & 1)) * padded
+    if y == 0:
+        r.prev = buffers + 4 * padded
+        r.uprev = r.prev
+        r.cur[0] = 0
+        r.ucur[0] = 0
+        return
+    r.prev = buffers + ((y - 1) & 1) * padded
+    r.uprev = buffers + (2 + ((y - 1) & 1)) * padded
+    r.prev[0] = r.prev[1]
+    r.prev[width + 1] = r.prev[width]
+    r.uprev[0] = r.uprev[1]
+    r.uprev[width + 1] = r.uprev[width]
+    r.cur[0] = r.prev[1]
+    r.ucur[0] = r.uprev[1]
 
 
-cdef inline int table_of(const uint16_t* uprev, const uint16_t* ucur, int i, int x, int k,
-                         int width, int channels, uint32_t ufirst) noexcept nogil:
-    # the context: activity of the residuals around this sample
-    cdef uint32_t uN = uprev[i], uW, uNW, uNE, a
-    if x > 0:
-        uW = ucur[i - channels]
-        uNW = uprev[i - channels]
-    else:
-        uW = uN
-        uNW = uN
-    uNE = uprev[i + channels] if x < width - 1 else uN
-    a = uN + uW + ((uNW + uNE) >> 1)
-    if k > 0:
-        a += ufirst
-    return (k if k < NCLASS else NCLASS - 1) * NCTX + context_of(a)
+cdef inline int residual_at(const uint16_t* row, const uint16_t* prow, int x, int width, int p,
+                            uint32_t mask) noexcept nogil:
+    cdef int N = prow[x]
+    cdef int W = row[x - 1] if x > 0 else N
+    cdef int NW = prow[x - 1] if x > 0 else N
+    cdef int NE = prow[x + 1] if x < width - 1 else N
+    return <int>(<uint32_t>(row[x] - predict(p, W, N, NW, NE, <int>mask)) & mask)
 
 
-def choose(const uint16_t[:, ::1] tile, int width, int channels, int bits, int step):
-    """Per channel, the predictor with the smallest estimated cost on every
-    ``step``-th row, and whether subtracting the first channel's residual
-    pays on the others.  Returns (predictors by channel, decorrelate)."""
-    cdef int height = tile.shape[0]
-    cdef int order[MAX_CHANNELS]
-    cdef double cost[NPREDICTORS][MAX_CHANNELS]
-    cdef double cost_dec[NPREDICTORS][MAX_CHANNELS]
-    cdef int y, x, k, ch, p, i, W, N, NW, NE, P
-    cdef uint32_t mask = (1u << bits) - 1, v
-    cdef uint32_t vfirst[NPREDICTORS]
+def choose(const uint16_t[:, :, ::1] planes, int bits, int step):
+    """Per plane, the predictor with the smallest estimated cost on every
+    ``step``-th row, and whether subtracting the first plane's residual pays
+    on planes 1 and 2.  Returns (predictors, decorrelate)."""
+    cdef int channels = planes.shape[0], height = planes.shape[1], width = planes.shape[2]
+    cdef double cost[NPREDICTORS]
+    cdef double cost_dec[NPREDICTORS]
+    cdef int y, x, k, p, first = 0
+    cdef uint32_t mask = (1u << bits) - 1, v, v0
     cdef int shift = 32 - bits
-    cdef const uint16_t* row
-    cdef const uint16_t* prow
-    if channels > MAX_CHANNELS or channels < 1:
-        raise ValueError("unsupported channel count")
-    channel_order(channels, order)
-    for p in range(NPREDICTORS):
-        for k in range(channels):
-            cost[p][k] = 0
-            cost_dec[p][k] = 0
-    with nogil:
-        y = 1
-        while y < height:
-            row = &tile[y, 0]
-            prow = &tile[y - 1, 0]
-            for x in range(width):
-                for k in range(channels):
-                    ch = order[k]
-                    i = x * channels + ch
-                    neighbours(row, prow, i, x, y, width, channels, &W, &N, &NW, &NE)
-                    for p in range(NPREDICTORS):
-                        P = predict(p, W, N, NW, NE, <int>mask)
-                        v = <uint32_t>(row[i] - P) & mask
-                        cost[p][k] += cm_bitlen(zigzag(v, shift))
-                        if k == 0:
-                            vfirst[p] = v
-                        elif k <= 2:
-                            cost_dec[p][k] += cm_bitlen(zigzag((v - vfirst[p]) & mask, shift))
-            y += step
-    plain = [min(range(NPREDICTORS), key=lambda q: cost[q][k]) for k in range(channels)]
-    decorrelated = list(plain)
-    decorrelate = False
-    if channels >= 3:
-        for k in (1, 2):
-            decorrelated[k] = min(range(NPREDICTORS), key=lambda q: cost_dec[q][k])
-        decorrelate = (sum(cost_dec[decorrelated[k]][k] for k in (1, 2))
-                       < sum(cost[plain[k]][k] for k in (1, 2)))
-    chosen = decorrelated if decorrelate else plain
-    by_channel = [0] * channels
+    plain, leaning = [], []
     for k in range(channels):
-        by_channel[order[k]] = chosen[k]
-    return by_channel, decorrelate
+        for p in range(NPREDICTORS):
+            cost[p] = 0
+            cost_dec[p] = 0
+        with nogil:
+            y = 1
+            while y < height:
+                for x in range(width):
+                    if 1 <= k <= 2:
+                        v0 = residual_at(&planes[0, y, 0], &planes[0, y - 1, 0], x, width, first, mask)
+                    for p in range(NPREDICTORS):
+                        v = residual_at(&planes[k, y, 0], &planes[k, y - 1, 0], x, width, p, mask)
+                        cost[p] += cm_bitlen(zigzag(v, shift))
+                        if 1 <= k <= 2:
+                            cost_dec[p] += cm_bitlen(zigzag((v - v0) & mask, shift))
+                y += step
+        best = min(range(NPREDICTORS), key=lambda q: cost[q])
+        best_dec = min(range(NPREDICTORS), key=lambda q: cost_dec[q])
+        plain.append((best, cost[best]))
+        leaning.append((best_dec, cost_dec[best_dec]))
+        if k == 0:
+            first = best
+    decorrelate = channels >= 3 and leaning[1][1] + leaning[2][1] < plain[1][1] + plain[2][1]
+    chosen = [(leaning if decorrelate and 1 <= k <= 2 else plain)[k][0] for k in range(channels)]
+    return chosen, bool(decorrelate)
 
 
-def model_tile(const uint16_t[:, ::1] tile, int width, int channels, int bits,
-               const uint8_t[::1] predictors, bint decorrelate,
-               uint16_t[::1] symbols, uint8_t[::1] extra, uint32_t[:, ::1] histogram,
-               uint16_t[::1] urow):
+def model_tile(const uint16_t[:, :, ::1] planes, int bits, const uint8_t[::1] predictors, bint decorrelate,
+               uint16_t[::1] symbols, uint8_t[::1] extra, uint32_t[:, ::1] histogram, uint16_t[:, ::1] scratch):
     """Pass one of encoding: tokens (as table << 6 | token) into ``symbols``,
-    raw extra bits into ``extra``, counts into ``histogram``.  ``urow`` is
-    scratch of 2 * width * channels.  Returns the length of ``extra`` used."""
-    cdef int height = tile.shape[0]
-    cdef int stride = width * channels
-    cdef int order[MAX_CHANNELS]
-    cdef int pred[MAX_CHANNELS]
-    cdef int y, x, k, ch, i, W, N, NW, NE, P, n, nb, token, table, big
+    raw extra bits into ``extra``, counts into ``histogram``.  ``scratch`` is
+    (2 * rows + 6, width + 2).  Returns the length of ``extra`` used."""
+    cdef int channels = planes.shape[0], height = planes.shape[1], width = planes.shape[2]
+    cdef int y, x, k, p, W, N, NW, NE, X, P, n, nb, token, table, base, big
     cdef int shift = 32 - bits
     cdef uint32_t mask = (1u << bits) - 1
-    cdef uint32_t v, vfirst = 0, u, ufirst = 0
-    cdef const uint16_t* row
-    cdef const uint16_t* prow
-    cdef uint16_t* uprev
-    cdef uint16_t* ucur
-    cdef uint16_t* swap
+    cdef uint32_t v, u, uW, a
+    cdef const uint16_t* src
+    cdef uint16_t* vf
+    cdef uint16_t* uf
+    cdef uint16_t* vf_out
+    cdef uint16_t* uf_out
+    cdef uint16_t* zeros
     cdef int64_t s = 0, pos = 0
     cdef uint64_t acc = 0
     cdef int count = 0
     cdef uint8_t* out
-    if channels > MAX_CHANNELS or channels < 1 or predictors.shape[0] != channels:
-        raise ValueError("unsupported channel count")
-    if tile.shape[1] != stride or symbols.shape[0] < <int64_t>height * stride or urow.shape[0] < 2 * stride:
-        raise ValueError("scratch buffers too small")
-    if extra.shape[0] < <int64_t>height * stride * 2 + 16:
+    cdef Rows r
+    cdef uint16_t* buffers
+    cdef uint16_t* sink
+    cdef int padded = width + 2
+    if predictors.shape[0] != channels or scratch.shape[0] < 2 * height + 6 or scratch.shape[1] != padded:
+        raise ValueError("predictors or scratch do not match the tile")
+    if symbols.shape[0] < <int64_t>channels * height * width:
+        raise ValueError("symbol buffer too small")
+    if extra.shape[0] < <int64_t>channels * height * width * 2 + 16:
         raise ValueError("extra-bits buffer too small")
-    channel_order(channels, order)
     for k in range(channels):
-        pred[k] = predictors[order[k]]
+        if predictors[k] >= NPREDICTORS:
+            raise ValueError("unknown predictor")
     out = &extra[0]
-    uprev = &urow[0]
-    ucur = &urow[stride]
+    buffers = &scratch[2 * height, 0]
+    zeros = buffers + 4 * padded + 1
+    sink = buffers + 5 * padded
     with nogil:
-        for i in range(stride):
-            uprev[i] = 0
-        for y in range(height):
-            row = &tile[y, 0]
-            prow = &tile[y - 1, 0] if y > 0 else row
-            for x in range(width):
-                for k in range(channels):
-                    ch = order[k]
-                    i = x * channels + ch
-                    neighbours(row, prow, i, x, y, width, channels, &W, &N, &NW, &NE)
-                    P = predict(pred[k], W, N, NW, NE, <int>mask)
-                    v = <uint32_t>(row[i] - P) & mask
-                    if k == 0:
-                        vfirst = v
-                    elif decorrelate and k <= 2:
-                        v = (v - vfirst) & mask
+        for x in range(padded):
+            zeros[x - 1] = 0
+        for k in range(channels):
+            base = (k if k < NCLASS else NCLASS - 1) * NCTX
+            for y in range(height):
+                start_row(&r, buffers, y, width)
+                src = &planes[k, y, 0]
+                for x in range(width):
+                    r.cur[x + 1] = src[x]
+                # the first plane remembers its v and u: planes 1 and 2 lean on them
+                vf_out = &scratch[y, 1] if k == 0 else sink
+                uf_out = &scratch[height + y, 1] if k == 0 else sink
+                vf = &scratch[y, 1] if (decorrelate and 1 <= k <= 2) else zeros
+                uf = &scratch[height + y, 1] if k > 0 else zeros
+                p = predictors[k] if y > 0 else 3
+                W = r.cur[0]
+                NW = r.prev[0]
+                N = r.prev[1]
+                uW = r.ucur[0]
+                for x in range(width):
+                    NE = r.prev[x + 2]
+                    X = r.cur[x + 1]
+                    P = predict(p, W, N, NW, NE, <int>mask)
+                    v = <uint32_t>(X - P) & mask
+                    vf_out[x] = <uint16_t>v
+                    v = (v - vf[x]) & mask
                     u = zigzag(v, shift)
-                    table = table_of(uprev, ucur, i, x, k, width, channels, ufirst)
-                    if k == 0:
-                        ufirst = u
-                    # token: small values exactly, larger ones as exponent and two mantissa bits
+                    a = r.uprev[x + 1] + uW + ((r.uprev[x] + r.uprev[x + 2]) >> 1) + uf[x]
+                    table = base + context_of(a)
                     big = u >= 16
                     n = cm_bitlen(u) - 1
                     nb = n - 2 if big else 0
@@ -291,10 +284,12 @@ def model_tile(const uint16_t[:, ::1] tile, int width, int channels, int bits,
                     symbols[s] = <uint16_t>((table << 6) | token)
                     s += 1
                     histogram[table, token] += 1
-                    ucur[i] = <uint16_t>u
-            swap = uprev
-            uprev = ucur
-            ucur = swap
+                    r.ucur[x + 1] = <uint16_t>u
+                    uf_out[x] = <uint16_t>u
+                    uW = u
+                    NW = N
+                    N = NE
+                    W = X
     return pos + (1 if count > 0 else 0)
 
 
@@ -302,15 +297,16 @@ def rans_tile(const uint16_t[::1] symbols, const uint64_t[::1] x_max, const uint
               const uint32_t[::1] rcp_shift, const uint32_t[::1] bias, const uint32_t[::1] cmpl_freq,
               uint8_t[::1] out):
     """Pass two: rANS-code ``symbols`` backwards into the end of ``out``
-    (64-bit state, 32-bit words; Giesen's rans64 with reciprocal division).
+    (Giesen's rans64: 64-bit states, 32-bit words, reciprocal division), with
+    two states taking turns (even and odd samples) so their work overlaps.
     The per-symbol tables are indexed by the symbol itself (table << 6 | token).
     Returns the offset in ``out`` where the coded bytes start."""
     cdef int64_t n = symbols.shape[0]
     cdef int64_t i
     cdef int64_t pos = out.shape[0]
-    cdef uint64_t x = RANS_L, q
+    cdef uint64_t x = RANS_L, other = RANS_L, q, t
     cdef uint16_t sym
-    if pos < n * 2 + 16:
+    if pos < n * 2 + 24:
         raise ValueError("rANS buffer too small")
     with nogil:
         i = n - 1
@@ -322,70 +318,83 @@ def rans_tile(const uint16_t[::1] symbols, const uint64_t[::1] x_max, const uint
                 x >>= 32
             q = cm_mulhi64(x, rcp_freq[sym]) >> rcp_shift[sym]
             x = x + bias[sym] + q * cmpl_freq[sym]
+            t = x
+            x = other
+            other = t
             i -= 1
+        # after sample 0, ``other`` holds the even state: it goes first
         pos -= 8
         cm_store64le(&out[pos], x)
+        pos -= 8
+        cm_store64le(&out[pos], other)
     return pos
 
 
-def decode_tile(uint16_t[:, ::1] tile, int width, int channels, int bits,
-                const uint8_t[::1] predictors, bint decorrelate,
+def decode_tile(uint16_t[:, :, ::1] planes, int bits, const uint8_t[::1] predictors, bint decorrelate,
                 const uint8_t[::1] rans, const uint8_t[::1] extra,
                 const uint8_t[::1] slot_symbol, const uint16_t[::1] freq, const uint16_t[::1] start,
-                uint16_t[::1] urow):
-    """Decode one tile into ``tile``.  ``rans`` and ``extra`` end with PADDING
+                uint16_t[:, ::1] scratch):
+    """Decode one tile into ``planes``.  ``rans`` and ``extra`` end with PADDING
     zero bytes beyond their coded length.  ``slot_symbol`` maps (table, slot)
     to a token, ``freq``/``start`` (table << 6 | token) to its range.  Returns
     True when both streams were consumed exactly as the encoder left them."""
-    cdef int height = tile.shape[0]
-    cdef int stride = width * channels
-    cdef int order[MAX_CHANNELS]
-    cdef int pred[MAX_CHANNELS]
-    cdef int y, x, k, ch, i, W, N, NW, NE, P, n, nb, token, table, big
+    cdef int channels = planes.shape[0], height = planes.shape[1], width = planes.shape[2]
+    cdef int y, x, k, p, W, N, NW, NE, X, P, n, nb, token, table, base, big
     cdef uint32_t mask = (1u << bits) - 1
-    cdef uint32_t v, vfirst = 0, u, ufirst = 0, slot, sym, need
-    cdef uint16_t* row
-    cdef uint16_t* prow
-    cdef uint16_t* uprev
-    cdef uint16_t* ucur
-    cdef uint16_t* swap
-    cdef uint64_t state, acc = 0
+    cdef uint32_t v, u, uW, a, slot, sym, need
+    cdef uint16_t* dst
+    cdef uint16_t* vf
+    cdef uint16_t* uf
+    cdef uint16_t* vf_out
+    cdef uint16_t* uf_out
+    cdef uint16_t* zeros
+    cdef uint16_t* buffers
+    cdef uint16_t* sink
+    cdef int padded = width + 2
+    cdef Rows r
+    cdef uint64_t state, other, swap, acc = 0
     cdef int count = 0
-    cdef int64_t rpos = 8, rsize = rans.shape[0] - PADDING
+    cdef int64_t rpos = 16, rsize = rans.shape[0] - PADDING
     cdef int64_t epos = 0, esize = extra.shape[0] - PADDING, consumed = 0
     cdef bint overrun = False
     cdef const uint8_t* rdata
     cdef const uint8_t* edata
-    if channels > MAX_CHANNELS or channels < 1 or predictors.shape[0] != channels:
-        raise ValueError("unsupported channel count")
-    if tile.shape[1] != stride or urow.shape[0] < 2 * stride:
-        raise ValueError("tile shape does not match")
+    if predictors.shape[0] != channels or scratch.shape[0] < 2 * height + 6 or scratch.shape[1] != padded:
+        raise ValueError("predictors or scratch do not match the tile")
     if slot_symbol.shape[0] != NTABLES * PROB_SCALE or freq.shape[0] != NTABLES * NTOKENS \
             or start.shape[0] != NTABLES * NTOKENS:
         raise ValueError("tables have the wrong size")
-    if rsize < 8 or esize < 0:
+    if rsize < 16 or esize < 0:
         return False
-    channel_order(channels, order)
     for k in range(channels):
-        pred[k] = predictors[order[k]]
-        if pred[k] >= NPREDICTORS:
+        if predictors[k] >= NPREDICTORS:
             return False
     rdata = &rans[0]
     edata = &extra[0]
     state = cm_load64le(rdata)
-    uprev = &urow[0]
-    ucur = &urow[stride]
+    other = cm_load64le(rdata + 8)
+    buffers = &scratch[2 * height, 0]
+    zeros = buffers + 4 * padded + 1
+    sink = buffers + 5 * padded
     with nogil:
-        for i in range(stride):
-            uprev[i] = 0
-        for y in range(height):
-            row = &tile[y, 0]
-            prow = &tile[y - 1, 0] if y > 0 else row
-            for x in range(width):
-                for k in range(channels):
-                    ch = order[k]
-                    i = x * channels + ch
-                    table = table_of(uprev, ucur, i, x, k, width, channels, ufirst)
+        for x in range(padded):
+            zeros[x - 1] = 0
+        for k in range(channels):
+            base = (k if k < NCLASS else NCLASS - 1) * NCTX
+            for y in range(height):
+                start_row(&r, buffers, y, width)
+                vf_out = &scratch[y, 1] if k == 0 else sink
+                uf_out = &scratch[height + y, 1] if k == 0 else sink
+                vf = &scratch[y, 1] if (decorrelate and 1 <= k <= 2) else zeros
+                uf = &scratch[height + y, 1] if k > 0 else zeros
+                p = predictors[k] if y > 0 else 3
+                W = r.cur[0]
+                NW = r.prev[0]
+                N = r.prev[1]
+                uW = r.ucur[0]
+                for x in range(width):
+                    a = r.uprev[x + 1] + uW + ((r.uprev[x] + r.uprev[x + 2]) >> 1) + uf[x]
+                    table = base + context_of(a)
                     slot = <uint32_t>(state & (PROB_SCALE - 1))
                     token = slot_symbol[(table << PROB_BITS) | slot]
                     sym = (table << 6) | token
@@ -396,6 +405,9 @@ def decode_tile(uint16_t[:, ::1] tile, int width, int channels, int bits,
                     if rpos > rsize:
                         overrun = True
                         rpos = rsize
+                    swap = state
+                    state = other
+                    other = swap
                     # raw extra bits (branch-free refill; the padding makes the 8-byte load safe)
                     acc |= cm_load64le(edata + epos) << count
                     epos += (63 - count) >> 3
@@ -409,19 +421,21 @@ def decode_tile(uint16_t[:, ::1] tile, int width, int channels, int bits,
                     u = ((4u | (token & 3)) << nb) | <uint32_t>(acc & ((1u << nb) - 1)) if big else <uint32_t>token
                     acc >>= nb
                     count -= nb
-                    ucur[i] = <uint16_t>u
-                    if k == 0:
-                        ufirst = u
+                    r.ucur[x + 1] = <uint16_t>u
+                    uf_out[x] = <uint16_t>u
+                    uW = u
                     v = unzigzag(u, mask)
-                    if k == 0:
-                        vfirst = v
-                    elif decorrelate and k <= 2:
-                        v = (v + vfirst) & mask
-                    neighbours(row, prow, i, x, y, width, channels, &W, &N, &NW, &NE)
-                    P = predict(pred[k], W, N, NW, NE, <int>mask)
-                    row[i] = <uint16_t>((<uint32_t>P + v) & mask)
-            swap = uprev
-            uprev = ucur
-            ucur = swap
-    return (not overrun and rpos == rsize and state == RANS_L
+                    vf_out[x] = <uint16_t>v
+                    v = (v + vf[x]) & mask
+                    NE = r.prev[x + 2]
+                    P = predict(p, W, N, NW, NE, <int>mask)
+                    X = <int>((<uint32_t>P + v) & mask)
+                    r.cur[x + 1] = <uint16_t>X
+                    NW = N
+                    N = NE
+                    W = X
+                dst = &planes[k, y, 0]
+                for x in range(width):
+                    dst[x] = r.cur[x + 1]
+    return (not overrun and rpos == rsize and state == RANS_L and other == RANS_L
             and (consumed + 7) >> 3 == esize)
