@@ -10,9 +10,12 @@ bits, row padding, values wider than ``raster.bits``) are dropped by
 ``pack(unpack(b)) == b`` check and is stored verbatim.
 
 ``buf`` is either the raster's own bytes (``len(buf) == raster.length``) or
-the whole file (then ``buf[raster.offset:raster.end]`` is used).  Rows follow
-each other every ``raster.length // raster.height`` bytes; bytes of a row past
-``row_bytes`` are row padding, written as zeros by ``pack``.
+the whole file (then ``buf[raster.offset:raster.end]`` is used).  Rows start
+``raster.row_stride`` bytes apart, or, when that is 0, every ``raster.length
+// raster.height`` bytes; bytes between the end of one row's ``row_bytes``
+and the next row are not samples, and ``pack`` writes them as zeros (the
+container gathers rows back to back before calling these, and keeps those
+bytes verbatim).
 
 Layouts (``le``/``be``: byte order of the storage word):
 
@@ -236,10 +239,10 @@ def pack(raster: Raster, array) -> bytes:
         raise CodecError(f"{values.shape} does not fit a {raster.height}x{raster.width}x"
                          f"{raster.channels} raster")
     body = layout.pack_rows(values.reshape(raster.height, count), raster.bits)
-    if body.shape[1] == stride:
+    if body.shape[1] == stride and raster.length == body.size:
         return body.tobytes()
-    out = np.zeros((raster.height, stride), np.uint8)
-    out[:, :body.shape[1]] = body
+    out = np.zeros(raster.length, np.uint8)
+    _strided(out, raster, stride, writeable=True)[:] = body
     return out.tobytes()
 
 
@@ -257,11 +260,21 @@ def _stride(raster: Raster) -> int:
         raise CodecError(f"empty or negative raster geometry: {raster}")
     if raster.bits > layout.max_bits:
         raise CodecError(f"{raster.bits} bits do not fit layout {raster.sample}")
-    stride, rest = divmod(raster.length, raster.height)
-    if rest or stride < layout.row_bytes(raster.width * raster.channels):
+    row = layout.row_bytes(raster.width * raster.channels)
+    stride, rest = raster.row_stride, 0
+    if not stride:
+        stride, rest = divmod(raster.length, raster.height)
+    if rest or stride < row or raster.length < stride * (raster.height - 1) + row:
         raise CodecError(f"raster length {raster.length} does not hold "
                          f"{raster.height} rows of layout {raster.sample}")
     return stride
+
+
+def _strided(span: np.ndarray, raster: Raster, stride: int, *, writeable: bool) -> np.ndarray:
+    """The rows of a raster's byte span, ``stride`` bytes apart, as a (height, row) view."""
+    row = _layout(raster.sample).row_bytes(raster.width * raster.channels)
+    return np.lib.stride_tricks.as_strided(span, shape=(raster.height, row),
+                                           strides=(stride, 1), writeable=writeable)
 
 
 def _rows(raster: Raster, buf) -> np.ndarray:
@@ -270,4 +283,4 @@ def _rows(raster: Raster, buf) -> np.ndarray:
         if len(view) < raster.end:
             raise CodecError(f"{len(view)} bytes cannot hold raster {raster}")
         view = view[raster.offset:raster.end]
-    return np.frombuffer(view, np.uint8).reshape(raster.height, _stride(raster))
+    return _strided(np.frombuffer(view, np.uint8), raster, _stride(raster), writeable=False)

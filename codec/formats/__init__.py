@@ -9,9 +9,9 @@ generically and it still round-trips exactly.
 from dataclasses import dataclass
 
 from codec.raster import Raster
-from codec.formats import cineon, dpx, tiff
+from codec.formats import cineon, dicom, dpx, exr, fits, pnm, tiff
 
-READERS: list = [dpx, cineon, tiff]   # reader modules, tried in order
+READERS: list = [dpx, cineon, tiff, dicom, fits, exr, pnm]   # reader modules, tried in order
 
 
 @dataclass(frozen=True)

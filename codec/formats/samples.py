@@ -13,7 +13,7 @@ import struct
 import numpy as np
 
 from codec import layouts
-from codec.formats import cineon, dpx
+from codec.formats import cineon, dicom, dpx
 from codec.raster import Raster
 
 CREATOR = "CloudMover codec samples"
@@ -95,7 +95,8 @@ def _pixels(array, bits: int) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if pixels.ndim != 3 or 0 in pixels.shape:
-        raise ValueError(f"expected a non-empty (height, width[, channels]) array, got {pixels.shape}")
+        raise ValueError(f"expected a non-empty (height, width[, channels]) array, "
+                         f"got {pixels.shape}")
     if pixels.dtype.kind == "u" and bits < 8 * pixels.dtype.itemsize and pixels.max() >> bits:
         raise ValueError(f"samples do not fit {bits} bits")
     return pixels
@@ -214,3 +215,223 @@ def _tiff_ifd(out: bytearray, entries: list, *, o: str, bigtiff: bool) -> int:
     link = start + len(table)
     out += table + bytes(inline) + extra
     return link
+
+
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+UID_ROOT = "2.25.31415926535897932384626433832795028"    # a UUID-derived (2.25) root
+
+
+def write_dicom(array, *, big_endian: bool = False, implicit: bool = False,
+                planar: bool = False, bits_stored: int | None = None,
+                sequence: bool = True) -> bytes:
+    """A secondary-capture DICOM Part 10 file with native pixel data.
+
+    ``array`` is one frame (rows, columns[, samples]) or a list of frames;
+    uint8, uint16 or int16 (PixelRepresentation 1).  The transfer syntax is
+    explicit VR little endian unless ``implicit`` (implicit VR little endian)
+    or ``big_endian`` (explicit VR big endian).  ``sequence`` adds an
+    undefined-length sequence before the image module, as real files have.
+    """
+    if big_endian and implicit:
+        raise ValueError("DICOM has no implicit VR big endian transfer syntax")
+    frames = [_pixels(frame, bits_stored or 16) for frame in
+              (array if isinstance(array, list) else [array])]
+    rows, columns, channels = frames[0].shape
+    allocated, signed = 8 * frames[0].dtype.itemsize, frames[0].dtype.kind == "i"
+    stored = bits_stored or allocated
+    o = ">" if big_endian else "<"
+    syntax = "1.2.840.10008.1.2" + (".2" if big_endian else "" if implicit else ".1")
+    element = _dicom_writer(explicit=not implicit, o=o)
+    if planar:
+        frames = [np.moveaxis(frame, 2, 0) for frame in frames]
+    pixels = b"".join(frame.astype(frame.dtype.newbyteorder(o)).tobytes() for frame in frames)
+    body = b"".join([
+        element(0x0008, 0x0005, "CS", "ISO_IR 100"),
+        element(0x0008, 0x0008, "CS", "DERIVED\\SECONDARY"),
+        element(0x0008, 0x0016, "UI", SECONDARY_CAPTURE),
+        element(0x0008, 0x0018, "UI", UID_ROOT + ".1"),
+        element(0x0008, 0x0020, "DA", TIMESTAMP[:10].replace(":", "")),
+        element(0x0008, 0x0060, "CS", "OT"),
+        element(0x0008, 0x0064, "CS", "WSD"),
+        _dicom_sequence(element, o=o) if sequence else b"",
+        element(0x0010, 0x0010, "PN", "Sample^Image"),
+        element(0x0010, 0x0020, "LO", "CM0001"),
+        element(0x0020, 0x000D, "UI", UID_ROOT + ".2"),
+        element(0x0020, 0x000E, "UI", UID_ROOT + ".3"),
+        element(0x0020, 0x0013, "IS", "1"),
+        element(0x0028, 0x0002, "US", channels),
+        element(0x0028, 0x0004, "CS", "RGB" if channels == 3 else "MONOCHROME2"),
+        element(0x0028, 0x0006, "US", int(planar)) if channels > 1 else b"",
+        element(0x0028, 0x0008, "IS", str(len(frames))) if len(frames) > 1 else b"",
+        element(0x0028, 0x0010, "US", rows),
+        element(0x0028, 0x0011, "US", columns),
+        element(0x0028, 0x0100, "US", allocated),
+        element(0x0028, 0x0101, "US", stored),
+        element(0x0028, 0x0102, "US", stored - 1),
+        element(0x0028, 0x0103, "US", int(signed)),
+        element(0x7FE0, 0x0010, "OB" if allocated == 8 else "OW", pixels),
+    ])
+    meta_element = _dicom_writer(explicit=True, o="<")
+    meta = b"".join([
+        meta_element(0x0002, 0x0001, "OB", b"\0\1"),
+        meta_element(0x0002, 0x0002, "UI", SECONDARY_CAPTURE),
+        meta_element(0x0002, 0x0003, "UI", UID_ROOT + ".1"),
+        meta_element(0x0002, 0x0010, "UI", syntax),
+        meta_element(0x0002, 0x0012, "UI", UID_ROOT + ".9"),
+        meta_element(0x0002, 0x0013, "SH", "CLOUDMOVER"),
+    ])
+    group_length = meta_element(0x0002, 0x0000, "UL", len(meta))
+    return bytes(128) + b"DICM" + group_length + meta + body
+
+
+def _dicom_writer(*, explicit: bool, o: str):
+    """A function encoding one data element in the given transfer syntax."""
+    def element(group: int, number: int, vr: str, value) -> bytes:
+        if vr in ("US", "UL"):
+            value = struct.pack(o + ("H" if vr == "US" else "I"), value)
+        elif isinstance(value, str):
+            value = value.encode("ascii")
+            value += (b"\0" if vr == "UI" else b" ") * (len(value) % 2)
+        else:
+            value = value + bytes(len(value) % 2)
+        head = struct.pack(o + "HH", group, number)
+        if not explicit:
+            return head + struct.pack(o + "I", len(value)) + value
+        if vr.encode() in dicom.LONG_VRS:
+            return head + vr.encode() + b"\0\0" + struct.pack(o + "I", len(value)) + value
+        return head + vr.encode() + struct.pack(o + "H", len(value)) + value
+    return element
+
+
+def _dicom_sequence(element, *, o: str) -> bytes:
+    """ReferencedImageSequence, undefined length, one undefined-length item."""
+    item = (element(0x0008, 0x1150, "UI", SECONDARY_CAPTURE)
+            + element(0x0008, 0x1155, "UI", UID_ROOT + ".7"))
+    undefined = struct.pack(o + "I", dicom.UNDEFINED)
+    head = element(0x0008, 0x1140, "SQ", b"")[:-4]          # the header, length to follow
+    return (head + undefined
+            + struct.pack(o + "HH", *dicom.ITEM) + undefined + item
+            + struct.pack(o + "HHI", *dicom.ITEM_END, 0)
+            + struct.pack(o + "HHI", *dicom.SEQUENCE_END, 0))
+
+
+FITS_BITPIX = {"u1": 8, "i2": 16, "u2": 16, "i4": 32, "f4": -32, "f8": -64}
+
+
+def write_fits(array, extensions=()) -> bytes:
+    """A FITS file: ``array`` as the primary image, each of ``extensions`` as an
+    IMAGE extension.  Arrays are in FITS-native numpy order, (rows, columns)
+    or (planes, rows, columns); uint8, int16, uint16 (stored with BZERO=32768),
+    int32, float32 or float64.  ``array=None`` gives an empty primary HDU."""
+    hdus = [_fits_hdu(array, primary=True, extended=bool(extensions))]
+    hdus += [_fits_hdu(image, primary=False, extended=False, name=f"SCI{index + 1}")
+             for index, image in enumerate(extensions)]
+    return b"".join(hdus)
+
+
+def _fits_hdu(array, *, primary: bool, extended: bool, name: str = "") -> bytes:
+    pixels = np.zeros((0,), np.uint8) if array is None else np.asarray(array)
+    code = pixels.dtype.str[1:]
+    if code not in FITS_BITPIX:
+        raise ValueError(f"FITS has no BITPIX for {pixels.dtype}")
+    axes = [] if array is None else list(reversed(pixels.shape))
+    cards = [_card("SIMPLE", True, "conforms to FITS standard") if primary
+             else _card("XTENSION", "IMAGE", "image extension"),
+             _card("BITPIX", FITS_BITPIX[code], "bits per data value"),
+             _card("NAXIS", len(axes), "number of data axes")]
+    cards += [_card(f"NAXIS{n + 1}", axis) for n, axis in enumerate(axes)]
+    if primary:
+        cards += [_card("EXTEND", True, "extensions may follow")] if extended else []
+    else:
+        cards += [_card("PCOUNT", 0), _card("GCOUNT", 1), _card("EXTNAME", name)]
+    if code == "u2":
+        cards += [_card("BZERO", 32768, "stored = value - 32768"), _card("BSCALE", 1)]
+        pixels = (pixels ^ np.uint16(0x8000)).view(np.int16)
+    cards += [_card("ORIGIN", "CloudMover"), _card("DATE", "2024-05-17T12:00:00"),
+              "END".ljust(80)]
+    header = "".join(cards).encode("ascii")
+    body = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
+    return _fits_padded(header, b" ") + _fits_padded(body, b"\0")
+
+
+def _card(keyword: str, value, comment: str = "") -> str:
+    if isinstance(value, bool):
+        text = f"{'T' if value else 'F':>20}"
+    elif isinstance(value, int):
+        text = f"{value:>20d}"
+    else:
+        text = f"'{value:<8}'"
+    card = f"{keyword:<8}= {text}" + (f" / {comment}" if comment else "")
+    return card[:80].ljust(80)
+
+
+def _fits_padded(data: bytes, fill: bytes) -> bytes:
+    return data + fill * (-len(data) % 2880)
+
+
+EXR_TYPES = {"u4": 0, "f2": 1, "f4": 2}      # UINT, HALF, FLOAT
+
+
+def write_exr(channels: dict, *, origin=(0, 0)) -> bytes:
+    """A single-part scanline OpenEXR file, compression NONE, increasing Y.
+
+    ``channels`` maps names to (height, width) arrays of float16, float32 or
+    uint32, all one shape; ``origin`` is the data window's (xmin, ymin)."""
+    names = sorted(channels)                      # EXR stores channels sorted by name
+    planes = [np.asarray(channels[name]) for name in names]
+    if not planes or len({plane.shape for plane in planes}) != 1 or planes[0].ndim != 2:
+        raise ValueError("EXR channels must be 2-D arrays of one shape")
+    height, width = planes[0].shape
+    chlist = b""
+    for name, plane in zip(names, planes):
+        chlist += name.encode("ascii") + b"\0" + struct.pack(
+            "<iB3xii", EXR_TYPES[plane.dtype.str[1:]], 0, 1, 1)
+    xmin, ymin = origin
+    window = struct.pack("<4i", xmin, ymin, xmin + width - 1, ymin + height - 1)
+    attributes = [("channels", "chlist", chlist + b"\0"),
+                  ("compression", "compression", bytes([0])),
+                  ("dataWindow", "box2i", window),
+                  ("displayWindow", "box2i", window),
+                  ("lineOrder", "lineOrder", bytes([0])),
+                  ("pixelAspectRatio", "float", struct.pack("<f", 1.0)),
+                  ("screenWindowCenter", "v2f", struct.pack("<2f", 0.0, 0.0)),
+                  ("screenWindowWidth", "float", struct.pack("<f", 1.0))]
+    header = b"\x76\x2f\x31\x01" + struct.pack("<I", 2)
+    for name, kind, value in attributes:
+        header += b"%s\0%s\0" % (name.encode(), kind.encode()) + struct.pack("<i", len(value))
+        header += value
+    header += b"\0"
+    lines = [b"".join(plane[y].astype(plane.dtype.newbyteorder("<")).tobytes() for plane in planes)
+             for y in range(height)]
+    start = len(header) + 8 * height
+    offsets, position = [], start
+    for line in lines:
+        offsets.append(position)
+        position += 8 + len(line)
+    blocks = b"".join(struct.pack("<iI", ymin + y, len(line)) + line
+                      for y, line in enumerate(lines))
+    return header + struct.pack(f"<{height}Q", *offsets) + blocks
+
+
+PAM_TUPLES = {1: "GRAYSCALE", 2: "GRAYSCALE_ALPHA", 3: "RGB", 4: "RGB_ALPHA"}
+
+
+def write_pnm(array, maxval: int | None = None, *, pam: bool = False) -> bytes:
+    """Binary PGM (one channel) or PPM (three), else — or when ``pam`` — PAM.
+
+    ``maxval`` defaults to the dtype's maximum (255 or 65535); samples take two
+    bytes, big-endian, when it is 256 or more.  A list of arrays gives one file
+    holding the images back to back, as Netpbm allows."""
+    if isinstance(array, list):
+        return b"".join(write_pnm(image, maxval, pam=pam) for image in array)
+    pixels = np.asarray(array)
+    maxval = maxval or (255 if pixels.dtype == np.uint8 else 65535)
+    pixels = _pixels(pixels, maxval.bit_length())
+    height, width, channels = pixels.shape
+    if not pam and channels in (1, 3):
+        header = (f"P{5 if channels == 1 else 6}\n# {CREATOR}\n{width} {height}\n"
+                  f"{maxval}\n")
+    else:
+        header = (f"P7\n# {CREATOR}\nWIDTH {width}\nHEIGHT {height}\nDEPTH {channels}\n"
+                  f"MAXVAL {maxval}\nTUPLTYPE {PAM_TUPLES.get(channels, 'CHANNELS')}\nENDHDR\n")
+    return header.encode("ascii") + pixels.astype(">u1" if maxval < 256 else ">u2").tobytes()
