@@ -8,10 +8,11 @@ cannot handle an image's dtype or shape raises ``Unsupported`` from ``job``.
 
 CloudMover (``codec.encode`` / ``codec.decode``) takes the bytes of a whole
 file and finds the pixels itself, so each image is written as a file with the
-writers of ``codec.formats.samples``: binary PNM (P5/P6, 16-bit big-endian)
-for every class but ``dpx10``, which becomes a 10-bit DPX (packing method A,
-big-endian).  Peers get the numpy array (``dpx10``: the 10-bit values as
-uint16); JPEG 2000 and JPEG-XL are also told the image's significant bits.
+writers of ``codec.formats.samples``: binary PNM (P5/P6, maxval 2^bits - 1,
+so 16-bit big-endian samples above 8 bits) for every class but ``dpx10``,
+which becomes a 10-bit DPX (packing method A, big-endian).  Peers get the
+numpy array (``dpx10``: the 10-bit values as uint16); JPEG 2000 and JPEG-XL
+are told the image's significant bits, as the PNM maxval tells CloudMover.
 Every peer runs on one thread: ``numthreads=1`` where imagecodecs has it; the
 others are single-threaded already.
 """
@@ -50,7 +51,7 @@ def cloudmover(*, level: int, threads: int) -> Contender:
         if image.klass == "dpx10":
             data = samples.write_dpx(image.array, bits=10, packing=1, big_endian=True)
         else:
-            data = samples.write_pnm(image.array)
+            data = samples.write_pnm(image.array, maxval=(1 << image.bits) - 1)
         return Job(encode=lambda: codec.encode(data, level=level, threads=threads),
                    decode=lambda blob: codec.decode(blob, threads=threads),
                    matches=lambda out: bytes(out) == data)
@@ -73,6 +74,8 @@ def peers() -> list[Contender]:
 def _array_job(image: CorpusImage, encode: Callable[[np.ndarray], bytes],
                decode: Callable[[bytes], np.ndarray]) -> Job:
     array = image.array
+    if array.dtype not in (np.uint8, np.uint16) or image.channels not in (1, 3):
+        raise Unsupported(f"{array.dtype} with {image.channels} channels")   # what every peer here takes
 
     def matches(out) -> bool:
         out = np.asarray(out)
