@@ -133,16 +133,21 @@ class Bitfield:
     def unpack_rows(self, rows: np.ndarray, count: int, bits: int) -> np.ndarray:
         height, nwords = rows.shape[0], self.row_words(count)
         groups = -(-count // self.period_samples)
-        words = np.zeros((height, groups * self.period_words), np.uint32)
-        words[:, :nwords] = rows[:, :nwords * self.word_bytes].view(self.word)
+        stored = rows[:, :nwords * self.word_bytes].view(self.word)
+        if nwords == groups * self.period_words:    # whole periods: no zero fill needed
+            words = stored.astype(np.uint32)
+        else:
+            words = np.zeros((height, groups * self.period_words), np.uint32)
+            words[:, :nwords] = stored
         words = words.reshape(height, groups, self.period_words)
         out = np.empty((height, groups, self.period_samples), _value_dtype(bits))
-        mask = (1 << bits) - 1
         for s, parts in enumerate(self.fields):
             value = 0
             for index, shift, width, at in parts:
-                value = value | (((words[:, :, index] >> shift) & ((1 << width) - 1)) << at)
-            out[:, :, s] = value & mask
+                # bits past raster.bits are dropped (they then fail the round-trip check)
+                field = (words[:, :, index] >> shift) & ((1 << max(0, min(width, bits - at))) - 1)
+                value = value | (field << at) if at else field
+            out[:, :, s] = value
         return out.reshape(height, -1)[:, :count]
 
     def pack_rows(self, values: np.ndarray, bits: int) -> np.ndarray:

@@ -200,6 +200,16 @@ def test_element_size_and_shuffled():
 
 
 
+@pytest.mark.parametrize("sample", ["dpx10p_be", "dpx12p_le", "dpx10a_le", "u16be", "i16le"])
+def test_fewer_bits_than_the_layout_holds_never_raise(sample):
+    for bits in range(1, layouts.LAYOUTS[sample].max_bits + 1):
+        raster = Raster(offset=0, length=layouts.row_bytes(sample, 16) * 2, height=2, width=16,
+                        channels=1, bits=bits, sample=sample)
+        values = layouts.unpack(raster, bytes(range(256))[:raster.length])
+        assert values.max() < 1 << bits
+        assert len(layouts.pack(raster, values)) == raster.length
+
+
 def test_row_stride_skips_the_bytes_between_rows():
     raster = Raster(offset=0, length=2 * 7 + 4, height=3, width=2, channels=1, bits=16,
                     sample="u16be", row_stride=7)
@@ -418,6 +428,20 @@ def test_dpx_nonzero_padding_bits_are_stored_verbatim():
     encoded = codec.encode(data)
     assert codec.decode(encoded) == data
     assert codec.info(encoded)["rasters"] == []     # kept verbatim, not pixel-coded
+
+
+def test_dpx_second_image_element_is_its_own_raster():
+    first = image((4, 6, 3), np.uint16, bits=10)
+    second = image((4, 6, 1), np.uint16, bits=10, salt=1)
+    data = bytearray(samples.write_dpx(first, bits=10, packing=1))
+    extra = samples.write_dpx(second, bits=10, packing=1)[2048:]
+    data[770:772] = (2).to_bytes(2, "big")
+    record = bytearray(data[dpx.ELEMENTS_AT:dpx.ELEMENTS_AT + dpx.ELEMENT_SIZE])
+    record[20] = 6                                  # descriptor: luma
+    record[28:32] = len(data).to_bytes(4, "big")    # data offset
+    data[dpx.ELEMENTS_AT + dpx.ELEMENT_SIZE:dpx.ELEMENTS_AT + 2 * dpx.ELEMENT_SIZE] = record
+    check_file(bytes(data) + extra, "dpx",
+               [(first, "dpx10a_be", 10), (second, "dpx10a_rev_be", 10)])
 
 
 def test_dpx_unmodelled_element_stays_verbatim():
