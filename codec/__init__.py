@@ -33,7 +33,10 @@ def decode(data, /, *, threads: int | None = None) -> bytes:
     the input is not such a container, is truncated or corrupt."""
     if len(data) == 0:
         raise CodecError("empty input is not a CloudMover codec container")
-    return container.decode(data, threads=_threads(threads))
+    try:
+        return container.decode(data, threads=_threads(threads))
+    except MemoryError:
+        raise CodecError("container claims more data than this machine can hold: corrupt or too large") from None
 
 
 def info(data, /) -> dict:

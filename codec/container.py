@@ -259,7 +259,8 @@ def decode_raster(where: Placed, method: int, payload: memoryview, *, threads: i
         element = layouts.element_size(raster)
         rows = unshuffle(zstd_decompress(payload, expected), element)
     else:
-        pixels, bits = rastercoder.decode(payload, threads=threads)
+        pixels, bits = rastercoder.decode(payload, shape=(raster.height, raster.width, raster.channels),
+                                          threads=threads)
         if pixels.shape != (raster.height, raster.width, raster.channels) or bits != raster.bits:
             raise CodecError("container is corrupt: a raster's pixels do not match its descriptor")
         try:
@@ -287,10 +288,16 @@ def unpack_stream(method: int, payload: memoryview, limit: int) -> bytes:
 
 
 def zstd_decompress(payload: memoryview, limit: int) -> bytes:
+    """Decompress at most ``limit`` bytes, streaming: a damaged frame header
+    cannot make it allocate more than the data needs."""
     try:
-        return zstandard.ZstdDecompressor().decompress(bytes(payload), max_output_size=max(limit, 1))
+        stream = zstandard.ZstdDecompressor().decompressobj()
+        out = stream.decompress(bytes(payload))
     except zstandard.ZstdError as error:
         raise CodecError(f"container is corrupt: {error}") from None
+    if len(out) > limit or not stream.eof:
+        raise CodecError("container is corrupt: a compressed stream has the wrong length")
+    return out
 
 
 def unshuffle(data: bytes, element: int) -> bytes:

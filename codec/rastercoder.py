@@ -78,16 +78,17 @@ def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1) -
     return b"".join(parts)
 
 
-def decode(payload: bytes | memoryview, *, threads: int = 1) -> tuple[np.ndarray, int]:
-    """The pixels (height, width, channels, uint16) and bit depth of a coded raster."""
+def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads: int = 1) -> tuple[np.ndarray, int]:
+    """The pixels (height, width, channels, uint16) and bit depth of a coded
+    raster, which must have the ``shape`` its container describes."""
     view = memoryview(payload)
     if len(view) < HEADER.size + 4:
         raise CodecError("coded raster is truncated")
     version, height, width, channels, bits, rows = HEADER.unpack_from(view, 0)
     if version != VERSION:
         raise CodecError(f"unknown raster coder version {version}")
-    if not (1 <= bits <= 16 and channels >= 1 and width >= 1 and height >= 1 and rows >= 1):
-        raise CodecError("coded raster has an impossible shape")
+    if (height, width, channels) != tuple(shape) or not (1 <= bits <= 16 and rows >= 1):
+        raise CodecError("coded raster does not match its descriptor")
     position = HEADER.size
     (tables_length,) = struct.unpack_from("<I", view, position)
     position += 4

@@ -1,0 +1,203 @@
+"""The image codec's round trip, its container's self-checks, and its format freeze.
+
+Property tests round-trip random images of every depth and shape through the
+raster coder and whole files through ``codec.encode``/``decode``; damaged,
+truncated, empty and foreign input must raise ``CodecError`` (never another
+exception, never wrong bytes); committed golden encodings fail the suite if
+the wire format changes without a new container version.
+"""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import codec
+from codec import rastercoder
+from codec.errors import CodecError
+from codec.formats import samples
+
+GOLDEN = Path(__file__).parent / "golden" / "codec"
+SEED = 4711
+
+
+def smooth_image(shape, bits, salt=0):
+    """Seeded picture-like samples: gradients and texture plus a little noise."""
+    height, width, channels = shape
+    generator = np.random.default_rng([SEED, salt, *shape, bits])
+    y, x = np.mgrid[0:height, 0:width]
+    top = (1 << bits) - 1
+    planes = []
+    for c in range(channels):
+        wave = np.sin(x / (5.0 + 3 * c)) * np.cos(y / 7.0) * 0.3 + 0.5 + 0.1 * c
+        planes.append(wave * top + generator.normal(0, max(1.0, top / 200), (height, width)))
+    return np.clip(np.stack(planes, axis=-1), 0, top).astype(np.uint16)
+
+
+@st.composite
+def rasters(draw):
+    bits = draw(st.integers(1, 16))
+    shape = (draw(st.integers(1, 40)), draw(st.integers(1, 40)), draw(st.integers(1, 6)))
+    kind = draw(st.sampled_from(["noise", "smooth", "constant", "extremes"]))
+    generator = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    top = (1 << bits) - 1
+    if kind == "noise":
+        pixels = generator.integers(0, top, size=shape, endpoint=True)
+    elif kind == "smooth":
+        pixels = smooth_image(shape, bits, salt=draw(st.integers(0, 99)))
+    elif kind == "constant":
+        pixels = np.full(shape, draw(st.integers(0, top)))
+    else:
+        pixels = generator.choice([0, top], size=shape)
+    return pixels.astype(np.uint16), bits
+
+
+@settings(max_examples=150, deadline=None)
+@given(rasters(), st.sampled_from([1, 2, 3]), st.sampled_from([1, 2]))
+def test_raster_coder_round_trips_every_depth_and_shape(raster, level, threads):
+    pixels, bits = raster
+    coded = rastercoder.encode(pixels, bits, level=level, threads=threads)
+    decoded, decoded_bits = rastercoder.decode(coded, shape=pixels.shape, threads=threads)
+    assert decoded_bits == bits
+    np.testing.assert_array_equal(decoded, pixels)
+
+
+@pytest.mark.parametrize("shape", [(700, 33, 1), (300, 257, 3), (64, 64, 4)])
+def test_many_tiles_round_trip_in_parallel(shape, monkeypatch):
+    monkeypatch.setattr(rastercoder, "TILE_SAMPLES", 2048)    # force many tiles
+    pixels = smooth_image(shape, 12)
+    coded = rastercoder.encode(pixels, 12, threads=3)
+    decoded, _ = rastercoder.decode(coded, shape=pixels.shape, threads=3)
+    np.testing.assert_array_equal(decoded, pixels)
+
+
+def image_files():
+    """Whole files of several kinds, each with pixels the codec should find."""
+    rgb10 = smooth_image((48, 40, 3), 10, salt=1)
+    gray8 = smooth_image((50, 30, 1), 8, salt=2).astype(np.uint8)
+    rgb16 = smooth_image((32, 24, 3), 16, salt=3)
+    return {
+        "dpx10.dpx": samples.write_dpx(rgb10, bits=10, packing=1, big_endian=True),
+        "dpx10le.dpx": samples.write_dpx(rgb10, bits=10, packing=1, big_endian=False),
+        "gray8.tif": samples.write_tiff(gray8[:, :, 0]),
+        "rgb16be.tif": samples.write_tiff(rgb16, big_endian=True),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(image_files()))
+@pytest.mark.parametrize("level", [0, 1, 2, 3])
+def test_files_round_trip_and_pixels_are_coded(name, level):
+    data = image_files()[name]
+    encoded = codec.encode(data, level=level)
+    assert codec.decode(encoded) == data
+    described = codec.info(encoded)
+    assert described["original_size"] == len(data)
+    if level:
+        assert described["format"] == codec.sniff(data) is not None
+        assert described["rasters"] and all(r["method"] == "pixels" for r in described["rasters"])
+        assert len(encoded) < len(data)
+    else:
+        assert described["rasters"] == []
+
+
+@pytest.mark.parametrize("data", [b"", b"x", b"plain text " * 1000, bytes(range(256)) * 100,
+                                  codec.container.MAGIC + b"not really a container"],
+                         ids=["empty", "one-byte", "text", "binary", "magic-prefixed"])
+def test_anything_else_round_trips_as_verbatim_bytes(data):
+    encoded = codec.encode(data)
+    assert codec.is_encoded(encoded)
+    assert codec.decode(encoded) == data
+    assert codec.info(encoded)["format"] is None
+
+
+def test_padding_bits_the_layout_does_not_model_are_kept_exactly():
+    data = bytearray(samples.write_dpx(smooth_image((8, 9, 3), 10), bits=10, packing=1))
+    for offset in range(2048 + 3, len(data), 4):
+        data[offset] |= 0x03          # method A keeps two padding bits at the bottom of each word
+    assert codec.decode(codec.encode(bytes(data))) == bytes(data)
+
+
+def test_level_and_threads_are_validated():
+    with pytest.raises(ValueError, match="level"):
+        codec.encode(b"abc", level=7)
+
+
+# ---- damaged input ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def containers():
+    files = image_files()
+    return {name: (data, codec.encode(data)) for name, data in list(files.items())[:2]} | {
+        "text": (b"just text\n" * 50, codec.encode(b"just text\n" * 50))}
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"", "empty input"),
+    (b"GIF89a....", "bad magic"),
+    (b"\x89CMV\r\n\x1a", "truncated"),
+])
+def test_foreign_and_empty_input_is_refused_clearly(data, message):
+    with pytest.raises(CodecError, match=message):
+        codec.decode(data)
+    with pytest.raises(CodecError):
+        codec.info(data)
+
+
+def test_every_truncation_is_refused(containers):
+    for name, (_, encoded) in containers.items():
+        step = max(1, len(encoded) // 300)
+        for length in range(0, len(encoded), step):
+            with pytest.raises(CodecError):
+                codec.decode(encoded[:length])
+
+
+def test_a_newer_container_version_is_refused_by_name(containers):
+    _, encoded = containers["text"]
+    newer = encoded[:8] + bytes([codec.container.VERSION + 1]) + encoded[9:]
+    with pytest.raises(CodecError, match="version"):
+        codec.decode(newer)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_damaged_containers_raise_codec_error_or_give_the_original(containers, data):
+    name = data.draw(st.sampled_from(sorted(containers)))
+    original, encoded = containers[name]
+    damaged = bytearray(encoded)
+    for _ in range(data.draw(st.integers(1, 4))):
+        position = data.draw(st.integers(0, len(damaged) - 1))
+        damaged[position] ^= data.draw(st.integers(1, 255))
+    try:
+        decoded = codec.decode(bytes(damaged))
+    except CodecError:
+        return
+    assert decoded == original          # a flip the format ignores; never different bytes
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_fuzzed_bytes_after_the_magic_never_crash(tail):
+    candidate = codec.container.MAGIC + bytes([codec.container.VERSION]) + tail
+    with pytest.raises(CodecError):
+        codec.decode(candidate)
+
+
+# ---- format freeze ------------------------------------------------------------
+
+GOLDEN_INPUTS = sorted(p for p in GOLDEN.glob("*") if p.suffix not in (".cmv", ".py")) if GOLDEN.exists() else []
+
+
+def test_golden_files_are_committed():
+    # regenerate deliberately with `python tests/golden/codec/regenerate.py` after bumping the version
+    assert len(GOLDEN_INPUTS) >= 4, f"golden inputs missing in {GOLDEN}"
+
+
+@pytest.mark.parametrize("source", GOLDEN_INPUTS, ids=lambda p: p.name)
+def test_encoding_is_frozen(source):
+    golden = source.with_name(source.name + ".cmv")
+    data = source.read_bytes()
+    expected = golden.read_bytes()
+    assert codec.decode(expected) == data, "a committed container no longer decodes"
+    assert codec.encode(data, threads=1) == expected, (
+        "the encoding changed: bump codec.container.VERSION (or the raster coder's) and regenerate")
+    assert codec.encode(data, threads=2) == expected, "the encoding depends on the thread count"
