@@ -6,7 +6,9 @@ When every part of a multipart copy has reported, the completing task is
 emitted; when a move's copies are verified, the delete task for their
 sources is emitted. A job closes when its planning is done and no task is
 open: complete, complete with warnings (some objects failed or a source was
-kept), or failed (nothing could be copied, or planning failed).
+kept), or failed (nothing could be copied, or planning failed). Objects the
+image codec encoded or decoded add their bytes read and written to the job's
+codec counters; why a codec job moved an image unchanged goes to the job log.
 """
 from __future__ import annotations
 
@@ -74,8 +76,11 @@ class Aggregator:
         job.objects_skipped += sum(1 for o in copied if o["skipped"])
         job.bytes_done += sum(o["size"] for o in copied if not o["skipped"] and task.type != "CompleteMultipart")
         self._record_failures(job, task, event["failed"])
+        self._count_codec(job, task, copied)
         if job.options["move"] and copied and job.state != "cancelled":
-            objects = [{"key": o["key"], "dest_key": o["dest_key"], "size": o["size"]} for o in copied]
+            # the delete task checks the copy's size: what was written (an encoded object is smaller)
+            objects = [{"key": o["key"], "dest_key": o["dest_key"],
+                        "size": o["size"] if o.get("written") is None else o["written"]} for o in copied]
             self.service.add_tasks(job, [self.service.task(job, "DeleteObjects", objects=objects)])
             return True
         return False
@@ -131,6 +136,20 @@ class Aggregator:
         return False
 
     # -- helpers -------------------------------------------------------------------
+    @staticmethod
+    def _count_codec(job: Job, task: Task, copied: list[dict]) -> None:
+        coded = [o for o in copied if o.get("codec") and not o["skipped"]]
+        job.codec_objects += len(coded)
+        job.codec_bytes_read += sum(o["size"] for o in coded)
+        job.codec_bytes_written += sum(o["written"] for o in coded)
+        notes: dict[str, list[str]] = {}
+        for obj in copied:
+            if obj.get("note"):
+                notes.setdefault(obj["note"], []).append(obj["key"])
+        for note, keys in notes.items():   # one line per reason and task, not one per object
+            more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+            models.log(job, f"task {task.task_id}: {keys[0]}{more}: {note}", "warning")
+
     def _record_failures(self, job: Job, task: Task, failed: list[dict]) -> None:
         for failure in failed:
             ObjectFailure.create(job=job, key=failure["key"], reason=failure["reason"], task_id=task.task_id)

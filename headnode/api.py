@@ -13,6 +13,7 @@ from flask_smorest import Blueprint, abort
 from marshmallow import Schema, fields, validate
 
 from pipeline import errors, messages
+from headnode import savings
 
 blp = Blueprint("jobs", __name__, url_prefix="/api/v1", description="Copy and move jobs")
 
@@ -25,7 +26,29 @@ class JobCreate(Schema):
     recursive = fields.Boolean(load_default=True)
     sync = fields.Boolean(load_default=False)
     tier = fields.String(load_default="express", validate=validate.OneOf(messages.TIERS))
+    codec = fields.String(load_default="none", validate=validate.OneOf(messages.CODEC_MODES), metadata={
+        "description": "Image codec: compress images in the source region before they travel, "
+                       "decompress them in the destination region, or none"})
     endpoint_url = fields.String(load_default=None, allow_none=True)
+
+
+class CodecOut(Schema):
+    mode = fields.String(metadata={"description": "compress or decompress"})
+    objects_encoded = fields.Integer()
+    objects_decoded = fields.Integer()
+    bytes_read = fields.Integer(metadata={"description": "Bytes of the encoded/decoded objects at the source"})
+    bytes_written = fields.Integer(metadata={"description": "Their bytes at the destination"})
+    bytes_saved = fields.Integer(metadata={"description": "Original bytes minus encoded bytes"})
+    transfer_cost_saved_usd = fields.Float(metadata={"description": "bytes_saved × TRANSFER_PRICE_PER_GB"})
+    storage_cost_saved_per_month_usd = fields.Float(metadata={
+        "description": "bytes_saved × STORAGE_PRICE_PER_GB_MONTH (compress jobs; a decompress job stores originals)"})
+
+
+class _CodecSummary(fields.Nested):
+    """A job's codec block: computed with the head node's prices, documented as ``CodecOut``."""
+
+    def get_value(self, obj, attr, accessor=None, default=None):
+        return savings.codec_summary(obj, _service().config)
 
 
 class JobOut(Schema):
@@ -50,6 +73,9 @@ class JobOut(Schema):
     objects_deleted = fields.Integer()
     retries = fields.Integer()
     error = fields.String(allow_none=True)
+    bytes_saved = fields.Integer(metadata={"description": "Bytes the image codec saved (0 without it)"})
+    codec = _CodecSummary(CodecOut, allow_none=True, dump_only=True,
+                          metadata={"description": "Image codec results; null for a job without the codec"})
 
 
 class FailureOut(Schema):

@@ -14,6 +14,7 @@ import tempfile
 
 from pipeline import errors
 from headnode.config import load_config
+from headnode.savings import codec_summary
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
@@ -29,6 +30,9 @@ def main(argv=None) -> int:
     cp.add_argument("--recursive", action="store_true", help="include objects under sub-prefixes")
     cp.add_argument("--sync", action="store_true", help="skip objects already present with the same checksum")
     cp.add_argument("--tier", choices=("express", "plus", "ultra"), default="express")
+    cp.add_argument("--codec", choices=("none", "compress", "decompress"), default="none",
+                    help="image codec: store images compressed (encoded in the source region), "
+                         "or restore compressed objects (decoded in the destination region)")
     cp.add_argument("--endpoint-url", help="S3 endpoint for s3:// locations (S3-compatible stores)")
     cp.add_argument("--json", action="store_true", help="print the result as JSON, no progress bar")
     cp.add_argument("--data-dir", help="keep the embedded head node's database and queue here")
@@ -61,10 +65,10 @@ def _cp(args) -> int:
     node.start()
     try:
         try:
-            node.prewarm(args.destination, args.tier)
+            node.prewarm(args.source, args.destination, args.tier, codec=args.codec)
             job = node.service.create(source=args.source, destination=args.destination, move=args.move,
                                       recursive=args.recursive, sync=args.sync, tier=args.tier,
-                                      endpoint_url=args.endpoint_url, submitted_by="cli")
+                                      endpoint_url=args.endpoint_url, submitted_by="cli", codec=args.codec)
         except errors.PipelineError as exc:
             print(f"cloudmover: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -87,7 +91,8 @@ def _report(service, job, *, as_json: bool) -> int:
     summary = {"job_id": job.id, "state": job.state, "objects": job.objects_total,
                "copied": job.objects_done, "skipped": job.objects_skipped, "failed": job.objects_failed,
                "deleted": job.objects_deleted, "bytes": job.bytes_done, "seconds": round(elapsed, 3),
-               "retries": job.retries, "error": job.error,
+               "retries": job.retries, "error": job.error, "bytes_saved": job.bytes_saved,
+               "codec": codec_summary(job, service.config),
                "failures": [{"key": f.key, "reason": f.reason, "kind": f.kind} for f in failures]}
     if as_json:
         print(json.dumps(summary, indent=2))
@@ -96,11 +101,22 @@ def _report(service, job, *, as_json: bool) -> int:
         print(f"{job.state.replace('_', ' ')}: {job.objects_done} copied, {job.objects_skipped} already present, "
               f"{job.objects_failed} failed, {job.objects_deleted} source(s) deleted; "
               f"{job.bytes_done:,} bytes in {elapsed:.1f} s ({rate:.1f} MB/s)")
+        if summary["codec"]:
+            print(_codec_line(summary["codec"]))
         if job.error:
             print(f"error: {job.error}", file=sys.stderr)
         for failure in failures:
             print(f"failed: {failure.key}: {failure.reason}", file=sys.stderr)
     return 0 if job.state == "complete" else EXIT_FAILED
+
+
+def _codec_line(codec: dict) -> str:
+    done = (f"{codec['objects_encoded']} image(s) encoded" if codec["mode"] == "compress"
+            else f"{codec['objects_decoded']} image(s) decoded")
+    storage = (f", storage ${codec['storage_cost_saved_per_month_usd']:.4f}/month"
+               if codec["mode"] == "compress" else "")
+    return (f"image codec ({codec['mode']}): {done}, {codec['bytes_saved']:,} bytes saved "
+            f"(transfer ${codec['transfer_cost_saved_usd']:.4f}{storage})")
 
 
 def _serve(args) -> int:

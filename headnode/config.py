@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 MiB = 1 << 20
+GiB = 1 << 30
 
 DEFAULTS: dict = {
     "DATA_DIR": "./cloudmover-data",         # database, queue file, certificate, secret key
@@ -37,6 +38,9 @@ DEFAULTS: dict = {
     "WORKER_THREADS": 4,
     "OBJECT_THREADS": 16,
     "FOLDERS": {},                           # name -> {bucket, region, endpoint_url, access_key_id, …}
+    "CODEC_MAX_OBJECT": 1 * GiB,             # image codec: larger objects move unchanged (workers get it too)
+    "TRANSFER_PRICE_PER_GB": 0.02,           # $ per GB (2**30 bytes) between regions: AWS inter-region
+    "STORAGE_PRICE_PER_GB_MONTH": 0.023,     # $ per GB-month stored: S3 Standard
     "TESTING": False,
 }
 
@@ -59,6 +63,8 @@ def _parse(key: str, raw: str, default):
         return raw.lower() in ("1", "true", "yes", "on")
     if isinstance(default, int):
         return int(raw)
+    if isinstance(default, float):
+        return float(raw)
     if isinstance(default, dict):
         value = json.loads(raw)
         if not isinstance(value, dict):
@@ -76,6 +82,11 @@ def _complete(config: dict) -> dict:
         raise ValueError("MULTIPART_THRESHOLD and PART_SIZE must be positive")
     if config["LIST_PAGE_SIZE"] < 1:
         raise ValueError("LIST_PAGE_SIZE must be positive")
+    if not 1 <= config["CODEC_MAX_OBJECT"] <= 5 * GiB:
+        raise ValueError("CODEC_MAX_OBJECT must be between 1 byte and 5 GiB")
+    for key in ("TRANSFER_PRICE_PER_GB", "STORAGE_PRICE_PER_GB_MONTH"):
+        if float(config[key]) < 0:
+            raise ValueError(f"{key} must not be negative")
     if config["FLEET"] not in ("local", "none"):
         raise ValueError("FLEET must be 'local' or 'none'")
     for tier in ("express", "plus", "ultra"):

@@ -6,6 +6,11 @@ source are refused with the store's reason), then stores a ``Job`` row; the
 planner takes it from there. Tasks are written as rows first and published
 after the commit, so a head node stopped at any point republishes what it had
 not yet sent and never loses or doubles a task.
+
+A job's tasks go to one region's queue: the destination's, except for an
+image compress job, whose workers run in the source region so that the
+transfer carries the smaller, encoded bytes (a decompress job's workers run in
+the destination region, where the restored bytes are written).
 """
 from __future__ import annotations
 
@@ -43,9 +48,11 @@ class JobService:
     def create(self, *, source: str, destination: str, move: bool = False, recursive: bool = True,
                sync: bool = False, tier: str = "express", name: str | None = None,
                endpoint_url: str | None = None, credentials: Credentials | None = None,
-               submitted_by: str | None = None) -> Job:
+               submitted_by: str | None = None, codec: str = "none") -> Job:
         if tier not in messages.TIERS:
             raise errors.BadLocation(f"unknown delivery tier {tier!r}; choose express, plus or ultra")
+        if codec not in messages.CODEC_MODES:
+            raise errors.BadLocation(f"unknown image codec mode {codec!r}; choose none, compress or decompress")
         where = {"endpoint_url": endpoint_url or self.config["ENDPOINT_URL"], "region": self.config["REGION"],
                  "credentials": credentials, "folders": self.config["FOLDERS"]}
         src, dst = parse_location(source, **where), parse_location(destination, **where)
@@ -61,23 +68,28 @@ class JobService:
             _require_objects(src_store, src, recursive)
         dst_store.check(write=True)
         settings = PlanSettings(multipart_threshold=self.config["MULTIPART_THRESHOLD"],
-                                part_size=self.config["PART_SIZE"], batch_objects=self.config["BATCH_OBJECTS"])
+                                part_size=self.config["PART_SIZE"], batch_objects=self.config["BATCH_OBJECTS"],
+                                whole_object_limit=self.config["CODEC_MAX_OBJECT"] if codec != "none" else 0)
         options = {"move": move, "recursive": recursive, "sync": sync, "tier": tier, "single": single,
                    "multipart_threshold": settings.multipart_threshold, "part_size": settings.part_size,
-                   "batch_objects": settings.batch_objects}
+                   "batch_objects": settings.batch_objects, "codec": codec,
+                   "whole_object_limit": settings.whole_object_limit}
+        region = _region(src.spec if codec == "compress" else dst.spec, self.config["REGION"])
         job = Job.create(name=name or f"{'Move' if move else 'Copy'} {src.url()} to {dst.url()}",
                          source_url=source, destination_url=destination, options=options,
                          source=self._location_ref(src), destination=self._location_ref(dst),
-                         region=_region(dst.spec, self.config["REGION"]), submitted_by=submitted_by)
-        models.log(job, f"job created: {job.name} (tier {tier})")
+                         region=region, submitted_by=submitted_by)
+        with_codec = f", image codec: {codec} in region {region}" if codec != "none" else ""
+        models.log(job, f"job created: {job.name} (tier {tier}{with_codec})")
         return job
 
     def close(self) -> None:
         self._stores.close()
 
-    def region_of(self, destination: str) -> str:
-        """The region whose task queue a job to ``destination`` uses."""
-        return _region(parse_location(destination, folders=self.config["FOLDERS"]).spec, self.config["REGION"])
+    def region_of(self, source: str, destination: str, *, codec: str = "none") -> str:
+        """The region whose task queue a job from ``source`` to ``destination`` uses."""
+        where = parse_location(source if codec == "compress" else destination, folders=self.config["FOLDERS"])
+        return _region(where.spec, self.config["REGION"])
 
     def _location_ref(self, location: Location) -> dict:
         return {**ref_from_spec(location.spec, self.sealer), "prefix": location.prefix}

@@ -2,7 +2,8 @@
 
 A ``Task`` row is written before its message is published and doubles as the
 event de-duplication record: an event for a task that is no longer open is
-ignored, so a task delivered twice is counted once.
+ignored, so a task delivered twice is counted once. Columns added to a model
+after a database was created are added to it when it is opened (``connect``).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import datetime as dt
 import json
 
 import peewee as pw
+from playhouse.migrate import SqliteMigrator, migrate
 
 db = pw.DatabaseProxy()
 
@@ -61,10 +63,24 @@ class Job(Base):
     delete_failures = pw.IntegerField(default=0)
     retries = pw.IntegerField(default=0)
     error = pw.TextField(null=True)
+    codec_objects = pw.IntegerField(default=0)            # objects the image codec encoded or decoded
+    codec_bytes_read = pw.BigIntegerField(default=0)      # their bytes at the source
+    codec_bytes_written = pw.BigIntegerField(default=0)   # their bytes at the destination
 
     @property
     def finished(self) -> bool:
         return self.state in FINAL_STATES
+
+    @property
+    def codec_mode(self) -> str:
+        return self.options.get("codec", "none")
+
+    @property
+    def bytes_saved(self) -> int:
+        """Bytes the image codec kept off the wire: the originals' size minus the containers'."""
+        if self.codec_mode == "decompress":
+            return self.codec_bytes_written - self.codec_bytes_read
+        return self.codec_bytes_read - self.codec_bytes_written
 
 
 class Task(Base):
@@ -142,7 +158,19 @@ def connect(path: str) -> pw.SqliteDatabase:
     db.initialize(database)
     database.connect(reuse_if_open=True)
     database.create_tables(MODELS)
+    _add_new_columns(database)
     return database
+
+
+def _add_new_columns(database: pw.SqliteDatabase) -> None:
+    """Add the columns a model gained since the database file was created (with their defaults)."""
+    migrator = SqliteMigrator(database)
+    for model in MODELS:
+        table = model._meta.table_name
+        present = {column.name for column in database.get_columns(table)}
+        missing = [field for field in model._meta.sorted_fields if field.column_name not in present]
+        if missing:
+            migrate(*(migrator.add_column(table, field.column_name, field) for field in missing))
 
 
 def log(job: Job, message: str, level: str = "info") -> None:

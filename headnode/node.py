@@ -57,7 +57,8 @@ class HeadNode:
                "CLOUDMOVER_VISIBILITY_TIMEOUT": str(self.config["VISIBILITY_TIMEOUT"]),
                "CLOUDMOVER_MAX_RECEIVES": str(self.config["MAX_RECEIVES"]),
                "CLOUDMOVER_WORKER_THREADS": str(self.config["WORKER_THREADS"]),
-               "CLOUDMOVER_OBJECT_THREADS": str(self.config["OBJECT_THREADS"])}
+               "CLOUDMOVER_OBJECT_THREADS": str(self.config["OBJECT_THREADS"]),
+               "CLOUDMOVER_CODEC_MAX_OBJECT": str(self.config["CODEC_MAX_OBJECT"])}
         return LocalFleet(tier_sizes=self.config["LOCAL_WORKERS"], env=env,
                           log_dir=f"{self.config['DATA_DIR']}/logs")
 
@@ -73,10 +74,10 @@ class HeadNode:
             self._threads.append(thread)
         return self
 
-    def prewarm(self, destination: str, tier: str) -> None:
-        """Start the workers a job to ``destination`` will need, before it is even created."""
+    def prewarm(self, source: str, destination: str, tier: str, codec: str = "none") -> None:
+        """Start the workers a job from ``source`` to ``destination`` will need, before it is even created."""
         if self.fleet:
-            region = self.service.region_of(destination)
+            region = self.service.region_of(source, destination, codec=codec)
             self.fleet.reconcile({**self._active_regions(), region: [tier]})
 
     def stop(self) -> None:

@@ -104,9 +104,12 @@ class Planner:
     def _commit_page(self, job: Job, page: list[ObjectInfo], source, destination) -> None:
         options = job.options
         settings = PlanSettings(multipart_threshold=options["multipart_threshold"],
-                                part_size=options["part_size"], batch_objects=options["batch_objects"])
+                                part_size=options["part_size"], batch_objects=options["batch_objects"],
+                                whole_object_limit=options.get("whole_object_limit", 0))
         source_prefix, dest_prefix = job.source["prefix"], job.destination["prefix"]
         planned = plan_page(page, source_prefix=source_prefix, dest_prefix=dest_prefix, settings=settings)
+        codec = options.get("codec", "none")
+        task_codec = {"codec": codec} if codec != "none" else {}   # absent from plain copy tasks
         uploads = []
         for obj, dest_key in planned.multipart:   # started before the transaction: network calls
             if options["sync"] and _identical(source, destination, obj, dest_key):
@@ -117,7 +120,7 @@ class Planner:
             uploads.append((obj, dest_key, upload_id))
         with db.atomic("IMMEDIATE"):
             job = Job.get_by_id(job.id)
-            tasks = [self.service.task(job, "CopyObjects", objects=batch, sync=options["sync"])
+            tasks = [self.service.task(job, "CopyObjects", objects=batch, sync=options["sync"], **task_codec)
                      for batch in planned.copy_batches]
             for obj, dest_key, upload_id in uploads:
                 parts = part_tasks(obj, dest_key, upload_id, settings,
@@ -126,6 +129,10 @@ class Planner:
                               object_size=obj.size, etag=obj.etag, parts_total=len(parts))
                 tasks.extend(parts)
             self.service.add_tasks(job, tasks)
+            if codec != "none" and uploads:
+                models.log(job, f"{len(uploads)} object(s) larger than the image codec limit of "
+                                f"{settings.whole_object_limit} bytes move unchanged, in parts "
+                                f"(first: {uploads[0][0].key})", "warning")
             job.objects_total += len(page)
             job.bytes_total += sum(o.size for o in page)
             job.plan_marker = page[-1].key

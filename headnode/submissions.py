@@ -30,6 +30,7 @@ class SubmissionConsumer:
             job = self.service.create(
                 source=submission["source"], destination=submission["destination"], move=submission["move"],
                 recursive=submission["recursive"], sync=submission["sync"], tier=submission["tier"],
+                codec=submission["codec"],
                 name=submission["name"], endpoint_url=submission["endpoint_url"],
                 submitted_by=submission["submitted_by"] or "submission-queue")
             reply = messages.build("JobAccepted", request_id=request_id, job_id=job.id)

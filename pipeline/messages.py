@@ -15,6 +15,13 @@ Events (past tense: worker/head node -> event stream):
   ``WorkerHeartbeat``, ``JobAccepted``, ``SubmissionRejected``
 
 Submission (integrator -> submission queue): ``SubmitJob``.
+
+The image codec option (``codec``: none, compress or decompress) was added to
+version 1 additively: optional on ``SubmitJob`` (default ``none``) and on
+``CopyObjects``, where the head node writes it only when it is not ``none``,
+so plain copy tasks read exactly as before, and a worker that predates the
+codec refuses a codec task (to the dead-letter queue) instead of copying it
+the wrong way.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ from pipeline.errors import MalformedMessage
 
 SCHEMA_VERSION = 1
 TIERS = ("express", "plus", "ultra")
+CODEC_MODES = ("none", "compress", "decompress")
 MAX_BATCH_OBJECTS = 1000
 
 
@@ -70,6 +78,9 @@ class CopyObjects(_Task):
                           validate=validate.Length(min=1, max=MAX_BATCH_OBJECTS))
     sync = fields.Boolean(load_default=False,
                           metadata={"description": "Skip objects already present with the same size and checksum"})
+    codec = fields.String(validate=validate.OneOf(CODEC_MODES), metadata={
+        "description": "Image codec stage: compress (images are stored encoded), decompress "
+                       "(encoded objects are restored); absent means none"})
 
 
 class CopyPart(_Task):
@@ -113,6 +124,13 @@ class CopiedObject(_Strict):
                              metadata={"description": "Checksum verified on the copy, 'algorithm:value'"})
     skipped = fields.Boolean(load_default=False,
                              metadata={"description": "Sync mode: already present and identical"})
+    written = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=0), metadata={
+        "description": "Bytes written at the destination, when they differ from the bytes read (size): "
+                       "an object the image codec encoded or decoded"})
+    codec = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(["encoded", "decoded"]),
+                          metadata={"description": "What the image codec did to this object, if anything"})
+    note = fields.String(load_default=None, allow_none=True, metadata={
+        "description": "Why a codec job moved this object unchanged (too large, already encoded, …)"})
 
 
 class ObjectFailure(_Strict):
@@ -179,6 +197,9 @@ class SubmitJob(Message):
     recursive = fields.Boolean(load_default=True)
     sync = fields.Boolean(load_default=False)
     tier = fields.String(load_default="express", validate=validate.OneOf(TIERS))
+    codec = fields.String(load_default="none", validate=validate.OneOf(CODEC_MODES), metadata={
+        "description": "Image codec: compress images in the source region before they travel, "
+                       "decompress them in the destination region, or none"})
     endpoint_url = fields.String(load_default=None, allow_none=True)
     submitted_by = fields.String(load_default=None, allow_none=True)
 

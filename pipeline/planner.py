@@ -4,7 +4,9 @@ Small objects are batched into ``CopyObjects`` tasks (bounded by count and
 bytes). An object above the multipart threshold, and anything above 5 GiB,
 becomes one ``CopyPart`` task per part; its ``CompleteMultipart`` task is
 emitted later, by the head node, once every part has reported. Part sizes grow
-when an object would need more than 10,000 parts.
+when an object would need more than 10,000 parts. In an image codec job,
+objects up to ``whole_object_limit`` are copied whole whatever their size, so
+the worker's codec stage sees all of their bytes.
 
 This module is pure: the caller supplies the listing and a function that
 starts a multipart upload, and persists and publishes what comes out.
@@ -31,10 +33,13 @@ class PlanSettings:
     part_size: int = 64 * MiB
     batch_objects: int = 100
     batch_bytes: int = 256 * MiB
+    whole_object_limit: int = 0    # codec jobs: objects up to this size are never split into parts
 
     def __post_init__(self):
         if self.part_size < MIN_PART and self.multipart_threshold >= MIN_PART:
             raise ValueError(f"part_size must be at least {MIN_PART} bytes")
+        if not 0 <= self.whole_object_limit <= MAX_SINGLE_COPY:
+            raise ValueError(f"whole_object_limit must be between 0 and {MAX_SINGLE_COPY} bytes")
         if self.batch_objects < 1 or self.batch_bytes < 1:
             raise ValueError("batch limits must be positive")
 
@@ -50,6 +55,8 @@ class Location:
 
 
 def is_multipart(size: int, settings: PlanSettings) -> bool:
+    if size <= settings.whole_object_limit:
+        return False
     return size > MAX_SINGLE_COPY or size > settings.multipart_threshold
 
 

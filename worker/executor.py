@@ -4,7 +4,8 @@ Objects of a ``CopyObjects`` batch are copied concurrently (many requests in
 flight). An object that fails for good (missing, changed, denied) is reported
 in the event's ``failed`` list; an error that retrying may fix escapes as
 ``RetryableError`` so the whole task is delivered again (copies are
-idempotent, and the head node counts a task once).
+idempotent, and the head node counts a task once). The objects of a task with
+an image codec mode go through the codec stage (``codec_stage``).
 """
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ from pipeline import errors, messages
 from pipeline.checksums import already_present
 from pipeline.credentials import Sealer
 from pipeline.store import StoreCache
-from worker import strategies
+from worker import codec_stage, strategies
 
 
 class Executor:
-    def __init__(self, stores: StoreCache, *, object_threads: int, memory: strategies.MemoryBudget):
+    def __init__(self, stores: StoreCache, *, object_threads: int, memory: strategies.MemoryBudget,
+                 codec: codec_stage.CodecSettings = codec_stage.CodecSettings()):
         self.stores = stores
         self.memory = memory
+        self.codec = codec
         self._pool = ThreadPoolExecutor(object_threads, thread_name_prefix="object")
 
     def close(self) -> None:
@@ -34,10 +37,17 @@ class Executor:
         return handler(task, source, destination)
 
     def _CopyObjects(self, task, source, destination) -> dict:
+        mode = task.get("codec", "none")
+
         def one(obj):
             try:
                 if task.get("sync") and already_present(source, destination, obj):
                     return {"ok": _copied(obj, None, skipped=True)}
+                if mode != "none":
+                    moved = codec_stage.move(source, destination, obj, mode=mode, memory=self.memory,
+                                             settings=self.codec)
+                    return {"ok": {**_copied(obj, moved.checksum), "written": moved.written,
+                                   "codec": moved.codec, "note": moved.note}}
                 checksum = strategies.copy_object(source, destination, obj, memory=self.memory)
                 return {"ok": _copied(obj, checksum)}
             except errors.PermanentError as exc:

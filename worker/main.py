@@ -5,7 +5,11 @@ it): ``CLOUDMOVER_BUS_URL``, ``CLOUDMOVER_BUS_OPTIONS`` (JSON transport
 options), ``CLOUDMOVER_QUEUE_PREFIX`` (the head node's queue name prefix),
 ``CLOUDMOVER_SECRET_KEY`` (opens sealed credentials), ``CLOUDMOVER_WORKER_THREADS``,
 ``CLOUDMOVER_OBJECT_THREADS``, ``CLOUDMOVER_VISIBILITY_TIMEOUT``, ``CLOUDMOVER_MAX_RECEIVES``,
-``CLOUDMOVER_PARENT_PID`` (set by a local fleet: the worker stops when that process is gone).
+``CLOUDMOVER_PARENT_PID`` (set by a local fleet: the worker stops when that process is gone),
+``CLOUDMOVER_MEMORY_BUDGET`` (bytes held in buffers at once, default 512 MiB), and for the image
+codec stage ``CLOUDMOVER_CODEC_MAX_OBJECT`` (larger objects move unchanged, default 1 GiB),
+``CLOUDMOVER_CODEC_LEVEL`` (default 2), ``CLOUDMOVER_CODEC_THREADS`` (per object; default: the
+codec decides) and ``CLOUDMOVER_CODEC_VERIFY`` (decode each container before keeping it; default 1).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import pipeline.s3store  # noqa: F401  (loaded before the first task arrives, no
 from pipeline.bus import Bus, BusConfig
 from pipeline.credentials import Sealer
 from pipeline.store import StoreCache
+from worker.codec_stage import CodecSettings
 from worker.executor import Executor
 from worker.runner import Worker, WorkerConfig
 from worker.strategies import MemoryBudget
@@ -37,7 +42,18 @@ def config_from_env(region: str, env=os.environ) -> WorkerConfig:
     return WorkerConfig(region=region, bus=bus, secret_key=env["CLOUDMOVER_SECRET_KEY"],
                         task_threads=int(env.get("CLOUDMOVER_WORKER_THREADS", 4)),
                         object_threads=int(env.get("CLOUDMOVER_OBJECT_THREADS", 16)),
+                        memory_budget=int(env.get("CLOUDMOVER_MEMORY_BUDGET", WorkerConfig.memory_budget)),
+                        codec=codec_settings_from_env(env),
                         parent_pid=int(env["CLOUDMOVER_PARENT_PID"]) if env.get("CLOUDMOVER_PARENT_PID") else None)
+
+
+def codec_settings_from_env(env) -> CodecSettings:
+    defaults = CodecSettings()
+    threads = env.get("CLOUDMOVER_CODEC_THREADS")
+    return CodecSettings(max_object=int(env.get("CLOUDMOVER_CODEC_MAX_OBJECT", defaults.max_object)),
+                         level=int(env.get("CLOUDMOVER_CODEC_LEVEL", defaults.level)),
+                         threads=int(threads) if threads else defaults.threads,
+                         verify=env.get("CLOUDMOVER_CODEC_VERIFY", "1").lower() not in ("0", "false", "no", "off"))
 
 
 def main(argv=None) -> int:
@@ -48,7 +64,8 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config_from_env(args.region)
     stores = StoreCache(Sealer(config.secret_key), pool_size=config.object_threads * config.task_threads)
-    executor = Executor(stores, object_threads=config.object_threads, memory=MemoryBudget(config.memory_budget))
+    executor = Executor(stores, object_threads=config.object_threads, memory=MemoryBudget(config.memory_budget),
+                        codec=config.codec)
     worker = Worker(config, executor, Bus(config.bus))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())

@@ -1,0 +1,249 @@
+"""The image codec stage: encode or decode one whole object on its way.
+
+In a compress job an object whose bytes the codec recognises as an image
+(``codec.sniff``; the extension is not trusted) is encoded, and the container
+is kept only when it is smaller and, with ``verify``, only after decoding it
+gave back the original bytes. It is stored under the same key, typed
+``application/x-cloudmover-codec``, with user metadata naming the container
+version and the original's size, MD5, format and content type. A decompress
+job restores such objects (content type and user metadata too) and checks the
+result against the recorded size and MD5; a damaged container fails that
+object with "corrupt codec container: …". Everything else moves unchanged
+through the ordinary strategies (server-side copy where possible).
+
+The stage holds whole objects in memory, so objects above ``max_object`` move
+unchanged (with a note for the job log), and the bytes it holds count against
+the worker's MemoryBudget: ``MEMORY_FACTOR`` times the larger of the stored
+and original sizes (original, container, the codec's working arrays).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass
+
+import codec
+from pipeline import errors
+from pipeline.checksums import plain_md5
+from pipeline.store import ObjectAttributes
+from worker import strategies
+
+GiB = 1 << 30
+MEMORY_FACTOR = 4
+PROBE_BYTES = 64 << 10     # a decompress job reads this much first: metadata and magic
+CONTENT_TYPE = "application/x-cloudmover-codec"
+META_CODEC = "cloudmover-codec"                    # the container version
+META_SIZE = "cloudmover-original-size"
+META_CHECKSUM = "cloudmover-original-checksum"     # "md5:<hex>" of the original bytes
+META_FORMAT = "cloudmover-original-format"
+META_CONTENT_TYPE = "cloudmover-original-content-type"
+CODEC_KEYS = (META_CODEC, META_SIZE, META_CHECKSUM, META_FORMAT, META_CONTENT_TYPE)
+
+
+@dataclass(frozen=True)
+class CodecSettings:
+    max_object: int = GiB           # larger objects move unchanged
+    level: int = 2
+    threads: int | None = None      # codec threads per object (None: the codec decides)
+    verify: bool = True             # decode every container before keeping it
+
+    def __post_init__(self):
+        if self.max_object < 1:
+            raise ValueError("the codec's max_object must be positive")
+
+
+@dataclass(frozen=True)
+class Moved:
+    """How one object of a codec job moved: the fields its ``CopiedObject`` adds."""
+    checksum: str | None
+    written: int | None = None
+    codec: str | None = None        # "encoded" | "decoded" | None (moved unchanged)
+    note: str | None = None
+
+
+class CorruptContainer(errors.PermanentError):
+    """An object marked as encoded does not decode to its recorded original."""
+
+    code = "corrupt_container"
+
+
+@dataclass
+class _Held:
+    data: bytes
+    md5: bytes
+    attrs: ObjectAttributes
+
+
+def move(source, destination, obj: dict, *, mode: str, memory: strategies.MemoryBudget,
+         settings: CodecSettings) -> Moved:
+    """Move one object of a ``mode`` job ("compress" or "decompress")."""
+    if obj["size"] == 0:
+        return _copy(source, destination, obj, memory=memory)
+    if mode == "compress":
+        return _compress(source, destination, obj, memory=memory, settings=settings)
+    if mode == "decompress":
+        return _decompress(source, destination, obj, memory=memory, settings=settings)
+    raise ValueError(f"unknown codec mode {mode!r}")
+
+
+# -- compress ---------------------------------------------------------------------
+def _compress(source, destination, obj, *, memory, settings: CodecSettings) -> Moved:
+    if obj["size"] > settings.max_object:
+        return _copy(source, destination, obj, memory=memory,
+                     note=f"larger than the codec limit of {settings.max_object} bytes: moved unchanged")
+    with _holding(memory, obj["size"]):
+        held = _read(source, obj)
+        if META_CODEC in held.attrs.metadata or codec.is_encoded(held.data):
+            return _pass_on(source, destination, obj, held, note="already encoded: moved unchanged")
+        image_format = codec.sniff(held.data)
+        if image_format is None:
+            return _pass_on(source, destination, obj, held)
+        container, why_not = _encode(held, settings)
+        if container is None:
+            return _pass_on(source, destination, obj, held, note=f"{image_format} image {why_not}: moved unchanged")
+        attrs = ObjectAttributes(
+            content_type=CONTENT_TYPE, headers=held.attrs.headers, tags=held.attrs.tags,
+            storage_class=held.attrs.storage_class,
+            metadata={**held.attrs.metadata, **_codec_metadata(held, container, image_format)})
+        checksum = _write(destination, obj["dest_key"], container, attrs=attrs,
+                          what=f"write encoded {source.spec.url(obj['key'])}")
+    return Moved(checksum, written=len(container), codec="encoded")
+
+
+def _encode(held: _Held, settings: CodecSettings) -> tuple[bytes | None, str]:
+    """The container for ``held``, or None and why it is not worth keeping."""
+    try:
+        container = codec.encode(held.data, level=settings.level, threads=settings.threads)
+    except codec.CodecError as exc:
+        return None, f"could not be encoded ({exc})"
+    if len(container) >= len(held.data):
+        return None, "did not shrink"
+    if settings.verify:
+        try:
+            same = hashlib.md5(codec.decode(container, threads=settings.threads), usedforsecurity=False).digest()
+        except codec.CodecError as exc:
+            return None, f"did not decode back ({exc})"
+        if same != held.md5:
+            return None, "did not decode back to the original bytes"
+    return container, ""
+
+
+def _codec_metadata(held: _Held, container: bytes, image_format: str) -> dict:
+    info = codec.info(container)
+    metadata = {META_CODEC: str(info["container_version"]), META_SIZE: str(len(held.data)),
+                META_CHECKSUM: f"md5:{held.md5.hex()}", META_FORMAT: str(info.get("format") or image_format)}
+    if held.attrs.content_type:
+        metadata[META_CONTENT_TYPE] = held.attrs.content_type
+    return metadata
+
+
+# -- decompress -------------------------------------------------------------------
+def _decompress(source, destination, obj, *, memory, settings: CodecSettings) -> Moved:
+    metadata, head = _probe(source, obj)
+    # local files carry no metadata: there the container's own magic marks it
+    if META_CODEC not in metadata and not (source.spec.kind == "local" and codec.is_encoded(head)):
+        return _copy(source, destination, obj, memory=memory)
+    what = f"decode {source.spec.url(obj['key'])}"
+    expected_size, expected_md5 = _recorded_original(metadata, what)
+    if max(obj["size"], expected_size or 0) > settings.max_object:
+        return _copy(source, destination, obj, memory=memory,
+                     note=f"larger than the codec limit of {settings.max_object} bytes once restored: "
+                          "moved unchanged (still encoded)")
+    # without the recorded size (a local file), assume a ratio of MEMORY_FACTOR
+    with _holding(memory, max(obj["size"], expected_size or MEMORY_FACTOR * obj["size"])):
+        held = _read(source, obj)
+        try:
+            restored = codec.decode(held.data, threads=settings.threads)
+        except codec.CodecError as exc:
+            raise CorruptContainer(f"corrupt codec container: {what}: {exc}") from exc
+        md5 = hashlib.md5(restored, usedforsecurity=False).hexdigest()
+        if expected_size is not None and len(restored) != expected_size:
+            raise CorruptContainer(f"corrupt codec container: {what}: restored {len(restored)} bytes, "
+                                   f"the original had {expected_size}")
+        if expected_md5 is not None and md5 != expected_md5:
+            raise CorruptContainer(f"corrupt codec container: {what}: the restored bytes' MD5 {md5} "
+                                   f"differs from the original's {expected_md5}")
+        attrs = ObjectAttributes(
+            content_type=held.attrs.metadata.get(META_CONTENT_TYPE), headers=held.attrs.headers,
+            tags=held.attrs.tags, storage_class=held.attrs.storage_class,
+            metadata={k: v for k, v in held.attrs.metadata.items() if k not in CODEC_KEYS})
+        checksum = _write(destination, obj["dest_key"], restored, attrs=attrs,
+                          what=f"write decoded {source.spec.url(obj['key'])}")
+    return Moved(checksum, written=len(restored), codec="decoded")
+
+
+def _recorded_original(metadata: dict, what: str) -> tuple[int | None, str | None]:
+    """The original's size and MD5 as the metadata records them (None: not recorded)."""
+    size, checksum = metadata.get(META_SIZE), metadata.get(META_CHECKSUM)
+    try:
+        size = int(size) if size is not None else None
+    except ValueError:
+        raise CorruptContainer(f"corrupt codec container: {what}: metadata {META_SIZE}={size!r} "
+                               "is not a size") from None
+    if checksum is not None and not (checksum.startswith("md5:") and plain_md5(checksum[4:])):
+        raise CorruptContainer(f"corrupt codec container: {what}: metadata {META_CHECKSUM}={checksum!r} "
+                               "is not an MD5")
+    return size, checksum[4:] if checksum else None
+
+
+def _probe(source, obj: dict) -> tuple[dict, bytes]:
+    """The user metadata and first bytes of an object, in one small read."""
+    download = source.get(obj["key"], etag=obj.get("etag"), offset=0, length=min(obj["size"], PROBE_BYTES))
+    try:
+        head = download.body.read()
+    except errors.PipelineError:
+        raise
+    except Exception as exc:  # a connection dropped mid-body: read again later
+        raise errors.TransientStoreError(f"read {source.spec.url(obj['key'])}: interrupted: {exc}") from exc
+    finally:
+        download.body.close()
+    return download.attributes.metadata, head
+
+
+# -- reading and writing ------------------------------------------------------------
+@contextlib.contextmanager
+def _holding(memory: strategies.MemoryBudget, size: int):
+    held = memory.take(MEMORY_FACTOR * size)
+    try:
+        yield
+    finally:
+        memory.give(held)
+
+
+def _read(source, obj: dict) -> _Held:
+    what = f"read {source.spec.url(obj['key'])}"
+    download = source.get(obj["key"], etag=obj.get("etag"))
+    data, md5 = strategies.read_verified(download, expected=obj["size"], etag=obj.get("etag") or download.etag,
+                                         what=what)
+    attrs = download.attributes
+    if download.tag_count:
+        attrs.tags = source.tags(obj["key"])
+    return _Held(data, md5, attrs)
+
+
+def _copy(source, destination, obj: dict, *, memory, note: str | None = None) -> Moved:
+    return Moved(strategies.copy_object(source, destination, obj, memory=memory), note=note)
+
+
+def _pass_on(source, destination, obj: dict, held: _Held, *, note: str | None = None) -> Moved:
+    """Move an object unchanged whose bytes are already here: server-side when the stores allow."""
+    if source.spec.same_endpoint(destination.spec):   # a server-side copy holds no memory
+        return Moved(strategies.copy_object(source, destination, obj, memory=None), note=note)
+    return Moved(_write(destination, obj["dest_key"], held.data, attrs=held.attrs,
+                        what=f"copy {source.spec.url(obj['key'])}", md5=held.md5), note=note)
+
+
+def _write(destination, dest_key: str, data: bytes, *, attrs: ObjectAttributes, what: str,
+           md5: bytes | None = None) -> str:
+    """Write ``data`` and check what landed: its MD5 ETag, or else its size."""
+    md5 = md5 or hashlib.md5(data, usedforsecurity=False).digest()
+    landed = destination.put(dest_key, data, md5=md5, attrs=attrs)
+    if plain_md5(landed):
+        if landed != md5.hex():
+            raise errors.VerificationFailed(f"{what}: the store recorded checksum {landed}, sent {md5.hex()}")
+    else:
+        found = destination.head(dest_key)
+        if found is None or found.size != len(data):
+            got = "nothing" if found is None else f"{found.size} bytes"
+            raise errors.VerificationFailed(f"{what}: the destination holds {got}, expected {len(data)} bytes")
+    return f"md5:{md5.hex()}"
