@@ -33,6 +33,7 @@ def test_copy_task_round_trips_through_json(objects):
     (submission(schema_version=2), "schema_version"),
     ({**submission(), "source": None}, "source"),
     (submission(tier="platinum"), "tier"),
+    (submission(codec="squash"), "codec: Must be one of: none, compress, decompress."),
     ({"type": "Nonsense", "schema_version": 1}, "unknown message type 'Nonsense'"),
     (["not", "an", "object"], "not a JSON object"),
 ])
@@ -50,6 +51,7 @@ def test_committed_json_schemas_match_the_code():
 
 @pytest.mark.parametrize("message", [
     submission(request_id="r-1", tier="ultra", move=True),
+    submission(codec="compress"),
     messages.build("SubmissionRejected", reason="bad", received="{}"),
     messages.build("TaskFailed", job_id=3, task_id="3-4", task_type="CopyPart", reason="x", retryable=True,
                    attempt=2, keys=["k"]),
@@ -59,3 +61,11 @@ def test_json_schema_accepts_what_the_code_accepts(message):
     jsonschema.validate(message, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**message, "surprise": 1}, schema)
+
+
+def test_only_codec_copy_tasks_carry_the_codec_field():
+    """Plain copy tasks read exactly as before the codec option; a codec task says its mode."""
+    fields = dict(job_id=1, task_id="1-1", source=STORE, destination=STORE,
+                  objects=[{"key": "a", "dest_key": "b", "size": 1, "etag": None}])
+    assert "codec" not in messages.build("CopyObjects", **fields)
+    assert messages.build("CopyObjects", codec="decompress", **fields)["codec"] == "decompress"
