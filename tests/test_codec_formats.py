@@ -308,10 +308,12 @@ def exr_variant(types, origin=(0, 0)):
             runs[-1].append(planes[name])
         else:
             runs.append([planes[name]])
-    run = max(runs, key=lambda run: sum(plane.nbytes for plane in run) // 6)
-    array = np.concatenate(run, axis=1)
-    sample = {"f2": "f16le", "f4": "f32le", "u4": "u32le"}[array.dtype.str[1:]]
-    return "exr", data, [(array, sample, 8 * array.dtype.itemsize)]
+    expected = []
+    for run in runs:                                 # each run is one strided raster
+        array = np.concatenate(run, axis=1)
+        sample = {"f2": "f16le", "f4": "f32le", "u4": "u32le"}[array.dtype.str[1:]]
+        expected.append((array, sample, 8 * array.dtype.itemsize))
+    return "exr", data, expected
 
 
 def pnm_variant(dtype, maxval, channels, pam=False, images=1):
@@ -486,11 +488,12 @@ def test_dicom_encapsulated_pixel_data_is_not_modelled():
     assert parse(data) is None
 
 
-def test_exr_mixed_types_describe_the_largest_run():
+def test_exr_mixed_types_describe_every_run_as_interleaved_rasters():
     kind, data, expected = exr_variant(("f4", "f2", "f2", "f2"))
-    [raster] = check_file(data, kind, expected)
-    block = 8 + 11 * 4 + 3 * 11 * 2                 # y, size, a FLOAT row, three HALF rows
-    assert (raster.sample, raster.width, raster.row_stride) == ("f16le", 3 * 11, block)
+    halves, floats = check_file(data, kind, expected)
+    block = 8 + 11 * 4 + 3 * 11 * 2                 # y, size, three HALF rows (A, B, G), an R FLOAT row
+    assert (halves.sample, halves.width, halves.row_stride) == ("f16le", 3 * 11, block)
+    assert (floats.sample, floats.width, floats.row_stride) == ("f32le", 11, block)
 
 
 def test_exr_decreasing_line_order_is_one_raster_in_file_order():

@@ -8,6 +8,8 @@ generically and it still round-trips exactly.
 """
 from dataclasses import dataclass
 
+import numpy as np
+
 from codec.raster import Raster
 from codec.formats import cineon, dicom, dpx, exr, fits, pnm, tiff
 
@@ -33,9 +35,20 @@ def parse(data) -> Parsed | None:
 
 
 def _disjoint_and_inside(rasters: list[Raster], size: int) -> bool:
-    position = 0
+    """Rasters lie inside the file and share no byte; strided rasters
+    (``row_stride``) only own their rows, so they may interleave."""
+    spans = []
     for raster in rasters:
-        if raster.offset < position or raster.length <= 0 or raster.end > size:
+        if raster.length <= 0 or raster.offset < 0 or raster.end > size or raster.height <= 0:
             return False
-        position = raster.end
-    return True
+        if raster.row_stride:
+            row = raster.length - raster.row_stride * (raster.height - 1)
+            if row <= 0 or row > raster.row_stride:
+                return False
+            starts = raster.offset + raster.row_stride * np.arange(raster.height, dtype=np.int64)
+            spans.append(np.stack([starts, starts + row], axis=1))
+        else:
+            spans.append(np.array([[raster.offset, raster.end]], dtype=np.int64))
+    spans = np.concatenate(spans)
+    spans = spans[np.argsort(spans[:, 0], kind="stable")]
+    return bool((spans[1:, 0] >= spans[:-1, 1]).all())

@@ -58,10 +58,11 @@ def _read(data: memoryview) -> list[Raster] | None:
         if offset < position + 8 * height or offset + block > len(data) \
                 or struct.unpack_from("<iI", data, offset) != (ymin + index, block - 8):
             return None
-    sample, size, bits, skip = max(runs, key=lambda run: run[1])
+    # one strided raster per run of same-type channels and stretch of contiguous blocks
     return [Raster(offset=start + 8 + skip, length=block * (lines - 1) + size, height=lines,
                    width=size // (bits // 8), channels=1, bits=bits, sample=sample,
                    row_stride=block)
+            for sample, size, bits, skip in runs
             for start, lines in _stretches(sorted(offsets), block)]
 
 
