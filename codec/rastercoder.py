@@ -2,11 +2,12 @@
 
 Wire format of a coded raster (all integers little-endian)::
 
-    u8  coder version (1)
-    u32 height, u32 width, u16 channels, u8 bits, u32 tile rows
+    u8  coder version (2)
+    u32 height, u32 width, u16 channels, u8 bits, u8 coded bits, u32 tile rows
+    channel palettes (see codec/palette.py)
     u32 length of the tables, then the tables (zstd): per context table,
         u8 count of tokens used, then (u8 token, u16 frequency) each,
-        frequencies summing to 4096
+        frequencies summing to 1 << lossless.SCALE_BITS
     per tile: channels × u8 predictor, u8 decorrelate, u32 rANS bytes, u32 extra-bit bytes
     per tile: its rANS bytes, then its extra-bit bytes
 
@@ -20,13 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import zstandard
 
+from codec import palette
 from codec.errors import CodecError
 from codec.pyx import lossless
 
-VERSION = 1
+VERSION = 2
 TILE_SAMPLES = 1 << 17      # samples per tile (at least MIN_TILE_ROWS rows)
 MIN_TILE_ROWS = 16
-HEADER = struct.Struct("<BIIHBI")
+HEADER = struct.Struct("<BIIHBBI")
 TILE_ENTRY_TAIL = struct.Struct("<BII")
 SCALE = 1 << lossless.SCALE_BITS
 NTABLES = lossless.TABLES
@@ -38,18 +40,19 @@ CHOICE_STEP = {1: 32, 2: 8, 3: 2}
 def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1) -> bytes:
     """Code ``pixels`` (height, width, channels) of values below 2**bits."""
     height, width, channels = pixels.shape
+    pixels, coded_bits, palettes = palette.compact(pixels, bits)
     rows = tile_rows(height, width * channels)
     order = plane_order(channels)
     step = CHOICE_STEP.get(level, 8)
 
     def model(y):
         planes = np.ascontiguousarray(pixels[y:y + rows].transpose(2, 0, 1)[order], dtype=np.uint16)
-        predictors, decorrelate = lossless.choose(planes, bits, step)
+        predictors, decorrelate = lossless.choose(planes, coded_bits, step)
         predictors = np.array(predictors, dtype=np.uint8)
         symbols = np.empty(planes.size, dtype=np.uint16)
         extra = np.empty(planes.size * 2 + 16, dtype=np.uint8)
         histogram = np.zeros((NTABLES, NTOKENS), dtype=np.uint32)
-        used = lossless.model_tile(planes, bits, predictors, decorrelate, symbols, extra, histogram,
+        used = lossless.model_tile(planes, coded_bits, predictors, decorrelate, symbols, extra, histogram,
                                    scratch_for(planes.shape[1], width))
         return predictors, decorrelate, symbols, extra[:used].tobytes(), histogram
 
@@ -66,9 +69,9 @@ def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1) -
 
         coded = list(pool.map(code, modelled))
 
-    tables = zstandard.ZstdCompressor(level=19).compress(serialize_tables(freq))
-    parts = [HEADER.pack(VERSION, height, width, channels, bits, rows),
-             struct.pack("<I", len(tables)), tables]
+    entropy = zstandard.ZstdCompressor(level=19).compress(serialize_tables(freq))
+    parts = [HEADER.pack(VERSION, height, width, channels, bits, coded_bits, rows), palette.serialize(palettes),
+             struct.pack("<I", len(entropy)), entropy]
     for (predictors, decorrelate, _, extra, _), rans in zip(modelled, coded):
         parts.append(predictors.tobytes())
         parts.append(TILE_ENTRY_TAIL.pack(int(decorrelate), len(rans), len(extra)))
@@ -84,17 +87,17 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
     view = memoryview(payload)
     if len(view) < HEADER.size + 4:
         raise CodecError("coded raster is truncated")
-    version, height, width, channels, bits, rows = HEADER.unpack_from(view, 0)
+    version, height, width, channels, bits, coded_bits, rows = HEADER.unpack_from(view, 0)
     if version != VERSION:
         raise CodecError(f"unknown raster coder version {version}")
-    if (height, width, channels) != tuple(shape) or not (1 <= bits <= 16 and rows >= 1):
+    if (height, width, channels) != tuple(shape) or not (1 <= coded_bits <= bits <= 16 and rows >= 1):
         raise CodecError("coded raster does not match its descriptor")
-    position = HEADER.size
-    (tables_length,) = struct.unpack_from("<I", view, position)
+    palettes, position = palette.parse(view, HEADER.size, bits=bits)
+    (entropy_length,) = struct.unpack("<I", read_window(view, position, 4))
     position += 4
-    tables = read_window(view, position, tables_length)
-    position += tables_length
-    slot_symbol, freq, start = decoder_tables(tables)
+    entropy = read_window(view, position, entropy_length)
+    position += entropy_length
+    slot_symbol, freq, start = decoder_tables(entropy)
     tiles = []
     for y in range(0, height, rows):
         entry = read_window(view, position, channels + TILE_ENTRY_TAIL.size)
@@ -116,7 +119,7 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
     def run(job):
         y, count, predictors, decorrelate, rans, extra = job
         planes = np.empty((channels, count, width), dtype=np.uint16)
-        clean = lossless.decode_tile(planes, bits, predictors, bool(decorrelate), padded(rans), padded(extra),
+        clean = lossless.decode_tile(planes, coded_bits, predictors, bool(decorrelate), padded(rans), padded(extra),
                                      slot_symbol, freq, start, scratch_for(count, width))
         pixels[y:y + count] = planes[inverse].transpose(1, 2, 0)
         return clean
@@ -125,7 +128,7 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
         clean = list(pool.map(run, jobs))
     if not all(clean):
         raise CodecError("coded raster is corrupt: a tile did not decode cleanly")
-    return pixels, bits
+    return palette.expand(pixels, palettes), bits
 
 
 def plane_order(channels: int) -> list[int]:

@@ -33,6 +33,7 @@ cdef extern from *:
     #include <string.h>
     #include <stdint.h>
     static inline int cm_bitlen(unsigned int x) { return x ? 32 - __builtin_clz(x) : 0; }
+    static inline int cm_bitlen1(unsigned int x) { return 32 - __builtin_clz(x | 1); }  /* 1 for 0 */
     static inline uint64_t cm_load64le(const uint8_t* p) {
         uint64_t v; memcpy(&v, p, 8);
     #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
@@ -64,6 +65,7 @@ cdef extern from *:
     }
     """
     int cm_bitlen(unsigned int x) nogil
+    int cm_bitlen1(unsigned int x) nogil
     uint64_t cm_load64le(const uint8_t* p) nogil
     void cm_store64le(uint8_t* p, uint64_t v) nogil
     uint32_t cm_load32le(const uint8_t* p) nogil
@@ -91,13 +93,25 @@ SCALE_BITS = PROB_BITS
 PADDING = 8            # zero bytes the decoder needs after each stream
 
 
-cdef inline int context_of(uint32_t a) noexcept nogil:
+cdef int bucket_of(uint32_t a) noexcept nogil:
     # half-octave buckets of the local activity
     cdef int q = cm_bitlen(a)
     cdef int shift = q - 2 if q > 2 else 0
     cdef int c = 2 * q - 2 + <int>((a >> shift) & 1)
     c = <int>a if a < 4 else c
     return c if c < NCTX else NCTX - 1
+
+
+cdef enum:
+    LUT_SIZE = 16384
+cdef uint8_t CONTEXT_LUT[LUT_SIZE]
+cdef int _a
+for _a in range(LUT_SIZE):
+    CONTEXT_LUT[_a] = bucket_of(_a)
+
+
+cdef inline int context_of(uint32_t a) noexcept nogil:
+    return CONTEXT_LUT[a] if a < LUT_SIZE else bucket_of(a)
 
 
 cdef inline int clamp(int v, int lo, int hi) noexcept nogil:
@@ -272,7 +286,7 @@ def model_tile(const uint16_t[:, :, ::1] planes, int bits, const uint8_t[::1] pr
                     a = r.uprev[x + 1] + uW + ((r.uprev[x] + r.uprev[x + 2]) >> 1) + uf[x]
                     table = base + context_of(a)
                     big = u >= 16
-                    n = cm_bitlen(u) - 1
+                    n = cm_bitlen1(u) - 1
                     nb = n - 2 if big else 0
                     token = 16 + ((n - 4) << 2) + <int>((u >> nb) & 3) if big else <int>u
                     acc |= (<uint64_t>(u & ((1u << nb) - 1))) << count
@@ -408,12 +422,14 @@ def decode_tile(uint16_t[:, :, ::1] planes, int bits, const uint8_t[::1] predict
                     swap = state
                     state = other
                     other = swap
-                    # raw extra bits (branch-free refill; the padding makes the 8-byte load safe)
-                    acc |= cm_load64le(edata + epos) << count
-                    epos += (63 - count) >> 3
-                    count |= 56
-                    if epos > esize:
-                        epos = esize
+                    # raw extra bits: a branch-free refill every fourth sample is enough, as a
+                    # sample takes at most 13 bits (the padding makes the 8-byte load safe)
+                    if (x & 3) == 0:
+                        acc |= cm_load64le(edata + epos) << count
+                        epos += (63 - count) >> 3
+                        count |= 56
+                        if epos > esize:
+                            epos = esize
                     big = token >= 16
                     n = ((token - 16) >> 2) + 4
                     nb = n - 2 if big else 0
