@@ -1,4 +1,4 @@
-"""The ``cloudmover`` command: ``up``, ``serve`` and ``cp``.
+"""The ``cloudmover`` command: ``up``, ``serve``, ``cp`` and ``codec``.
 
 ``cp`` runs an embedded head node in-process, with local worker processes and
 a throwaway data directory, unless ``--data-dir`` names one to keep.
@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 
+from codec import cli as codec_cli
 from pipeline import errors
 from headnode.config import load_config
 from headnode.savings import codec_summary
@@ -45,6 +46,8 @@ def main(argv=None) -> int:
         sub.add_argument("--host")
         sub.add_argument("--port", type=int)
         sub.set_defaults(run=_serve, fleet="local" if name == "up" else "none")
+
+    codec_cli.add_parser(commands)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
