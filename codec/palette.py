@@ -6,51 +6,73 @@ Coding the rank of each value among the values the plane actually uses, and
 storing that sorted list once, saves the unused bits without touching the
 prediction (for evenly spaced values the ranks are the values scaled).
 
-Wire format per raster: u8 flags, one bit per channel (channels 0–7; planes
-beyond the eighth are never paletted), then per flagged channel: u32 value
-count, u32 length, zstd of the sorted values delta-coded as little-endian u16.
+Planes are numbered in coding order (see ``rastercoder.plane_order``).  Wire
+format per raster: u8 flags, one bit per plane (planes 0–7; later planes are
+never paletted), then per flagged plane: u32 value count, u32 length, zstd of
+the sorted values delta-coded as little-endian u16.
 """
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 import zstandard
 
 from codec.errors import CodecError
+from codec.pyx import lossless
 
 MAX_PALETTED = 8
+MIN_BITS = 4          # shallower planes have too few levels to gain anything
 WORTH_IT = 0.75       # a palette can pay when a plane uses at most this share of its levels
 ENTRY = struct.Struct("<II")
 
 
-def compact(pixels: np.ndarray, bits: int):
-    """(ranks or the pixels themselves, bits of the coded values,
-    {channel: (sorted values, their packed form)})."""
-    tables = {}
-    if bits < 4:
-        return pixels, bits, tables
-    work = pixels
-    for channel in range(min(pixels.shape[2], MAX_PALETTED)):
-        plane = pixels[..., channel]
-        used = np.bincount(plane.ravel(), minlength=1 << bits) > 0
-        count = int(used.sum())
-        if count > WORTH_IT * (1 << bits):
-            continue
-        values = np.flatnonzero(used).astype(np.uint16)
-        packed = _pack(values)
+@dataclass(frozen=True)
+class Palettes:
+    """Per plane: the sorted values used (or None), as lookup tables for the kernels."""
+    values: list
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in self.values)
+
+    def coded_bits(self, bits: int) -> int:
+        return max(bits if v is None else max(1, (len(v) - 1).bit_length()) for v in self.values)
+
+    def ranks(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
+        """value → rank lookup per plane, for encoding."""
+        tables = np.zeros((len(self.values), 1 << bits), dtype=np.uint16)
+        sizes = np.zeros(len(self.values), dtype=np.int32)
+        for plane, values in enumerate(self.values):
+            if values is not None:
+                tables[plane, values] = np.arange(len(values), dtype=np.uint16)
+                sizes[plane] = 1 << bits
+        return tables, sizes
+
+    def levels(self) -> tuple[np.ndarray, np.ndarray]:
+        """rank → value lookup per plane, for decoding."""
+        longest = max((len(v) for v in self.values if v is not None), default=1)
+        tables = np.zeros((len(self.values), longest), dtype=np.uint16)
+        sizes = np.zeros(len(self.values), dtype=np.int32)
+        for plane, values in enumerate(self.values):
+            if values is not None:
+                tables[plane, :len(values)] = values
+                sizes[plane] = len(values)
+        return tables, sizes
+
+
+def choose(used: np.ndarray, samples_per_plane: int) -> Palettes:
+    """Palettes for the planes whose ``used`` levels (planes × 2**bits marks) make them pay."""
+    bits = (used.shape[1] - 1).bit_length()
+    chosen = []
+    for plane, marks in enumerate(used):
+        values = np.flatnonzero(marks).astype(np.uint16)
+        count = len(values)
+        worth = plane < MAX_PALETTED and bits >= MIN_BITS and 0 < count <= WORTH_IT * (1 << bits)
         # conservatively, ranks save half a bit per sample for each bit of range they drop
-        saved_bytes = plane.size * (bits - np.log2(count)) / 16
-        if saved_bytes < 2 * len(packed):
-            continue
-        if work is pixels:
-            work = pixels.astype(np.uint16, copy=True)
-        rank = (np.cumsum(used) - 1).astype(np.uint16)
-        work[..., channel] = rank[plane]
-        tables[channel] = (values, packed)
-    if not tables:
-        return pixels, bits, tables
-    coded = max(bits if c not in tables else max(1, (len(tables[c][0]) - 1).bit_length())
-                for c in range(pixels.shape[2]))
-    return work, coded, tables
+        if worth and samples_per_plane * (bits - np.log2(count)) / 16 < 2 * len(_pack(values)):
+            worth = False
+        chosen.append(values if worth else None)
+    return Palettes(chosen)
 
 
 def _pack(values: np.ndarray) -> bytes:
@@ -58,25 +80,29 @@ def _pack(values: np.ndarray) -> bytes:
     return zstandard.ZstdCompressor(level=19).compress(deltas)
 
 
-def serialize(tables: dict) -> bytes:
-    flags = sum(1 << channel for channel in tables)
+def serialize(palettes: Palettes) -> bytes:
+    flags = sum(1 << plane for plane, values in enumerate(palettes.values) if values is not None)
     parts = [bytes([flags])]
-    for channel in sorted(tables):
-        values, packed = tables[channel]
-        parts.append(ENTRY.pack(len(values), len(packed)))
-        parts.append(packed)
+    for values in palettes.values:
+        if values is not None:
+            packed = _pack(values)
+            parts.append(ENTRY.pack(len(values), len(packed)))
+            parts.append(packed)
     return b"".join(parts)
 
 
-def parse(view: memoryview, position: int, *, bits: int) -> tuple[dict, int]:
-    """The tables stored at ``position`` and the position after them."""
+def parse(view: memoryview, position: int, *, planes: int, bits: int) -> tuple[Palettes, int]:
+    """The palettes stored at ``position`` and the position after them."""
     if position >= len(view):
         raise CodecError("coded raster is truncated (palette flags)")
     flags = view[position]
     position += 1
-    tables = {}
-    for channel in range(MAX_PALETTED):
-        if not flags & (1 << channel):
+    if flags >> min(planes, MAX_PALETTED):
+        raise CodecError("coded raster has a palette for a plane it does not have")
+    chosen = []
+    for plane in range(planes):
+        if plane >= MAX_PALETTED or not flags & (1 << plane):
+            chosen.append(None)
             continue
         if position + ENTRY.size > len(view):
             raise CodecError("coded raster is truncated (palette)")
@@ -94,15 +120,5 @@ def parse(view: memoryview, position: int, *, bits: int) -> tuple[dict, int]:
         values = np.cumsum(np.frombuffer(deltas, dtype="<u2"), dtype=np.int64)
         if values[-1] >= 1 << bits or (count > 1 and (np.diff(values) <= 0).any()):
             raise CodecError("coded raster has a corrupt palette")
-        tables[channel] = values.astype(np.uint16)
-    return tables, position
-
-
-def expand(pixels: np.ndarray, tables: dict) -> np.ndarray:
-    """Ranks back to values, in place; refuses ranks beyond a table."""
-    for channel, values in tables.items():
-        plane = pixels[..., channel]
-        if plane.size and int(plane.max()) >= len(values):
-            raise CodecError("coded raster is corrupt: a rank beyond its palette")
-        pixels[..., channel] = values[plane]
-    return pixels
+        chosen.append(values.astype(np.uint16))
+    return Palettes(chosen), position

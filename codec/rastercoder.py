@@ -40,24 +40,44 @@ CHOICE_STEP = {1: 32, 2: 8, 3: 2}
 def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1) -> bytes:
     """Code ``pixels`` (height, width, channels) of values below 2**bits."""
     height, width, channels = pixels.shape
-    pixels, coded_bits, palettes = palette.compact(pixels, bits)
     rows = tile_rows(height, width * channels)
     order = plane_order(channels)
     step = CHOICE_STEP.get(level, 8)
+    marks = bits >= palette.MIN_BITS
 
-    def model(y):
+    def split(y):
         planes = np.ascontiguousarray(pixels[y:y + rows].transpose(2, 0, 1)[order], dtype=np.uint16)
-        predictors, decorrelate = lossless.choose(planes, coded_bits, step)
-        predictors = np.array(predictors, dtype=np.uint8)
-        symbols = np.empty(planes.size, dtype=np.uint16)
-        extra = np.empty(planes.size * 2 + 16, dtype=np.uint8)
-        histogram = np.zeros((NTABLES, NTOKENS), dtype=np.uint32)
-        used = lossless.model_tile(planes, coded_bits, predictors, decorrelate, symbols, extra, histogram,
-                                   scratch_for(planes.shape[1], width))
-        return predictors, decorrelate, symbols, extra[:used].tobytes(), histogram
+        used = np.zeros((channels, 1 << bits), dtype=np.uint8) if marks else None
+        if marks:
+            lossless.mark_levels(planes, used)
+        return planes, used
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        modelled = list(pool.map(model, range(0, height, rows)))
+        tiles = list(pool.map(split, range(0, height, rows)))
+        palettes = palette.Palettes([None] * channels)
+        if marks:
+            used = tiles[0][1]
+            for _, more in tiles[1:]:
+                np.bitwise_or(used, more, out=used)
+            palettes = palette.choose(used, height * width)
+        coded_bits = palettes.coded_bits(bits)
+        ranks = palettes.ranks(bits) if palettes.active else None
+
+        def model(tile):
+            planes = tile[0]
+            if ranks is not None:
+                lossless.remap(planes, *ranks)
+            predictors, decorrelate = lossless.choose(planes, coded_bits, step)
+            predictors = np.array(predictors, dtype=np.uint8)
+            symbols = np.empty(planes.size, dtype=np.uint16)
+            extra = np.empty(planes.size * 2 + 16, dtype=np.uint8)
+            histogram = np.zeros((NTABLES, NTOKENS), dtype=np.uint32)
+            used = lossless.model_tile(planes, coded_bits, predictors, decorrelate, symbols, extra, histogram,
+                                       scratch_for(planes.shape[1], width))
+            return predictors, decorrelate, symbols, extra[:used].tobytes(), histogram
+
+        modelled = list(pool.map(model, tiles))
+        del tiles
         histogram = sum(m[4].astype(np.uint64) for m in modelled)
         freq = normalize(histogram)
         encoder = encoder_tables(freq)
@@ -92,7 +112,10 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
         raise CodecError(f"unknown raster coder version {version}")
     if (height, width, channels) != tuple(shape) or not (1 <= coded_bits <= bits <= 16 and rows >= 1):
         raise CodecError("coded raster does not match its descriptor")
-    palettes, position = palette.parse(view, HEADER.size, bits=bits)
+    palettes, position = palette.parse(view, HEADER.size, planes=channels, bits=bits)
+    if palettes.coded_bits(bits) != coded_bits:
+        raise CodecError("coded raster's depth does not match its palettes")
+    levels = palettes.levels() if palettes.active else None
     (entropy_length,) = struct.unpack("<I", read_window(view, position, 4))
     position += 4
     entropy = read_window(view, position, entropy_length)
@@ -121,6 +144,8 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
         planes = np.empty((channels, count, width), dtype=np.uint16)
         clean = lossless.decode_tile(planes, coded_bits, predictors, bool(decorrelate), padded(rans), padded(extra),
                                      slot_symbol, freq, start, scratch_for(count, width))
+        if levels is not None:
+            clean = lossless.remap(planes, *levels) and clean
         pixels[y:y + count] = planes[inverse].transpose(1, 2, 0)
         return clean
 
@@ -128,7 +153,7 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
         clean = list(pool.map(run, jobs))
     if not all(clean):
         raise CodecError("coded raster is corrupt: a tile did not decode cleanly")
-    return palette.expand(pixels, palettes), bits
+    return pixels, bits
 
 
 def plane_order(channels: int) -> list[int]:

@@ -455,3 +455,54 @@ def decode_tile(uint16_t[:, :, ::1] planes, int bits, const uint8_t[::1] predict
                     dst[x] = r.cur[x + 1]
     return (not overrun and rpos == rsize and state == RANS_L and other == RANS_L
             and (consumed + 7) >> 3 == esize)
+
+
+def mark_levels(const uint16_t[:, :, ::1] planes, uint8_t[:, ::1] used):
+    """Set used[k, v] for every value v that plane k holds (values below used.shape[1])."""
+    cdef int channels = planes.shape[0], height = planes.shape[1], width = planes.shape[2]
+    cdef int k, y, x
+    cdef int64_t levels = used.shape[1]
+    cdef const uint16_t* row
+    cdef uint8_t* mark
+    if used.shape[0] < channels:
+        raise ValueError("one row of marks per plane")
+    with nogil:
+        for k in range(channels):
+            mark = &used[k, 0]
+            for y in range(height):
+                row = &planes[k, y, 0]
+                for x in range(width):
+                    if row[x] < levels:
+                        mark[row[x]] = 1
+    return None
+
+
+def remap(uint16_t[:, :, ::1] planes, const uint16_t[:, ::1] tables, const int32_t[::1] sizes):
+    """Replace each value v of plane k by tables[k, v] where sizes[k] > 0.
+    Returns False (leaving the planes part-mapped) when a value is at or
+    beyond sizes[k]: ranks out of their palette mean damaged input."""
+    cdef int channels = planes.shape[0], height = planes.shape[1], width = planes.shape[2]
+    cdef int k, y, x
+    cdef uint16_t* row
+    cdef const uint16_t* table
+    cdef uint32_t size
+    cdef bint clean = True
+    if tables.shape[0] < channels or sizes.shape[0] < channels:
+        raise ValueError("one table per plane")
+    with nogil:
+        for k in range(channels):
+            size = <uint32_t>sizes[k]
+            if size == 0:
+                continue
+            if size > <uint32_t>tables.shape[1]:
+                clean = False
+                break
+            table = &tables[k, 0]
+            for y in range(height):
+                row = &planes[k, y, 0]
+                for x in range(width):
+                    if row[x] < size:
+                        row[x] = table[row[x]]
+                    else:
+                        clean = False
+    return clean
