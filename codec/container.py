@@ -26,7 +26,8 @@ import numpy as np
 import xxhash
 import zstandard
 
-from codec import layouts, rastercoder
+from codec import conversion, layouts, rastercoder
+from codec.threads import pool_of
 from codec.errors import CodecError
 from codec.raster import Raster
 
@@ -88,10 +89,11 @@ def encode(data, *, kind: str | None, rasters: list[Raster], level: int, threads
     view = memoryview(data).cast("B")
     parts = []
     placed = []
-    for raster in rasters:
-        payload = encode_raster(view, raster, level=level, threads=threads)
-        if payload is not None:
-            placed.append(payload)
+    with pool_of(threads) as pool:
+        for raster in rasters:
+            payload = encode_raster(view, raster, level=level, pool=pool)
+            if payload is not None:
+                placed.append(payload)
     spans = covered_spans([p for p, _, _ in placed], len(view))
     verbatim = gather_verbatim(view, spans)
     name = (kind or "").encode("ascii")
@@ -108,7 +110,7 @@ def encode(data, *, kind: str | None, rasters: list[Raster], level: int, threads
     return b"".join(parts)
 
 
-def encode_raster(view: memoryview, raster: Raster, *, level: int, threads: int):
+def encode_raster(view: memoryview, raster: Raster, *, level: int, pool):
     """(placement, method, payload) for a raster, or None to keep it verbatim."""
     try:
         where = Placed(raster, stride_of(raster))
@@ -118,13 +120,17 @@ def encode_raster(view: memoryview, raster: Raster, *, level: int, threads: int)
         rows = gather_rows(view, where)
         if raster.sample in layouts.SHUFFLED:
             return where, SHUFFLED, shuffle_compress(rows, layouts.element_size(raster), level)
-        pixels = layouts.unpack(compact(raster), memoryview(rows))
+        pixels = conversion.unpack_exact(compact(raster), rows, row=row_bytes(raster), pool=pool)
+        if pixels is None:
+            return None         # bits the layout does not model (e.g. padding): keep them verbatim
         needed = int(pixels.max()).bit_length() if pixels.size else 1
         if needed > raster.bits:    # the reader under-stated the depth: code what is there
             where = Placed(replace(raster, bits=needed), where.stride)
-        if not 1 <= where.raster.bits <= 16 or layouts.pack(compact(where.raster), pixels) != rows:
-            return None         # bits the layout does not model (e.g. padding): keep them verbatim
-        return where, PIXELS, rastercoder.encode(pixels, where.raster.bits, level=level, threads=threads)
+            if layouts.pack(compact(where.raster), pixels) != rows:
+                return None
+        if not 1 <= where.raster.bits <= 16:
+            return None
+        return where, PIXELS, rastercoder.encode(pixels, where.raster.bits, level=level, pool=pool)
     except (ValueError, TypeError, KeyError):
         return None
 
@@ -244,40 +250,43 @@ def decode(data, *, threads: int) -> bytes:
     if position != len(verbatim):
         raise CodecError("container is corrupt: verbatim bytes do not fit around the rasters")
     target = np.frombuffer(out, dtype=np.uint8)
-    for where, method, payload in header.rasters:
-        rows = decode_raster(where, method, payload, threads=threads)
-        scatter_rows(target, where, rows)
+    with pool_of(threads) as pool:
+        for where, method, payload in header.rasters:
+            decode_raster(target, where, method, payload, pool=pool)
     if checksum(out) != header.checksum:
         raise CodecError("decoded bytes do not match the original's checksum: the container is corrupt")
     return bytes(out)
 
 
-def decode_raster(where: Placed, method: int, payload: memoryview, *, threads: int) -> bytes:
+def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memoryview, *, pool) -> None:
+    """Decode one raster into its place in ``target`` (the original's bytes)."""
     raster = where.raster
-    expected = row_bytes(raster) * raster.height
+    row = row_bytes(raster)
+    contiguous = where.stride == row
     if method == SHUFFLED:
-        element = layouts.element_size(raster)
-        rows = unshuffle(zstd_decompress(payload, expected), element)
-    else:
-        pixels, bits = rastercoder.decode(payload, shape=(raster.height, raster.width, raster.channels),
-                                          threads=threads)
-        if pixels.shape != (raster.height, raster.width, raster.channels) or bits != raster.bits:
-            raise CodecError("container is corrupt: a raster's pixels do not match its descriptor")
-        try:
-            rows = layouts.pack(compact(raster), pixels.astype(np.uint8) if raster.bits <= 8 else pixels)
-        except (ValueError, TypeError) as error:
-            raise CodecError(f"container is corrupt: {error}") from None
-    if len(rows) != expected:
-        raise CodecError("container is corrupt: a raster decoded to the wrong length")
-    return rows
+        rows = unshuffle(zstd_decompress(payload, row * raster.height), layouts.element_size(raster))
+        if len(rows) != row * raster.height:
+            raise CodecError("container is corrupt: a raster decoded to the wrong length")
+        scatter_rows(target, where, rows)
+        return
+    pixels, bits = rastercoder.decode(payload, shape=(raster.height, raster.width, raster.channels), pool=pool)
+    if bits != raster.bits:
+        raise CodecError("container is corrupt: a raster's depth does not match its descriptor")
+    if raster.bits <= 8:
+        pixels = pixels.astype(np.uint8)
+    place = target[raster.offset:raster.offset + row * raster.height] if contiguous \
+        else np.empty(row * raster.height, dtype=np.uint8)
+    try:
+        conversion.pack_into(memoryview(place), compact(raster), pixels, row=row, pool=pool)
+    except ValueError as error:
+        raise CodecError(f"container is corrupt: {error}") from None
+    if not contiguous:
+        scatter_rows(target, where, place.tobytes())
 
 
 def scatter_rows(target: np.ndarray, where: Placed, rows: bytes) -> None:
     row = row_bytes(where.raster)
     source = np.frombuffer(rows, dtype=np.uint8).reshape(where.raster.height, row)
-    if where.stride == row:
-        target[where.raster.offset:where.raster.offset + len(rows)] = source.reshape(-1)
-        return
     grid = np.lib.stride_tricks.as_strided(target[where.raster.offset:], shape=(where.raster.height, row),
                                            strides=(where.stride, 1))
     grid[:] = source

@@ -30,6 +30,7 @@ ENTRY = struct.Struct("<II")
 class Palettes:
     """Per plane: the sorted values used (or None), as lookup tables for the kernels."""
     values: list
+    packed: list = None     # per plane, the stored form of its values (encoding only)
 
     @property
     def active(self) -> bool:
@@ -63,29 +64,31 @@ class Palettes:
 def choose(used: np.ndarray, samples_per_plane: int) -> Palettes:
     """Palettes for the planes whose ``used`` levels (planes × 2**bits marks) make them pay."""
     bits = (used.shape[1] - 1).bit_length()
-    chosen = []
+    chosen, packed = [], []
     for plane, marks in enumerate(used):
         values = np.flatnonzero(marks).astype(np.uint16)
         count = len(values)
-        worth = plane < MAX_PALETTED and bits >= MIN_BITS and 0 < count <= WORTH_IT * (1 << bits)
-        # conservatively, ranks save half a bit per sample for each bit of range they drop
-        if worth and samples_per_plane * (bits - np.log2(count)) / 16 < 2 * len(_pack(values)):
-            worth = False
-        chosen.append(values if worth else None)
-    return Palettes(chosen)
+        stored = None
+        if plane < MAX_PALETTED and bits >= MIN_BITS and 0 < count <= WORTH_IT * (1 << bits):
+            stored = _pack(values)
+            # conservatively, ranks save half a bit per sample for each bit of range they drop
+            if samples_per_plane * (bits - np.log2(count)) / 16 < 2 * len(stored):
+                stored = None
+        chosen.append(values if stored is not None else None)
+        packed.append(stored)
+    return Palettes(chosen, packed)
 
 
 def _pack(values: np.ndarray) -> bytes:
     deltas = np.diff(values, prepend=np.uint16(0)).astype("<u2").tobytes()
-    return zstandard.ZstdCompressor(level=19).compress(deltas)
+    return zstandard.ZstdCompressor(level=6).compress(deltas)
 
 
 def serialize(palettes: Palettes) -> bytes:
     flags = sum(1 << plane for plane, values in enumerate(palettes.values) if values is not None)
     parts = [bytes([flags])]
-    for values in palettes.values:
+    for values, packed in zip(palettes.values, palettes.packed or [None] * len(palettes.values)):
         if values is not None:
-            packed = _pack(values)
             parts.append(ENTRY.pack(len(values), len(packed)))
             parts.append(packed)
     return b"".join(parts)

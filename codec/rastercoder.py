@@ -2,12 +2,12 @@
 
 Wire format of a coded raster (all integers little-endian)::
 
-    u8  coder version (2)
+    u8  coder version (3)
     u32 height, u32 width, u16 channels, u8 bits, u8 coded bits, u32 tile rows
     channel palettes (see codec/palette.py)
-    u32 length of the tables, then the tables (zstd): per context table,
-        u8 count of tokens used, then (u8 token, u16 frequency) each,
-        frequencies summing to 1 << lossless.SCALE_BITS
+    u32 length of the tables, then the tables (zstd): per context table the
+        u8 count of tokens it uses; then, table after table, (u8 token,
+        u16 frequency) for each, frequencies summing to 1 << lossless.SCALE_BITS
     per tile: channels × u8 predictor, u8 decorrelate, u32 rANS bytes, u32 extra-bit bytes
     per tile: its rANS bytes, then its extra-bit bytes
 
@@ -16,7 +16,6 @@ statistics, paid for once) but are otherwise independent, so they encode and
 decode in parallel threads (the kernels release the GIL).
 """
 import struct
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import zstandard
@@ -24,8 +23,9 @@ import zstandard
 from codec import palette
 from codec.errors import CodecError
 from codec.pyx import lossless
+from codec.threads import pool_of
 
-VERSION = 2
+VERSION = 3
 TILE_SAMPLES = 1 << 17      # samples per tile (at least MIN_TILE_ROWS rows)
 MIN_TILE_ROWS = 16
 HEADER = struct.Struct("<BIIHBBI")
@@ -37,8 +37,12 @@ NTOKENS = lossless.TOKENS
 CHOICE_STEP = {1: 32, 2: 8, 3: 2}
 
 
-def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1) -> bytes:
-    """Code ``pixels`` (height, width, channels) of values below 2**bits."""
+def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, pool=None) -> bytes:
+    """Code ``pixels`` (height, width, channels) of values below 2**bits, on
+    ``pool`` (an executor) or on ``threads`` threads of its own."""
+    if pool is None:
+        with pool_of(threads) as own:
+            return encode(pixels, bits, level=level, pool=own)
     height, width, channels = pixels.shape
     rows = tile_rows(height, width * channels)
     order = plane_order(channels)
@@ -52,42 +56,41 @@ def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1) -
             lossless.mark_levels(planes, used)
         return planes, used
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        tiles = list(pool.map(split, range(0, height, rows)))
-        palettes = palette.Palettes([None] * channels)
-        if marks:
-            used = tiles[0][1]
-            for _, more in tiles[1:]:
-                np.bitwise_or(used, more, out=used)
-            palettes = palette.choose(used, height * width)
-        coded_bits = palettes.coded_bits(bits)
-        ranks = palettes.ranks(bits) if palettes.active else None
+    tiles = list(pool.map(split, range(0, height, rows)))
+    palettes = palette.Palettes([None] * channels)
+    if marks:
+        used = tiles[0][1]
+        for _, more in tiles[1:]:
+            np.bitwise_or(used, more, out=used)
+        palettes = palette.choose(used, height * width)
+    coded_bits = palettes.coded_bits(bits)
+    ranks = palettes.ranks(bits) if palettes.active else None
 
-        def model(tile):
-            planes = tile[0]
-            if ranks is not None:
-                lossless.remap(planes, *ranks)
-            predictors, decorrelate = lossless.choose(planes, coded_bits, step)
-            predictors = np.array(predictors, dtype=np.uint8)
-            symbols = np.empty(planes.size, dtype=np.uint16)
-            extra = np.empty(planes.size * 2 + 16, dtype=np.uint8)
-            histogram = np.zeros((NTABLES, NTOKENS), dtype=np.uint32)
-            used = lossless.model_tile(planes, coded_bits, predictors, decorrelate, symbols, extra, histogram,
-                                       scratch_for(planes.shape[1], width))
-            return predictors, decorrelate, symbols, extra[:used].tobytes(), histogram
+    def model(tile):
+        planes = tile[0]
+        if ranks is not None:
+            lossless.remap(planes, *ranks)
+        predictors, decorrelate = lossless.choose(planes, coded_bits, step)
+        predictors = np.array(predictors, dtype=np.uint8)
+        symbols = np.empty(planes.size, dtype=np.uint16)
+        extra = np.empty(planes.size * 2 + 16, dtype=np.uint8)
+        histogram = np.zeros((NTABLES, NTOKENS), dtype=np.uint32)
+        used = lossless.model_tile(planes, coded_bits, predictors, decorrelate, symbols, extra, histogram,
+                                   scratch_for(planes.shape[1], width))
+        return predictors, decorrelate, symbols, extra[:used].tobytes(), histogram
 
-        modelled = list(pool.map(model, tiles))
-        del tiles
-        histogram = sum(m[4].astype(np.uint64) for m in modelled)
-        freq = normalize(histogram)
-        encoder = encoder_tables(freq)
+    modelled = list(pool.map(model, tiles))
+    del tiles
+    histogram = sum(m[4].astype(np.uint64) for m in modelled)
+    freq = normalize(histogram)
+    encoder = encoder_tables(freq)
 
-        def code(m):
-            out = np.empty(m[2].size * 2 + 24, dtype=np.uint8)
-            begin = lossless.rans_tile(m[2], *encoder, out)
-            return out[begin:].tobytes()
+    def code(m):
+        out = np.empty(m[2].size * 2 + 24, dtype=np.uint8)
+        begin = lossless.rans_tile(m[2], *encoder, out)
+        return out[begin:].tobytes()
 
-        coded = list(pool.map(code, modelled))
+    coded = list(pool.map(code, modelled))
 
     entropy = zstandard.ZstdCompressor(level=19).compress(serialize_tables(freq))
     parts = [HEADER.pack(VERSION, height, width, channels, bits, coded_bits, rows), palette.serialize(palettes),
@@ -101,9 +104,13 @@ def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1) -
     return b"".join(parts)
 
 
-def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads: int = 1) -> tuple[np.ndarray, int]:
+def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads: int = 1,
+           pool=None) -> tuple[np.ndarray, int]:
     """The pixels (height, width, channels, uint16) and bit depth of a coded
     raster, which must have the ``shape`` its container describes."""
+    if pool is None:
+        with pool_of(threads) as own:
+            return decode(payload, shape=shape, pool=own)
     view = memoryview(payload)
     if len(view) < HEADER.size + 4:
         raise CodecError("coded raster is truncated")
@@ -149,8 +156,7 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
         pixels[y:y + count] = planes[inverse].transpose(1, 2, 0)
         return clean
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        clean = list(pool.map(run, jobs))
+    clean = list(pool.map(run, jobs))
     if not all(clean):
         raise CodecError("coded raster is corrupt: a tile did not decode cleanly")
     return pixels, bits
@@ -183,55 +189,53 @@ def read_window(view: memoryview, position: int, length: int) -> memoryview:
 
 
 def normalize(histogram: np.ndarray) -> np.ndarray:
-    """Frequencies summing to 4096 per used table, every seen token at least 1."""
-    freq = np.zeros((NTABLES, NTOKENS), dtype=np.int64)
-    for table in np.flatnonzero(histogram.sum(axis=1)):
-        counts = histogram[table].astype(np.float64)
-        row = np.floor(counts * SCALE / counts.sum()).astype(np.int64)
-        row[(counts > 0) & (row == 0)] = 1
+    """Frequencies summing to SCALE per used table, every seen token at least 1."""
+    histogram = histogram.astype(np.float64)
+    totals = histogram.sum(axis=1, keepdims=True)
+    freq = np.floor(histogram * SCALE / np.maximum(totals, 1)).astype(np.int64)
+    freq[(histogram > 0) & (freq == 0)] = 1
+    for table in np.flatnonzero(totals[:, 0]):
+        row = freq[table]
         surplus = int(row.sum()) - SCALE
-        while surplus != 0:
+        while surplus != 0:        # settle rounding on the most frequent token
             biggest = int(np.argmax(row))
             change = surplus if surplus < 0 else min(surplus, int(row[biggest]) - 1)
             row[biggest] -= change
             surplus -= change
-        freq[table] = row
     return freq
 
 
 def serialize_tables(freq: np.ndarray) -> bytes:
-    out = bytearray()
-    for table in range(NTABLES):
-        used = np.flatnonzero(freq[table])
-        out.append(len(used))
-        for token in used:
-            out += struct.pack("<BH", token, int(freq[table, token]))
-    return bytes(out)
+    counts = (freq > 0).sum(axis=1).astype(np.uint8)
+    tables, tokens = np.nonzero(freq)
+    entries = np.empty(len(tokens), dtype=[("token", "u1"), ("freq", "<u2")])
+    entries["token"] = tokens
+    entries["freq"] = freq[tables, tokens]
+    return counts.tobytes() + entries.tobytes()
 
 
 def parse_tables(blob: memoryview) -> np.ndarray:
     try:
-        raw = zstandard.ZstdDecompressor().decompress(bytes(blob), max_output_size=NTABLES * (1 + 3 * NTOKENS))
+        raw = zstandard.ZstdDecompressor().decompressobj().decompress(bytes(blob))
     except zstandard.ZstdError as error:
         raise CodecError(f"coded raster tables are corrupt: {error}") from None
+    if len(raw) < NTABLES:
+        raise CodecError("coded raster tables are truncated")
+    counts = np.frombuffer(raw, dtype=np.uint8, count=NTABLES).astype(np.int64)
+    if (counts > NTOKENS).any() or len(raw) != NTABLES + 3 * int(counts.sum()):
+        raise CodecError("coded raster tables are corrupt")
+    entries = np.frombuffer(raw, dtype=[("token", "u1"), ("freq", "<u2")], offset=NTABLES)
+    tables = np.repeat(np.arange(NTABLES), counts)
+    tokens = entries["token"].astype(np.int64)
+    if (tokens >= NTOKENS).any() or (entries["freq"] == 0).any():
+        raise CodecError("coded raster tables are corrupt")
     freq = np.zeros((NTABLES, NTOKENS), dtype=np.int64)
-    position = 0
-    for table in range(NTABLES):
-        if position >= len(raw):
-            raise CodecError("coded raster tables are truncated")
-        count = raw[position]
-        position += 1
-        if count > NTOKENS or position + 3 * count > len(raw):
-            raise CodecError("coded raster tables are corrupt")
-        for token, value in struct.iter_unpack("<BH", raw[position:position + 3 * count]):
-            if token >= NTOKENS or value == 0 or freq[table, token]:
-                raise CodecError("coded raster tables are corrupt")
-            freq[table, token] = value
-        position += 3 * count
-        if count and int(freq[table].sum()) != SCALE:
-            raise CodecError("coded raster tables are corrupt")
-    if position != len(raw):
-        raise CodecError("coded raster tables have trailing bytes")
+    np.add.at(freq, (tables, tokens), entries["freq"].astype(np.int64))
+    if ((freq > 0).sum(axis=1) != counts).any():
+        raise CodecError("coded raster tables are corrupt: a token twice in one table")
+    sums = freq.sum(axis=1)
+    if ((sums != SCALE) & (counts > 0)).any():
+        raise CodecError("coded raster tables are corrupt")
     return freq
 
 
@@ -266,10 +270,8 @@ def decoder_tables(blob: memoryview):
     for table in np.flatnonzero(freq.sum(axis=1) == 0):
         freq[table, 0] = SCALE      # never used by a sound stream; keeps a damaged one bounded
     start = np.cumsum(freq, axis=1) - freq
-    slot_symbol = np.empty((NTABLES, SCALE), dtype=np.uint8)
-    tokens = np.arange(NTOKENS, dtype=np.uint8)
-    for table in range(NTABLES):
-        slot_symbol[table] = np.repeat(tokens, freq[table])   # 4096 slots, one token each
-    return (slot_symbol.reshape(-1),
+    # each table's SCALE slots, in token order, each naming its token
+    slot_symbol = np.repeat(np.tile(np.arange(NTOKENS, dtype=np.uint8), NTABLES), freq.reshape(-1))
+    return (slot_symbol,
             np.ascontiguousarray(freq.reshape(-1), dtype=np.uint16),
             np.ascontiguousarray(start.reshape(-1), dtype=np.uint16))
