@@ -2,12 +2,10 @@
 
 Wire format of a coded raster (all integers little-endian)::
 
-    u8  coder version (3)
+    u8  coder version (4)
     u32 height, u32 width, u16 channels, u8 bits, u8 coded bits, u32 tile rows
     channel palettes (see codec/palette.py)
-    u32 length of the tables, then the tables (zstd): per context table the
-        u8 count of tokens it uses; then, table after table, (u8 token,
-        u16 frequency) for each, frequencies summing to 1 << lossless.SCALE_BITS
+    u32 length of the entropy tables, then the tables (see codec/tables.py)
     per tile: channels × u8 predictor, u8 decorrelate, u32 rANS bytes, u32 extra-bit bytes
     per tile: its rANS bytes, then its extra-bit bytes
 
@@ -18,23 +16,21 @@ decode in parallel threads (the kernels release the GIL).
 import struct
 
 import numpy as np
-import zstandard
 
-from codec import palette
+from codec import palette, tables
 from codec.errors import CodecError
 from codec.pyx import lossless
 from codec.threads import pool_of
 
-VERSION = 3
+VERSION = 4
 TILE_SAMPLES = 1 << 17      # samples per tile (at least MIN_TILE_ROWS rows)
 MIN_TILE_ROWS = 16
 HEADER = struct.Struct("<BIIHBBI")
 TILE_ENTRY_TAIL = struct.Struct("<BII")
-SCALE = 1 << lossless.SCALE_BITS
 NTABLES = lossless.TABLES
 NTOKENS = lossless.TOKENS
 # rows sampled to choose the predictors, by level
-CHOICE_STEP = {1: 32, 2: 8, 3: 2}
+CHOICE_STEP = {1: 64, 2: 16, 3: 2}
 
 
 def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, pool=None) -> bytes:
@@ -82,8 +78,8 @@ def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, p
     modelled = list(pool.map(model, tiles))
     del tiles
     histogram = sum(m[4].astype(np.uint64) for m in modelled)
-    freq = normalize(histogram)
-    encoder = encoder_tables(freq)
+    freq = tables.normalize(tables.pool(histogram))
+    encoder = tables.encoder(freq)
 
     def code(m):
         out = np.empty(m[2].size * 2 + 24, dtype=np.uint8)
@@ -92,7 +88,7 @@ def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, p
 
     coded = list(pool.map(code, modelled))
 
-    entropy = zstandard.ZstdCompressor(level=19).compress(serialize_tables(freq))
+    entropy = tables.serialize(freq)
     parts = [HEADER.pack(VERSION, height, width, channels, bits, coded_bits, rows), palette.serialize(palettes),
              struct.pack("<I", len(entropy)), entropy]
     for (predictors, decorrelate, _, extra, _), rans in zip(modelled, coded):
@@ -127,7 +123,7 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
     position += 4
     entropy = read_window(view, position, entropy_length)
     position += entropy_length
-    slot_symbol, freq, start = decoder_tables(entropy)
+    slot_symbol, freq, start = tables.decoder(entropy)
     tiles = []
     for y in range(0, height, rows):
         entry = read_window(view, position, channels + TILE_ENTRY_TAIL.size)
@@ -186,92 +182,3 @@ def read_window(view: memoryview, position: int, length: int) -> memoryview:
     if length < 0 or position + length > len(view):
         raise CodecError("coded raster is truncated")
     return view[position:position + length]
-
-
-def normalize(histogram: np.ndarray) -> np.ndarray:
-    """Frequencies summing to SCALE per used table, every seen token at least 1."""
-    histogram = histogram.astype(np.float64)
-    totals = histogram.sum(axis=1, keepdims=True)
-    freq = np.floor(histogram * SCALE / np.maximum(totals, 1)).astype(np.int64)
-    freq[(histogram > 0) & (freq == 0)] = 1
-    for table in np.flatnonzero(totals[:, 0]):
-        row = freq[table]
-        surplus = int(row.sum()) - SCALE
-        while surplus != 0:        # settle rounding on the most frequent token
-            biggest = int(np.argmax(row))
-            change = surplus if surplus < 0 else min(surplus, int(row[biggest]) - 1)
-            row[biggest] -= change
-            surplus -= change
-    return freq
-
-
-def serialize_tables(freq: np.ndarray) -> bytes:
-    counts = (freq > 0).sum(axis=1).astype(np.uint8)
-    tables, tokens = np.nonzero(freq)
-    entries = np.empty(len(tokens), dtype=[("token", "u1"), ("freq", "<u2")])
-    entries["token"] = tokens
-    entries["freq"] = freq[tables, tokens]
-    return counts.tobytes() + entries.tobytes()
-
-
-def parse_tables(blob: memoryview) -> np.ndarray:
-    try:
-        raw = zstandard.ZstdDecompressor().decompressobj().decompress(bytes(blob))
-    except zstandard.ZstdError as error:
-        raise CodecError(f"coded raster tables are corrupt: {error}") from None
-    if len(raw) < NTABLES:
-        raise CodecError("coded raster tables are truncated")
-    counts = np.frombuffer(raw, dtype=np.uint8, count=NTABLES).astype(np.int64)
-    if (counts > NTOKENS).any() or len(raw) != NTABLES + 3 * int(counts.sum()):
-        raise CodecError("coded raster tables are corrupt")
-    entries = np.frombuffer(raw, dtype=[("token", "u1"), ("freq", "<u2")], offset=NTABLES)
-    tables = np.repeat(np.arange(NTABLES), counts)
-    tokens = entries["token"].astype(np.int64)
-    if (tokens >= NTOKENS).any() or (entries["freq"] == 0).any():
-        raise CodecError("coded raster tables are corrupt")
-    freq = np.zeros((NTABLES, NTOKENS), dtype=np.int64)
-    np.add.at(freq, (tables, tokens), entries["freq"].astype(np.int64))
-    if ((freq > 0).sum(axis=1) != counts).any():
-        raise CodecError("coded raster tables are corrupt: a token twice in one table")
-    sums = freq.sum(axis=1)
-    if ((sums != SCALE) & (counts > 0)).any():
-        raise CodecError("coded raster tables are corrupt")
-    return freq
-
-
-def reciprocals() -> tuple[np.ndarray, np.ndarray]:
-    """Per frequency 1..SCALE: the 64-bit reciprocal and shift of Granlund and
-    Montgomery's division by an invariant integer, as rans64 uses them."""
-    rcp, rcp_shift = [(1 << 64) - 1], [0]
-    for f in range(2, SCALE + 1):
-        shift = (f - 1).bit_length()
-        rcp.append(-(-(1 << (shift + 63)) // f))
-        rcp_shift.append(shift - 1)
-    return np.array([0] + rcp, dtype=np.uint64), np.array([0] + rcp_shift, dtype=np.uint32)
-
-
-RECIPROCALS = reciprocals()
-
-
-def encoder_tables(freq: np.ndarray):
-    """x_max, reciprocal, shift, bias and complement per symbol (Giesen's rans64)."""
-    f = np.maximum(freq.reshape(-1), 1).astype(np.uint64)
-    start = (np.cumsum(freq, axis=1) - freq).reshape(-1).astype(np.uint64)
-    x_max = f << np.uint64(32 + 31 - lossless.SCALE_BITS)
-    rcp = RECIPROCALS[0][f]
-    rcp_shift = RECIPROCALS[1][f]
-    bias = np.where(f < 2, start + np.uint64(SCALE - 1), start).astype(np.uint32)
-    cmpl = (np.uint64(SCALE) - f).astype(np.uint32)
-    return x_max, rcp, rcp_shift, bias, cmpl
-
-
-def decoder_tables(blob: memoryview):
-    freq = parse_tables(blob)
-    for table in np.flatnonzero(freq.sum(axis=1) == 0):
-        freq[table, 0] = SCALE      # never used by a sound stream; keeps a damaged one bounded
-    start = np.cumsum(freq, axis=1) - freq
-    # each table's SCALE slots, in token order, each naming its token
-    slot_symbol = np.repeat(np.tile(np.arange(NTOKENS, dtype=np.uint8), NTABLES), freq.reshape(-1))
-    return (slot_symbol,
-            np.ascontiguousarray(freq.reshape(-1), dtype=np.uint16),
-            np.ascontiguousarray(start.reshape(-1), dtype=np.uint16))

@@ -283,7 +283,7 @@ def model_tile(const uint16_t[:, :, ::1] planes, int bits, const uint8_t[::1] pr
                     vf_out[x] = <uint16_t>v
                     v = (v - vf[x]) & mask
                     u = zigzag(v, shift)
-                    a = r.uprev[x + 1] + uW + ((r.uprev[x] + r.uprev[x + 2]) >> 1) + uf[x]
+                    a = r.uprev[x + 1] + uW + ((r.uprev[x] + r.uprev[x + 2]) >> 1) + (uf[x] >> 1)
                     table = base + context_of(a)
                     big = u >= 16
                     n = cm_bitlen1(u) - 1
@@ -407,7 +407,7 @@ def decode_tile(uint16_t[:, :, ::1] planes, int bits, const uint8_t[::1] predict
                 N = r.prev[1]
                 uW = r.ucur[0]
                 for x in range(width):
-                    a = r.uprev[x + 1] + uW + ((r.uprev[x] + r.uprev[x + 2]) >> 1) + uf[x]
+                    a = r.uprev[x + 1] + uW + ((r.uprev[x] + r.uprev[x + 2]) >> 1) + (uf[x] >> 1)
                     table = base + context_of(a)
                     slot = <uint32_t>(state & (PROB_SCALE - 1))
                     token = slot_symbol[(table << PROB_BITS) | slot]

@@ -1,0 +1,155 @@
+"""The raster coder's entropy tables: from token counts to rANS tables and back.
+
+Per context table (``lossless.TABLES`` of them, ``lossless.TOKENS`` tokens
+each) the encoder counts tokens; contexts too rare to pay for a table of their
+own are pooled with their neighbours (same plane class, adjacent activity),
+and every used table is scaled to frequencies summing to SCALE.
+
+Stored form (zstd-compressed): per table one count byte, the number of tokens
+it uses, or POOLED when it repeats the last table that had its own entries;
+then, table after table, (u8 token, u16 frequency) for each entry.
+"""
+import numpy as np
+import zstandard
+
+from codec.errors import CodecError
+from codec.pyx import lossless
+
+SCALE = 1 << lossless.SCALE_BITS
+NTABLES = lossless.TABLES
+NTOKENS = lossless.TOKENS
+NCONTEXTS = lossless.CONTEXTS
+POOLED = 255
+ENTRY = np.dtype([("token", "u1"), ("freq", "<u2")])
+
+
+def pool(histogram: np.ndarray) -> np.ndarray:
+    """Counts with each run of rare neighbouring contexts sharing their sum.
+    A table costs about two bytes a token; a context pools until its run has
+    enough samples for its own statistics to pay for that."""
+    histogram = histogram.astype(np.int64)
+    pooled = histogram.copy()
+    totals = histogram.sum(axis=1)
+    floor = max(2048, int(totals.sum()) // 256)
+    for first in range(0, NTABLES, NCONTEXTS):
+        groups, run = [], []
+        for table in range(first, first + NCONTEXTS):
+            if totals[table] == 0:
+                continue
+            run.append(table)
+            if totals[run].sum() >= floor:
+                groups.append(run)
+                run = []
+        if run:
+            if groups:
+                groups[-1] += run
+            else:
+                groups.append(run)
+        for group in groups:
+            pooled[group] = histogram[group].sum(axis=0)
+    return pooled
+
+
+def normalize(histogram: np.ndarray) -> np.ndarray:
+    """Frequencies summing to SCALE per used table, every seen token at least 1."""
+    histogram = histogram.astype(np.float64)
+    totals = histogram.sum(axis=1, keepdims=True)
+    freq = np.floor(histogram * SCALE / np.maximum(totals, 1)).astype(np.int64)
+    freq[(histogram > 0) & (freq == 0)] = 1
+    for table in np.flatnonzero(totals[:, 0]):
+        row = freq[table]
+        surplus = int(row.sum()) - SCALE
+        while surplus != 0:        # settle rounding on the most frequent token
+            biggest = int(np.argmax(row))
+            change = surplus if surplus < 0 else min(surplus, int(row[biggest]) - 1)
+            row[biggest] -= change
+            surplus -= change
+    return freq
+
+
+def serialize(freq: np.ndarray) -> bytes:
+    counts = (freq > 0).sum(axis=1).astype(np.uint8)
+    own = counts > 0
+    last = None
+    for table in np.flatnonzero(own):
+        if last is not None and np.array_equal(freq[table], freq[last]):
+            counts[table] = POOLED
+            own[table] = False
+        else:
+            last = table
+    tables, tokens = np.nonzero(freq * own[:, None])
+    entries = np.empty(len(tokens), dtype=ENTRY)
+    entries["token"] = tokens
+    entries["freq"] = freq[tables, tokens]
+    return zstandard.ZstdCompressor(level=19).compress(counts.tobytes() + entries.tobytes())
+
+
+def parse(blob: memoryview) -> np.ndarray:
+    try:
+        raw = zstandard.ZstdDecompressor().decompressobj().decompress(bytes(blob))
+    except zstandard.ZstdError as error:
+        raise CodecError(f"coded raster tables are corrupt: {error}") from None
+    if len(raw) < NTABLES:
+        raise CodecError("coded raster tables are truncated")
+    counts = np.frombuffer(raw, dtype=np.uint8, count=NTABLES).astype(np.int64)
+    own = counts != POOLED
+    if (counts[own] > NTOKENS).any() or len(raw) != NTABLES + ENTRY.itemsize * int(counts[own].sum()):
+        raise CodecError("coded raster tables are corrupt")
+    entries = np.frombuffer(raw, dtype=ENTRY, offset=NTABLES)
+    tables = np.repeat(np.arange(NTABLES), np.where(own, counts, 0))
+    tokens = entries["token"].astype(np.int64)
+    if (tokens >= NTOKENS).any() or (entries["freq"] == 0).any():
+        raise CodecError("coded raster tables are corrupt")
+    freq = np.zeros((NTABLES, NTOKENS), dtype=np.int64)
+    np.add.at(freq, (tables, tokens), entries["freq"].astype(np.int64))
+    if ((freq > 0).sum(axis=1)[own] != counts[own]).any():
+        raise CodecError("coded raster tables are corrupt: a token twice in one table")
+    if ((freq.sum(axis=1) != SCALE) & own & (counts > 0)).any():
+        raise CodecError("coded raster tables are corrupt")
+    last = None
+    for table in range(NTABLES):
+        if not own[table]:
+            if last is None:
+                raise CodecError("coded raster tables are corrupt: a pooled table with nothing before it")
+            freq[table] = freq[last]
+        elif counts[table]:
+            last = table
+    return freq
+
+
+def reciprocals() -> tuple[np.ndarray, np.ndarray]:
+    """Per frequency 1..SCALE: the 64-bit reciprocal and shift of Granlund and
+    Montgomery's division by an invariant integer, as rans64 uses them."""
+    rcp, rcp_shift = [(1 << 64) - 1], [0]
+    for f in range(2, SCALE + 1):
+        shift = (f - 1).bit_length()
+        rcp.append(-(-(1 << (shift + 63)) // f))
+        rcp_shift.append(shift - 1)
+    return np.array([0] + rcp, dtype=np.uint64), np.array([0] + rcp_shift, dtype=np.uint32)
+
+
+RECIPROCALS = reciprocals()
+
+
+def encoder(freq: np.ndarray):
+    """x_max, reciprocal, shift, bias and complement per symbol (Giesen's rans64)."""
+    f = np.maximum(freq.reshape(-1), 1).astype(np.uint64)
+    start = (np.cumsum(freq, axis=1) - freq).reshape(-1).astype(np.uint64)
+    x_max = f << np.uint64(32 + 31 - lossless.SCALE_BITS)
+    rcp = RECIPROCALS[0][f]
+    rcp_shift = RECIPROCALS[1][f]
+    bias = np.where(f < 2, start + np.uint64(SCALE - 1), start).astype(np.uint32)
+    cmpl = (np.uint64(SCALE) - f).astype(np.uint32)
+    return x_max, rcp, rcp_shift, bias, cmpl
+
+
+def decoder(blob: memoryview):
+    freq = parse(blob)
+    for table in np.flatnonzero(freq.sum(axis=1) == 0):
+        freq[table, 0] = SCALE      # never used by a sound stream; keeps a damaged one bounded
+    start = np.cumsum(freq, axis=1) - freq
+    # each table's SCALE slots, in token order, each naming its token
+    slot_symbol = np.repeat(np.tile(np.arange(NTOKENS, dtype=np.uint8), NTABLES), freq.reshape(-1))
+    return (slot_symbol,
+            np.ascontiguousarray(freq.reshape(-1), dtype=np.uint16),
+            np.ascontiguousarray(start.reshape(-1), dtype=np.uint16))
