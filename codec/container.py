@@ -120,26 +120,22 @@ def encode_raster(view: memoryview, raster: Raster, *, level: int, pool):
         rows = gather_rows(view, where)
         if raster.sample in layouts.SHUFFLED:
             return where, SHUFFLED, shuffle_compress(rows, layouts.element_size(raster), level)
+        if not 1 <= raster.bits <= 16:
+            return None
         pixels = conversion.unpack_exact(compact(raster), rows, row=row_bytes(raster), pool=pool)
         if pixels is None:
             return None         # bits the layout does not model (e.g. padding): keep them verbatim
-        needed = int(pixels.max()).bit_length() if pixels.size else 1
-        if needed > raster.bits:    # the reader under-stated the depth: code what is there
-            where = Placed(replace(raster, bits=needed), where.stride)
-            if layouts.pack(compact(where.raster), pixels) != rows:
-                return None
-        if not 1 <= where.raster.bits <= 16:
-            return None
-        return where, PIXELS, rastercoder.encode(pixels, where.raster.bits, level=level, pool=pool)
-    except (ValueError, TypeError, KeyError):
-        return None
+        return where, PIXELS, rastercoder.encode(pixels, raster.bits, level=level, pool=pool)
+    except CodecError:
+        return None             # the layouts refuse the reader's geometry: keep the bytes verbatim
 
 
-def gather_rows(view: memoryview, where: Placed) -> bytes:
+def gather_rows(view: memoryview, where: Placed):
+    """The raster's rows back to back: a view of them when they already are."""
     row = row_bytes(where.raster)
     height = where.raster.height
     if where.stride == row:
-        return bytes(view[where.raster.offset:where.raster.offset + row * height])
+        return view[where.raster.offset:where.raster.offset + row * height]
     grid = np.lib.stride_tricks.as_strided(
         np.frombuffer(view, dtype=np.uint8)[where.raster.offset:],
         shape=(height, row), strides=(where.stride, 1), writeable=False)
