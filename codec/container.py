@@ -33,6 +33,7 @@ from codec.raster import Raster
 
 MAGIC = b"\x89CMV\r\n\x1a\n"
 VERSION = 1
+PARALLEL_BYTES = 1 << 20    # below this much work per thread, threads cost more than they give
 STORED, ZSTD = 0, 1
 PIXELS, SHUFFLED = 1, 2
 MAX_ORIGINAL = 1 << 40          # refuse to allocate more than this when decoding
@@ -75,6 +76,10 @@ class Placed:
         return np.stack([starts, starts + row], axis=1)
 
 
+def threads_for(size: int, threads: int) -> int:
+    return max(1, min(threads, size // PARALLEL_BYTES))
+
+
 def checksum(data) -> bytes:
     return xxhash.xxh3_128_digest(data)
 
@@ -89,7 +94,7 @@ def encode(data, *, kind: str | None, rasters: list[Raster], level: int, threads
     view = memoryview(data).cast("B")
     parts = []
     placed = []
-    with pool_of(threads) as pool:
+    with pool_of(threads_for(len(view), threads)) as pool:
         for raster in rasters:
             payload = encode_raster(view, raster, level=level, pool=pool)
             if payload is not None:
@@ -246,7 +251,7 @@ def decode(data, *, threads: int) -> bytes:
     if position != len(verbatim):
         raise CodecError("container is corrupt: verbatim bytes do not fit around the rasters")
     target = np.frombuffer(out, dtype=np.uint8)
-    with pool_of(threads) as pool:
+    with pool_of(threads_for(size, threads)) as pool:
         for where, method, payload in header.rasters:
             decode_raster(target, where, method, payload, pool=pool)
     if checksum(out) != header.checksum:
