@@ -33,7 +33,7 @@ from codec.raster import Raster
 
 MAGIC = b"\x89CMV\r\n\x1a\n"
 VERSION = 1
-PARALLEL_BYTES = 1 << 20    # below this much work per thread, threads cost more than they give
+PARALLEL_BYTES = 1 << 18    # below this much work per thread, threads cost more than they give
 STORED, ZSTD = 0, 1
 PIXELS, SHUFFLED = 1, 2
 MAX_ORIGINAL = 1 << 40          # refuse to allocate more than this when decoding

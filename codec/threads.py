@@ -1,10 +1,15 @@
-"""The executor the codec runs its tiles and bands on.
+"""The executors the codec runs its tiles and bands on.
 
-With one thread the work runs inline: no pool to start, no hand-offs, the
-same results in the same order.
+With one thread the work runs inline: no pool, no hand-offs, the same results
+in the same order.  Pools are kept for the life of the process, so a small
+file does not pay for starting threads each time it is coded.
 """
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+
+_pools: dict[int, ThreadPoolExecutor] = {}
+_lock = threading.Lock()
 
 
 class Inline:
@@ -15,10 +20,14 @@ class Inline:
         return map(function, *iterables)
 
 
+def _shared(threads: int) -> ThreadPoolExecutor:
+    with _lock:
+        pool = _pools.get(threads)
+        if pool is None:
+            pool = _pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="codec")
+        return pool
+
+
 @contextmanager
 def pool_of(threads: int):
-    if threads <= 1:
-        yield Inline()
-        return
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="codec") as pool:
-        yield pool
+    yield Inline() if threads <= 1 else _shared(threads)
