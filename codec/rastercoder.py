@@ -14,6 +14,7 @@ statistics, paid for once) but are otherwise independent, so they encode and
 decode in parallel threads (the kernels release the GIL).
 """
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,64 +41,87 @@ def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, p
         with pool_of(threads) as own:
             return encode(pixels, bits, level=level, pool=own)
     height, width, channels = pixels.shape
-    rows = tile_rows(height, width * channels)
-    order = plane_order(channels)
-    step = CHOICE_STEP.get(level, 8)
-    marks = bits >= palette.MIN_BITS
-
-    def split(y):
-        planes = np.ascontiguousarray(pixels[y:y + rows].transpose(2, 0, 1)[order], dtype=np.uint16)
-        used = np.zeros((channels, 1 << bits), dtype=np.uint8) if marks else None
-        if marks:
-            lossless.mark_levels(planes, used)
-        return planes, used
-
-    tiles = list(pool.map(split, range(0, height, rows)))
-    palettes = palette.Palettes([None] * channels)
-    if marks:
-        used = tiles[0][1]
-        for _, more in tiles[1:]:
-            np.bitwise_or(used, more, out=used)
-        palettes = palette.choose(used, height * width)
+    rows = tile_rows(width * channels)
+    tiles = list(pool.map(lambda y: split(pixels[y:y + rows], bits), range(0, height, rows)))
+    palettes = find_palettes([used for _, used in tiles], bits, channels=channels, samples=height * width)
     coded_bits = palettes.coded_bits(bits)
     ranks = palettes.ranks(bits) if palettes.active else None
-
-    def model(tile):
-        planes = tile[0]
-        if ranks is not None:
-            lossless.remap(planes, *ranks)
-        predictors, decorrelate = lossless.choose(planes, coded_bits, step)
-        predictors = np.array(predictors, dtype=np.uint8)
-        symbols = np.empty(planes.size, dtype=np.uint16)
-        extra = np.empty(planes.size * 2 + 16, dtype=np.uint8)
-        histogram = np.zeros((NTABLES, NTOKENS), dtype=np.uint32)
-        used = lossless.model_tile(planes, coded_bits, predictors, decorrelate, symbols, extra, histogram,
-                                   scratch_for(planes.shape[1], width))
-        return predictors, decorrelate, symbols, extra[:used].tobytes(), histogram
-
-    modelled = list(pool.map(model, tiles))
+    step = CHOICE_STEP.get(level, 8)
+    modelled = list(pool.map(lambda tile: model(tile[0], ranks, coded_bits, step), tiles))
     del tiles
-    histogram = sum(m[4].astype(np.uint64) for m in modelled)
-    freq = tables.normalize(tables.pool(histogram))
+    freq = tables.normalize(tables.pool(sum(m.histogram.astype(np.uint64) for m in modelled)))
     encoder = tables.encoder(freq)
-
-    def code(m):
-        out = np.empty(m[2].size * 2 + 24, dtype=np.uint8)
-        begin = lossless.rans_tile(m[2], *encoder, out)
-        return out[begin:].tobytes()
-
-    coded = list(pool.map(code, modelled))
+    coded = list(pool.map(lambda m: code(m.symbols, encoder), modelled))
 
     entropy = tables.serialize(freq)
     parts = [HEADER.pack(VERSION, height, width, channels, bits, coded_bits, rows), palette.serialize(palettes),
              struct.pack("<I", len(entropy)), entropy]
-    for (predictors, decorrelate, _, extra, _), rans in zip(modelled, coded):
-        parts.append(predictors.tobytes())
-        parts.append(TILE_ENTRY_TAIL.pack(int(decorrelate), len(rans), len(extra)))
-    for (_, _, _, extra, _), rans in zip(modelled, coded):
+    for m, rans in zip(modelled, coded):
+        parts.append(m.predictors.tobytes())
+        parts.append(TILE_ENTRY_TAIL.pack(int(m.decorrelate), len(rans), len(m.extra)))
+    for m, rans in zip(modelled, coded):
         parts.append(rans)
-        parts.append(extra)
+        parts.append(m.extra)
     return b"".join(parts)
+
+
+def split(band: np.ndarray, bits: int):
+    """A tile's planes in coding order, and which levels each plane uses."""
+    planes = np.ascontiguousarray(band.transpose(2, 0, 1)[plane_order(band.shape[2])], dtype=np.uint16)
+    if bits < palette.MIN_BITS:
+        return planes, None
+    used = np.zeros((planes.shape[0], 1 << bits), dtype=np.uint8)
+    lossless.mark_levels(planes, used)
+    return planes, used
+
+
+def find_palettes(marks: list, bits: int, *, channels: int, samples: int) -> palette.Palettes:
+    if marks[0] is None:
+        return palette.Palettes([None] * channels)
+    used = marks[0]
+    for more in marks[1:]:
+        np.bitwise_or(used, more, out=used)
+    return palette.choose(used, samples)
+
+
+@dataclass(frozen=True)
+class Modelled:
+    predictors: np.ndarray
+    decorrelate: bool
+    symbols: np.ndarray
+    extra: bytes
+    histogram: np.ndarray
+
+
+def model(planes: np.ndarray, ranks, bits: int, step: int) -> Modelled:
+    """Pass one on a tile: its predictors, tokens, extra bits and token counts."""
+    if ranks is not None:
+        lossless.remap(planes, *ranks)
+    predictors, decorrelate = lossless.choose(planes, bits, step)
+    predictors = np.array(predictors, dtype=np.uint8)
+    symbols = np.empty(planes.size, dtype=np.uint16)
+    extra = np.empty(planes.size * 2 + 16, dtype=np.uint8)
+    histogram = np.zeros((NTABLES, NTOKENS), dtype=np.uint32)
+    used = lossless.model_tile(planes, bits, predictors, decorrelate, symbols, extra, histogram,
+                               scratch_for(planes.shape[1], planes.shape[2]))
+    return Modelled(predictors, decorrelate, symbols, extra[:used].tobytes(), histogram)
+
+
+def code(symbols: np.ndarray, encoder) -> bytes:
+    """Pass two on a tile: its tokens, rANS-coded with the raster's tables."""
+    out = np.empty(symbols.size * 2 + 24, dtype=np.uint8)
+    begin = lossless.rans_tile(symbols, *encoder, out)
+    return out[begin:].tobytes()
+
+
+@dataclass(frozen=True)
+class Tile:
+    y: int
+    rows: int
+    predictors: np.ndarray
+    decorrelate: bool
+    rans: memoryview
+    extra: memoryview
 
 
 def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads: int = 1,
@@ -120,42 +144,43 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
         raise CodecError("coded raster's depth does not match its palettes")
     levels = palettes.levels() if palettes.active else None
     (entropy_length,) = struct.unpack("<I", read_window(view, position, 4))
-    position += 4
-    entropy = read_window(view, position, entropy_length)
-    position += entropy_length
-    slot_symbol, freq, start = tables.decoder(entropy)
-    tiles = []
+    decoder = tables.decoder(read_window(view, position + 4, entropy_length))
+    tiles = read_tiles(view, position + 4 + entropy_length, height=height, rows=rows, channels=channels)
+    pixels = np.empty((height, width, channels), dtype=np.uint16)
+    inverse = np.argsort(plane_order(channels))
+
+    def run(tile: Tile) -> bool:
+        planes = np.empty((channels, tile.rows, width), dtype=np.uint16)
+        clean = lossless.decode_tile(planes, coded_bits, tile.predictors, tile.decorrelate, padded(tile.rans),
+                                     padded(tile.extra), *decoder, scratch_for(tile.rows, width))
+        if levels is not None:
+            clean = lossless.remap(planes, *levels) and clean
+        pixels[tile.y:tile.y + tile.rows] = planes[inverse].transpose(1, 2, 0)
+        return clean
+
+    if not all(list(pool.map(run, tiles))):
+        raise CodecError("coded raster is corrupt: a tile did not decode cleanly")
+    return pixels, bits
+
+
+def read_tiles(view: memoryview, position: int, *, height: int, rows: int, channels: int) -> list[Tile]:
+    """The tile index and each tile's streams, checked to fill the payload exactly."""
+    entries = []
     for y in range(0, height, rows):
         entry = read_window(view, position, channels + TILE_ENTRY_TAIL.size)
-        predictors = np.frombuffer(entry[:channels], dtype=np.uint8)
         decorrelate, rans_length, extra_length = TILE_ENTRY_TAIL.unpack_from(entry, channels)
-        tiles.append((y, min(rows, height - y), predictors, decorrelate, rans_length, extra_length))
+        entries.append((y, np.frombuffer(entry[:channels], dtype=np.uint8), bool(decorrelate),
+                        rans_length, extra_length))
         position += len(entry)
-    pixels = np.empty((height, width, channels), dtype=np.uint16)
-    jobs = []
-    for y, count, predictors, decorrelate, rans_length, extra_length in tiles:
+    tiles = []
+    for y, predictors, decorrelate, rans_length, extra_length in entries:
         rans = read_window(view, position, rans_length)
         extra = read_window(view, position + rans_length, extra_length)
         position += rans_length + extra_length
-        jobs.append((y, count, predictors, decorrelate, rans, extra))
+        tiles.append(Tile(y, min(rows, height - y), predictors, decorrelate, rans, extra))
     if position != len(view):
         raise CodecError("coded raster has trailing bytes")
-    inverse = np.argsort(plane_order(channels))
-
-    def run(job):
-        y, count, predictors, decorrelate, rans, extra = job
-        planes = np.empty((channels, count, width), dtype=np.uint16)
-        clean = lossless.decode_tile(planes, coded_bits, predictors, bool(decorrelate), padded(rans), padded(extra),
-                                     slot_symbol, freq, start, scratch_for(count, width))
-        if levels is not None:
-            clean = lossless.remap(planes, *levels) and clean
-        pixels[y:y + count] = planes[inverse].transpose(1, 2, 0)
-        return clean
-
-    clean = list(pool.map(run, jobs))
-    if not all(clean):
-        raise CodecError("coded raster is corrupt: a tile did not decode cleanly")
-    return pixels, bits
+    return tiles
 
 
 def plane_order(channels: int) -> list[int]:
@@ -174,7 +199,7 @@ def padded(stream: memoryview) -> np.ndarray:
     return out
 
 
-def tile_rows(height: int, row_samples: int) -> int:
+def tile_rows(row_samples: int) -> int:
     return max(MIN_TILE_ROWS, -(-TILE_SAMPLES // max(1, row_samples)))
 
 
