@@ -47,8 +47,15 @@ def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, p
     coded_bits = palettes.coded_bits(bits)
     ranks = palettes.ranks(bits) if palettes.active else None
     step = CHOICE_STEP.get(level, 8)
-    modelled = list(pool.map(lambda tile: model(tile[0], ranks, coded_bits, step), tiles))
+    planes = [tile[0] for tile in tiles]
     del tiles
+
+    def model_and_free(index):
+        # a tile's planes are not needed once modelled: let them go at once (memory)
+        modelled, planes[index] = model(planes[index], ranks, coded_bits, step), None
+        return modelled
+
+    modelled = list(pool.map(model_and_free, range(len(planes))))
     freq = tables.normalize(tables.pool(sum(m.histogram.astype(np.uint64) for m in modelled)))
     encoder = tables.encoder(freq)
     coded = list(pool.map(lambda m: code(m.symbols, encoder), modelled))
