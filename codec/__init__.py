@@ -28,13 +28,16 @@ def encode(data, /, *, level: int = DEFAULT_LEVEL, threads: int | None = None) -
                             level=level, threads=_threads(threads))
 
 
-def decode(data, /, *, threads: int | None = None) -> bytes:
+def decode(data, /, *, threads: int | None = None, max_size: int | None = None) -> bytes:
     """The original bytes of a container made by ``encode``; ``CodecError`` if
-    the input is not such a container, is truncated or corrupt."""
+    the input is not such a container, is truncated or corrupt, or (with
+    ``max_size``) would restore more than that many bytes: a caller decoding
+    untrusted input sets it, since a tiny container may legitimately stand
+    for a huge file."""
     if len(data) == 0:
         raise CodecError("empty input is not a CloudMover codec container")
     try:
-        return container.decode(data, threads=_threads(threads))
+        return container.decode(data, threads=_threads(threads), max_size=max_size)
     except MemoryError:
         raise CodecError("container claims more data than this machine can hold: corrupt or too large") from None
 

@@ -233,17 +233,21 @@ def read_header(data) -> Header:
     return Header(kind, original_size, digest, method, verbatim, rasters)
 
 
-def decode(data, *, threads: int) -> bytes:
+def decode(data, *, threads: int, max_size: int | None = None) -> bytes:
     header = read_header(data)
     size = header.original_size
-    try:
-        spans = covered_spans([p for p, _, _ in header.rasters], size)
-        out = bytearray(size)
-    except (MemoryError, OverflowError, ValueError):
-        raise CodecError("container is corrupt: rasters do not fit the original size") from None
-    verbatim = unpack_stream(header.verbatim_method, header.verbatim, size)
+    if max_size is not None and size > max_size:
+        raise CodecError(f"container holds a {size}-byte original, more than the {max_size} bytes allowed")
+    spans = covered_spans([p for p, _, _ in header.rasters], size)
+    gaps = gap_spans(spans, size)
+    # check what the verbatim stream claims before allocating anything of the claimed size
+    verbatim_size = sum(end - start for start, end in gaps)
+    if stream_size(header.verbatim_method, header.verbatim) != verbatim_size:
+        raise CodecError("container is corrupt: verbatim bytes do not fit around the rasters")
+    out = bytearray(size)
+    verbatim = unpack_stream(header.verbatim_method, header.verbatim, verbatim_size)
     position = 0
-    for start, end in gap_spans(spans, size):
+    for start, end in gaps:
         if position + end - start > len(verbatim):
             raise CodecError("container is corrupt: verbatim bytes are short")
         out[start:end] = verbatim[position:position + end - start]
@@ -291,6 +295,17 @@ def scatter_rows(target: np.ndarray, where: Placed, rows: bytes) -> None:
     grid = np.lib.stride_tricks.as_strided(target[where.raster.offset:], shape=(where.raster.height, row),
                                            strides=(where.stride, 1))
     grid[:] = source
+
+
+def stream_size(method: int, payload: memoryview) -> int:
+    """The length a verbatim stream says it holds (zstd frames carry it)."""
+    if method == STORED:
+        return len(payload)
+    try:
+        size = zstandard.frame_content_size(bytes(payload[:18]))
+    except zstandard.ZstdError:
+        return -1
+    return size if size >= 0 else -1
 
 
 def unpack_stream(method: int, payload: memoryview, limit: int) -> bytes:

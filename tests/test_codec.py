@@ -6,6 +6,7 @@ truncated, empty and foreign input must raise ``CodecError`` (never another
 exception, never wrong bytes); committed golden encodings fail the suite if
 the wire format changes without a new container version.
 """
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +202,25 @@ def test_encoding_is_frozen(source):
     assert codec.encode(data, threads=1) == expected, (
         "the encoding changed: bump codec.container.VERSION (or the raster coder's) and regenerate")
     assert codec.encode(data, threads=2) == expected, "the encoding depends on the thread count"
+
+
+def test_a_forged_original_size_is_refused_before_anything_that_size_is_allocated():
+    # found by atheris: a 60-byte container claiming a 4 GiB original made decode allocate it
+    forged = bytearray(codec.encode(b"not an image " * 3))
+    size_at = len(codec.container.MAGIC) + 2          # after the version and the empty format name
+    forged[size_at:size_at + 8] = (4 << 30).to_bytes(8, "little")
+    tracemalloc.start()
+    with pytest.raises(CodecError, match="do not fit"):
+        codec.decode(bytes(forged))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1 << 20
+    with pytest.raises(CodecError, match="more than the 1048576 bytes allowed"):
+        codec.decode(bytes(forged), max_size=1 << 20)
+
+
+def test_max_size_lets_real_containers_through():
+    data = image_files()["dpx10.dpx"]
+    assert codec.decode(codec.encode(data), max_size=len(data)) == data
+    with pytest.raises(CodecError, match="allowed"):
+        codec.decode(codec.encode(data), max_size=len(data) - 1)

@@ -155,7 +155,7 @@ def _decompress(source, destination, obj, *, memory, settings: CodecSettings) ->
     with _holding(memory, max(obj["size"], expected_size or MEMORY_FACTOR * obj["size"])):
         held = _read(source, obj)
         try:
-            restored = codec.decode(held.data, threads=settings.threads)
+            restored = codec.decode(held.data, threads=settings.threads, max_size=settings.max_object)
         except codec.CodecError as exc:
             raise CorruptContainer(f"corrupt codec container: {what}: {exc}") from exc
         md5 = hashlib.md5(restored, usedforsecurity=False).hexdigest()

@@ -1,0 +1,92 @@
+"""Fuzz the codec's decoder: coverage-guided with atheris when it is installed,
+otherwise by random mutation of real containers.  Any exception other than
+``CodecError``, and any decode that returns bytes different from the original,
+is a finding (atheris stops and writes the input to ./crash-*).
+
+    python scripts/fuzz_codec.py CORPUS_DIR -max_total_time=600   # atheris (pip install atheris)
+    python scripts/fuzz_codec.py --seeds CORPUS_DIR                 # write the seed containers first
+    python scripts/fuzz_codec.py --mutations 50000                 # without atheris
+"""
+import sys
+
+import numpy as np
+
+import codec
+from codec.formats import samples
+
+
+def seeds() -> dict:
+    """Small real containers of several kinds, with the bytes they must decode to."""
+    generator = np.random.default_rng(1)
+    y, x = np.mgrid[0:40, 0:36]
+    wave = np.sin(x / 5.0)[..., None] * np.cos(y / 7.0)[..., None] * 300 + 500
+    rgb = np.clip(wave + generator.normal(0, 4, (40, 36, 3)), 0, 1023).astype(np.uint16)
+    files = [samples.write_dpx(rgb, bits=10, packing=1), samples.write_tiff((rgb >> 2).astype(np.uint8)),
+             samples.write_pnm((rgb * 64).astype(np.uint16)), b"not an image " * 30]
+    return {codec.encode(data, threads=1): data for data in files}
+
+
+SEEDS = seeds()
+MAX_SIZE = 1 << 24      # what an untrusted-input caller would allow
+
+
+def check(candidate: bytes) -> None:
+    try:
+        decoded = codec.decode(candidate, threads=1, max_size=MAX_SIZE)
+    except codec.CodecError:
+        return
+    if candidate in SEEDS and decoded == SEEDS[candidate]:
+        return
+    # a damaged container may only decode if the damage changed nothing the format uses
+    for encoded, original in SEEDS.items():
+        if decoded == original:
+            return
+    raise AssertionError("decode returned bytes that are not an original")
+
+
+def mutate(generator: np.random.Generator, data: bytes) -> bytes:
+    out = bytearray(data)
+    for _ in range(int(generator.integers(1, 7))):
+        kind = generator.random()
+        where = int(generator.integers(0, len(out)))
+        if kind < 0.7:
+            out[where] ^= int(generator.integers(1, 256))
+        elif kind < 0.85:
+            del out[where:where + int(generator.integers(1, 20))]
+        else:
+            out[where:where] = generator.bytes(int(generator.integers(1, 9)))
+    return bytes(out)
+
+
+def mutation_run(count: int) -> None:
+    generator = np.random.default_rng(20261126)
+    containers = list(SEEDS)
+    for index in range(count):
+        check(mutate(generator, containers[index % len(containers)]))
+    print(f"{count} mutated containers: no crash, no wrong bytes")
+
+
+def write_seeds(directory: str) -> None:
+    """Put the seed containers in ``directory`` (an atheris corpus folder)."""
+    from pathlib import Path
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, encoded in enumerate(SEEDS):
+        (folder / f"seed-{index}.cmv").write_bytes(encoded)
+
+
+def main() -> None:
+    if "--seeds" in sys.argv:
+        write_seeds(sys.argv[sys.argv.index("--seeds") + 1])
+        return
+    if "--mutations" in sys.argv:
+        mutation_run(int(sys.argv[sys.argv.index("--mutations") + 1]))
+        return
+    import atheris
+    atheris.instrument_all()        # coverage of the Python side (container, tables, palettes, layouts)
+    atheris.Setup(sys.argv, lambda data: check(bytes(data)))
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
