@@ -147,6 +147,13 @@ def gather_rows(view: memoryview, where: Placed):
     return grid.tobytes()
 
 
+def fits(where: Placed, size: int) -> bool:
+    """The raster's rows lie inside a file of ``size`` bytes, one after another."""
+    row = row_bytes(where.raster)
+    last = where.raster.offset + where.stride * (where.raster.height - 1) + row
+    return where.stride >= row > 0 and where.raster.height >= 1 and last <= size
+
+
 def covered_spans(placed: list[Placed], size: int) -> np.ndarray:
     """Sorted (start, end) spans covered by rasters; raises if any overlap."""
     if not placed:
@@ -238,6 +245,9 @@ def decode(data, *, threads: int, max_size: int | None = None) -> bytes:
     size = header.original_size
     if max_size is not None and size > max_size:
         raise CodecError(f"container holds a {size}-byte original, more than the {max_size} bytes allowed")
+    for where, _, _ in header.rasters:
+        if not fits(where, size):
+            raise CodecError("container is corrupt: a raster lies outside the original")
     spans = covered_spans([p for p, _, _ in header.rasters], size)
     gaps = gap_spans(spans, size)
     # check what the verbatim stream claims before allocating anything of the claimed size

@@ -224,3 +224,15 @@ def test_max_size_lets_real_containers_through():
     assert codec.decode(codec.encode(data), max_size=len(data)) == data
     with pytest.raises(CodecError, match="allowed"):
         codec.decode(codec.encode(data), max_size=len(data) - 1)
+
+
+@pytest.mark.parametrize("finding", sorted((Path(__file__).parent / "golden" / "fuzz").glob("*.bin")),
+                         ids=lambda p: p.stem)
+def test_fuzzing_findings_stay_fixed(finding):
+    # inputs atheris found (scripts/fuzz_codec.py): each crashed or exhausted memory once
+    tracemalloc.start()
+    with pytest.raises(CodecError):
+        codec.decode(finding.read_bytes())
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 16 << 20
