@@ -193,3 +193,4 @@ def finish_if_done(service: JobService, job_id: int) -> None:
                         f"{job.objects_skipped} already present, {job.objects_failed} failed, "
                         f"{job.objects_deleted} source(s) deleted, {job.bytes_done} bytes",
                    "info" if job.state == "complete" else "warning")
+    service.announce_finished()

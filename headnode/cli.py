@@ -12,15 +12,15 @@ import shutil
 import sys
 import tempfile
 
-from codec import cli as codec_cli
 from pipeline import errors
-from headnode.config import load_config
+from headnode.config import ensure_data_dir, ensure_secret, load_config
 from headnode.savings import codec_summary
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="cloudmover", description="Copy and move data between object stores.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -47,28 +47,53 @@ def main(argv=None) -> int:
         sub.add_argument("--port", type=int)
         sub.set_defaults(run=_serve, fleet="local" if name == "up" else "none")
 
-    codec_cli.add_parser(commands)
+    _add_codec(commands, argv)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.run(args)
 
 
-def _cp(args) -> int:
-    from headnode.node import HeadNode
-    from headnode.progress import watch
+def _add_codec(commands, argv: list[str]) -> None:
+    """The ``codec`` command. Its parser needs the codec (numpy and the kernels, about 0.2 s
+    to load), so only ``cloudmover codec …`` loads it; for any other command a stand-in
+    keeps ``codec`` listed in the help."""
+    if argv[:1] == ["codec"]:
+        from codec import cli as codec_cli
+        codec_cli.add_parser(commands)
+    else:
+        commands.add_parser("codec", help="the lossless image codec on local files")
 
+
+def _cp(args) -> int:
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="cloudmover-cp-")
-    overrides = {"DATA_DIR": data_dir, "FLEET": "local"}
     try:
-        node = HeadNode(load_config(overrides))
+        return _run_cp(args, data_dir)
+    finally:
+        if not args.data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _run_cp(args, data_dir: str) -> int:
+    try:
+        config = load_config({"DATA_DIR": data_dir, "FLEET": "local"})
     except ValueError as exc:
         print(f"cloudmover: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    node.start()
+    # Workers take a few tenths of a second to start: they start first, while this
+    # process loads the head node and checks the job against the stores.
+    fleet = _start_workers(config, args)
+    try:
+        from headnode.node import HeadNode
+        from headnode.progress import watch
+
+        node = HeadNode(config, fleet=fleet).start()
+    except BaseException:
+        if fleet:
+            fleet.stop_all()
+        raise
     try:
         try:
-            node.prewarm(args.source, args.destination, args.tier, codec=args.codec)
             job = node.service.create(source=args.source, destination=args.destination, move=args.move,
                                       recursive=args.recursive, sync=args.sync, tier=args.tier,
                                       endpoint_url=args.endpoint_url, submitted_by="cli", codec=args.codec)
@@ -84,8 +109,24 @@ def _cp(args) -> int:
         return _report(node.service, job, as_json=args.json)
     finally:
         node.stop()
-        if not args.data_dir:
-            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _start_workers(config: dict, args):
+    """The local fleet, with the workers of the job's region starting; None without one."""
+    from headnode.fleet import local_fleet
+    from headnode.regions import region_of
+
+    ensure_data_dir(config)
+    ensure_secret(config, "SECRET_KEY", "secret.key")
+    fleet = local_fleet(config)
+    if fleet is None:
+        return None
+    try:
+        region = region_of(args.source, args.destination, codec=args.codec, config=config)
+    except errors.PipelineError:   # the job is refused when created, with this reason
+        return fleet
+    fleet.reconcile({region: [args.tier]})
+    return fleet
 
 
 def _report(service, job, *, as_json: bool) -> int:

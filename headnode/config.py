@@ -95,6 +95,11 @@ def _complete(config: dict) -> dict:
     return config
 
 
+def ensure_data_dir(config: dict) -> None:
+    """Create DATA_DIR (mode 0700: it holds the secret key and the queue) if missing."""
+    os.makedirs(config["DATA_DIR"], mode=0o700, exist_ok=True)
+
+
 def ensure_secret(config: dict, name: str, filename: str) -> str:
     """The secret ``name``: configured, or read from (created in) DATA_DIR/filename, mode 0600."""
     if config.get(name):

@@ -8,6 +8,7 @@ replaced on the next reconcile, and its death reported (to the jobs' logs).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -20,6 +21,25 @@ from dataclasses import dataclass, field
 log = logging.getLogger("cloudmover.fleet")
 
 
+def local_fleet(config: dict) -> "LocalFleet | None":
+    """The worker processes a head node with ``config`` runs (FLEET=local), or None.
+
+    Workers get the head node's bus, secret and settings through the environment;
+    ``config["SECRET_KEY"]`` must be set (``ensure_secret``).
+    """
+    if config["FLEET"] != "local":
+        return None
+    env = {"CLOUDMOVER_BUS_URL": config["BUS_URL"], "CLOUDMOVER_SECRET_KEY": config["SECRET_KEY"],
+           "CLOUDMOVER_QUEUE_PREFIX": config["QUEUE_PREFIX"],
+           "CLOUDMOVER_BUS_OPTIONS": json.dumps(config["BUS_OPTIONS"]),
+           "CLOUDMOVER_VISIBILITY_TIMEOUT": str(config["VISIBILITY_TIMEOUT"]),
+           "CLOUDMOVER_MAX_RECEIVES": str(config["MAX_RECEIVES"]),
+           "CLOUDMOVER_WORKER_THREADS": str(config["WORKER_THREADS"]),
+           "CLOUDMOVER_OBJECT_THREADS": str(config["OBJECT_THREADS"]),
+           "CLOUDMOVER_CODEC_MAX_OBJECT": str(config["CODEC_MAX_OBJECT"])}
+    return LocalFleet(tier_sizes=config["LOCAL_WORKERS"], env=env, log_dir=f"{config['DATA_DIR']}/logs")
+
+
 @dataclass
 class _Region:
     processes: list = field(default_factory=list)
@@ -30,7 +50,7 @@ class LocalFleet:
     def __init__(self, *, tier_sizes: dict, env: dict, idle_seconds: float = 15.0, log_dir: str | None = None):
         self.tier_sizes, self.env, self.idle_seconds, self.log_dir = tier_sizes, env, idle_seconds, log_dir
         self._regions: dict[str, _Region] = {}
-        self._lock = threading.Lock()   # reconcile runs from housekeeping and from prewarming
+        self._lock = threading.Lock()   # reconcile runs from housekeeping and from `cp` starting workers early
         self._closed = False            # once stopped, a late reconcile must not start workers
 
     def reconcile(self, demand: dict[str, list[str]]) -> list[tuple[str, str]]:

@@ -7,14 +7,12 @@ planner takes it from there. Tasks are written as rows first and published
 after the commit, so a head node stopped at any point republishes what it had
 not yet sent and never loses or doubles a task.
 
-A job's tasks go to one region's queue: the destination's, except for an
-image compress job, whose workers run in the source region so that the
-transfer carries the smaller, encoded bytes (a decompress job's workers run in
-the destination region, where the restored bytes are written).
+A job's tasks go to one region's queue (``regions``).
 """
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from pipeline import bus as busmod
@@ -25,6 +23,7 @@ from pipeline.planner import Location, PlanSettings, check_not_inside
 from pipeline.store import StoreCache, StoreSpec, ref_from_spec
 from headnode import models
 from headnode.models import FINAL_STATES, Job, ObjectFailure, Task, db
+from headnode.regions import queue_region, region_of
 
 log = logging.getLogger("cloudmover.jobs")
 PUBLISH_BATCH = 500
@@ -43,6 +42,11 @@ class JobService:
         self.config, self.sealer, self.bus = config, sealer, bus
         self._stores = StoreCache(sealer)
         self._ensured: set[str] = set()
+        # Wake-ups instead of polling: the planning loop waits for a job to plan, a watcher
+        # for a job to finish (the loops still poll, slowly, for work from other processes).
+        self.plan_requested = threading.Event()
+        self._finished = threading.Condition()
+        self._finished_count = 0
 
     # -- creating ---------------------------------------------------------------
     def create(self, *, source: str, destination: str, move: bool = False, recursive: bool = True,
@@ -74,13 +78,14 @@ class JobService:
                    "multipart_threshold": settings.multipart_threshold, "part_size": settings.part_size,
                    "batch_objects": settings.batch_objects, "codec": codec,
                    "whole_object_limit": settings.whole_object_limit}
-        region = _region(src.spec if codec == "compress" else dst.spec, self.config["REGION"])
+        region = queue_region(src.spec if codec == "compress" else dst.spec, self.config["REGION"])
         job = Job.create(name=name or f"{'Move' if move else 'Copy'} {src.url()} to {dst.url()}",
                          source_url=source, destination_url=destination, options=options,
                          source=self._location_ref(src), destination=self._location_ref(dst),
                          region=region, submitted_by=submitted_by)
         with_codec = f", image codec: {codec} in region {region}" if codec != "none" else ""
         models.log(job, f"job created: {job.name} (tier {tier}{with_codec})")
+        self.plan_requested.set()
         return job
 
     def close(self) -> None:
@@ -88,8 +93,7 @@ class JobService:
 
     def region_of(self, source: str, destination: str, *, codec: str = "none") -> str:
         """The region whose task queue a job from ``source`` to ``destination`` uses."""
-        where = parse_location(source if codec == "compress" else destination, folders=self.config["FOLDERS"])
-        return _region(where.spec, self.config["REGION"])
+        return region_of(source, destination, codec=codec, config=self.config)
 
     def _location_ref(self, location: Location) -> dict:
         return {**ref_from_spec(location.spec, self.sealer), "prefix": location.prefix}
@@ -142,6 +146,23 @@ class JobService:
             raise NotFound(f"no job {job_id}")
         return job
 
+    def await_finish(self, job_id: int, *, timeout: float) -> Job:
+        """The job once it has finished, or as it stands after ``timeout`` seconds."""
+        with self._finished:
+            seen = self._finished_count
+        job = self.get(job_id)
+        if not job.finished:
+            with self._finished:
+                self._finished.wait_for(lambda: self._finished_count != seen, timeout=timeout)
+            job = self.get(job_id)
+        return job
+
+    def announce_finished(self) -> None:
+        """Wake ``await_finish`` callers: a job has finished (called after the commit)."""
+        with self._finished:
+            self._finished_count += 1
+            self._finished.notify_all()
+
     def list(self, *, include_finished: bool = True, limit: int = 100) -> list[Job]:
         query = Job.select().order_by(Job.id.desc()).limit(limit)
         if not include_finished:
@@ -161,6 +182,7 @@ class JobService:
             job.state, job.finished_at = "cancelled", models.now()
             job.save()
             models.log(job, "job cancelled; tasks already running finish, no new work is planned")
+        self.announce_finished()
         return job
 
     def retry_failed(self, job_id: int) -> Job:
@@ -182,6 +204,7 @@ class JobService:
             job.state, job.finished_at = "queued", None
             job.save()
             models.log(job, f"retrying {len(keys)} failed object(s)")
+        self.plan_requested.set()
         return job
 
 
@@ -209,7 +232,3 @@ def _require_objects(store, location: Location, recursive: bool) -> None:
             return
     raise errors.BadLocation(f"nothing to copy: {location.url()} holds no objects "
                              f"{'(recursively)' if recursive else '(top level)'}; check the path")
-
-
-def _region(spec: StoreSpec, default: str) -> str:
-    return (spec.region or default) if spec.kind == "s3" else "local"

@@ -7,9 +7,7 @@ fleet). ``cloudmover serve``/``up`` run them beside the web server;
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 
 from pipeline import bus as busmod
@@ -17,23 +15,26 @@ from pipeline import errors, messages
 from pipeline.credentials import Sealer
 from headnode import models
 from headnode.aggregator import Aggregator
-from headnode.config import ensure_secret, load_config
-from headnode.fleet import LocalFleet
+from headnode.config import ensure_data_dir, ensure_secret, load_config
+from headnode.fleet import LocalFleet, local_fleet
 from headnode.jobs import JobService
 from headnode.models import FINAL_STATES, Job
 from headnode.planning import Planner
 from headnode.submissions import SubmissionConsumer
 
 log = logging.getLogger("cloudmover.headnode")
-POLL_SECONDS = 0.2            # how long a loop waits on its queue before checking for stop
+POLL_SECONDS = 0.1            # how long a loop waits on its queue before checking for stop
+PLAN_POLL_SECONDS = 0.2       # for jobs created elsewhere; one created by this process wakes planning at once
 HOUSEKEEPING_SECONDS = 0.25   # fleet checks: workers start soon after a job does
 DEAD_LETTER_EVERY = 8         # housekeeping rounds between dead-letter checks (about 2 s)
 
 
 class HeadNode:
-    def __init__(self, config: dict | None = None):
+    def __init__(self, config: dict | None = None, *, fleet: LocalFleet | None = None):
+        """``fleet``: worker processes already started for this node (``cloudmover cp`` starts
+        them before loading the head node); by default the one the config asks for."""
         self.config = load_config(config)
-        os.makedirs(self.config["DATA_DIR"], mode=0o700, exist_ok=True)
+        ensure_data_dir(self.config)
         secret = ensure_secret(self.config, "SECRET_KEY", "secret.key")
         self.database = models.connect(self.config["DATABASE"])
         self.bus = busmod.Bus(busmod.BusConfig(
@@ -44,23 +45,9 @@ class HeadNode:
         self.planner = Planner(self.service, page_size=self.config["LIST_PAGE_SIZE"])
         self.aggregator = Aggregator(self.service)
         self.submissions = SubmissionConsumer(self.service, self.bus)
-        self.fleet = self._fleet(secret)
+        self.fleet = fleet if fleet is not None else local_fleet(self.config)
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-
-    def _fleet(self, secret: str) -> LocalFleet | None:
-        if self.config["FLEET"] != "local":
-            return None
-        env = {"CLOUDMOVER_BUS_URL": self.config["BUS_URL"], "CLOUDMOVER_SECRET_KEY": secret,
-               "CLOUDMOVER_QUEUE_PREFIX": self.config["QUEUE_PREFIX"],
-               "CLOUDMOVER_BUS_OPTIONS": json.dumps(self.config["BUS_OPTIONS"]),
-               "CLOUDMOVER_VISIBILITY_TIMEOUT": str(self.config["VISIBILITY_TIMEOUT"]),
-               "CLOUDMOVER_MAX_RECEIVES": str(self.config["MAX_RECEIVES"]),
-               "CLOUDMOVER_WORKER_THREADS": str(self.config["WORKER_THREADS"]),
-               "CLOUDMOVER_OBJECT_THREADS": str(self.config["OBJECT_THREADS"]),
-               "CLOUDMOVER_CODEC_MAX_OBJECT": str(self.config["CODEC_MAX_OBJECT"])}
-        return LocalFleet(tier_sizes=self.config["LOCAL_WORKERS"], env=env,
-                          log_dir=f"{self.config['DATA_DIR']}/logs")
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> "HeadNode":
@@ -74,14 +61,9 @@ class HeadNode:
             self._threads.append(thread)
         return self
 
-    def prewarm(self, source: str, destination: str, tier: str, codec: str = "none") -> None:
-        """Start the workers a job from ``source`` to ``destination`` will need, before it is even created."""
-        if self.fleet:
-            region = self.service.region_of(source, destination, codec=codec)
-            self.fleet.reconcile({**self._active_regions(), region: [tier]})
-
     def stop(self) -> None:
         self.stopping.set()
+        self.service.plan_requested.set()   # the planning loop waits on it
         if self.fleet:   # workers wind down while the loops do
             self.fleet.stop_all()
         for thread in self._threads:
@@ -101,9 +83,11 @@ class HeadNode:
 
     # -- loops ------------------------------------------------------------------------
     def _planning(self) -> None:
+        requested = self.service.plan_requested
         while not self.stopping.is_set():
+            requested.clear()   # before looking: a job created from here on wakes the wait below
             if not self.planner.step():
-                self.stopping.wait(0.2)
+                requested.wait(PLAN_POLL_SECONDS)
 
     def _events(self) -> None:
         while not self.stopping.is_set():

@@ -71,6 +71,8 @@ class Planner:
                 job.finished_at = models.now()
             job.save()
             models.log(job, f"planning done: {job.objects_total} object(s), {job.bytes_total} bytes")
+        if job.finished:
+            self.service.announce_finished()
         finish_if_done(self.service, job.id)
 
     def _pages(self, job: Job, source):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -25,6 +26,20 @@ class Credentials:
 
     def __repr__(self) -> str:  # never print a secret by accident
         return f"Credentials(access_key_id={self.access_key_id[:4]}…)"
+
+
+def from_environment(environ=os.environ) -> Credentials | None:
+    """The key pair in ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (and session token), if set.
+
+    The first source of botocore's default chain, read the way its ``EnvProvider`` reads it, so
+    the lean S3 path can sign without loading boto3 (~0.4 s of CPU per process). Credentials that
+    expire (``AWS_CREDENTIAL_EXPIRATION``) are left to botocore, which refreshes them.
+    """
+    access_key, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
+    if not access_key or not secret or environ.get("AWS_CREDENTIAL_EXPIRATION"):
+        return None
+    token = environ.get("AWS_SECURITY_TOKEN") or environ.get("AWS_SESSION_TOKEN") or None
+    return Credentials(access_key, secret, token)
 
 
 class Sealer:

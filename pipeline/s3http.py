@@ -2,10 +2,10 @@
 
 botocore spends about 2 ms of CPU per request; this path about 0.4 ms
 (measured in ``bench/lean-s3-findings.md``), which decides small-object
-throughput when client and server share the CPUs. It serves the per-object
-hot path of path-style endpoints (CopyObject, PutObject, HeadObject,
-DeleteObject); everything else stays on boto3. Connections are pooled and
-kept alive; retries are the caller's (``call_with_retries``).
+throughput when client and server share the CPUs. It serves the requests of
+a server-side copy on path-style endpoints (``s3store`` says which); the rest
+stays on boto3. Connections are pooled and kept alive; retries are the
+caller's (``call_with_retries``).
 """
 from __future__ import annotations
 

@@ -1,24 +1,25 @@
-"""An S3 bucket on AWS or any S3-compatible endpoint, through boto3.
+"""An S3 bucket on AWS or any S3-compatible endpoint.
 
-botocore's own retries are off: every request goes through
-``call_with_retries`` so throttling (503 SlowDown) and transient failures are
-retried with backoff *and counted* for the job's log. botocore errors are
-translated here, once, into pipeline errors that say what to do next.
+On path-style endpoints (``--endpoint-url``) what a server-side copy needs
+goes through the lean path (``s3http``, formats in ``s3wire``): bucket checks,
+listings, HEAD, tags, CopyObject, PutObject, DeleteObject and the multipart
+copy (create, UploadPartCopy, complete). Streamed reads, UploadPart, aborts,
+headers that are not plain ASCII, and every request to AWS itself go through
+boto3 (``s3boto``), which is loaded only when such a request is made. botocore's own retries are off: every
+request goes through ``call_with_retries`` so throttling (503 SlowDown) and
+transient failures are retried with backoff *and counted* for the job's log.
+Store errors are classified here, once, into pipeline errors that say what to
+do next.
 """
 from __future__ import annotations
 
 import base64
 import threading
-from email.utils import format_datetime
 from typing import Iterator
 from urllib.parse import urlencode
 
-import boto3
-import botocore.exceptions
-from botocore.config import Config
-
-from pipeline import errors
-from pipeline.credentials import Credentials
+from pipeline import errors, s3wire
+from pipeline.credentials import Credentials, from_environment
 from pipeline.retrying import RetryPolicy, call_with_retries
 from pipeline.s3http import Response, S3Http, object_path
 from pipeline.store import Download, ObjectAttributes, ObjectInfo, StoreSpec
@@ -32,12 +33,6 @@ DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "
                 "InvalidClientTokenId", "UnrecognizedClientException"}
 COPIED_HEADERS = ("CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage",
                   "Expires", "WebsiteRedirectLocation")
-_transport_errors = (botocore.exceptions.EndpointConnectionError,
-                     botocore.exceptions.ConnectionClosedError,
-                     botocore.exceptions.ReadTimeoutError,
-                     botocore.exceptions.ConnectTimeoutError,
-                     botocore.exceptions.ResponseStreamingError,
-                     botocore.exceptions.IncompleteReadError)
 
 
 def classify(*, what: str, status: int | None, code: str, message: str) -> errors.PipelineError:
@@ -59,99 +54,42 @@ def classify(*, what: str, status: int | None, code: str, message: str) -> error
     return errors.StoreError(detail)
 
 
-def translate(exc: Exception, what: str) -> errors.PipelineError | None:
-    """The pipeline error for a botocore failure while doing ``what`` (None if foreign)."""
-    if isinstance(exc, botocore.exceptions.ClientError):
-        err = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        code = str(err.get("Code") or status)
-        return classify(what=what, status=status, code=code, message=err.get("Message") or code)
-    if isinstance(exc, _transport_errors):
-        return errors.TransientStoreError(f"{what}: {exc}", store_code=type(exc).__name__)
-    if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return errors.AccessDenied(f"{what}: no credentials found (set an access key or a role)")
-    return None
-
-
 def _md5_header(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
-_HEADER_NAMES = {"CacheControl": "Cache-Control", "ContentDisposition": "Content-Disposition",
-                 "ContentEncoding": "Content-Encoding", "ContentLanguage": "Content-Language",
-                 "Expires": "Expires", "WebsiteRedirectLocation": "x-amz-website-redirect-location"}
-
-
-def _attribute_headers(attrs: ObjectAttributes) -> dict | None:
-    """HTTP headers carrying ``attrs``; None when a value cannot travel as a plain header."""
-    headers = {}
-    for name, value in attrs.headers.items():
-        headers[_HEADER_NAMES[name]] = format_datetime(value, usegmt=True) if name == "Expires" else value
-    if attrs.content_type:
-        headers["Content-Type"] = attrs.content_type
-    for name, value in attrs.metadata.items():
-        headers[f"x-amz-meta-{name}"] = value
-    if attrs.tags:
-        headers["x-amz-tagging"] = urlencode(attrs.tags)
-    if attrs.storage_class and attrs.storage_class != "STANDARD":
-        headers["x-amz-storage-class"] = attrs.storage_class
-    if not all(str(v).isascii() and "\n" not in str(v) for v in headers.values()):
-        return None   # botocore knows how to send those
-    return headers
-
-
-_session_lock = threading.Lock()
-_session = None
-
-
-def _shared_session() -> boto3.session.Session:
-    """One boto3 session per process: clients made from it share its loaded models,
-    which makes a new client cheap; each client still gets its own credentials."""
-    global _session
-    with _session_lock:
-        if _session is None:
-            _session = boto3.session.Session()
-        return _session
-
-
-def _frozen(session) -> Credentials:
-    found = session.get_credentials()
-    if found is None:
-        raise errors.AccessDenied("no credentials found (set an access key or a role)")
-    frozen = found.get_frozen_credentials()
-    return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+def default_credentials() -> Credentials:
+    """The default chain's credentials: the environment's key pair when set (the chain's first
+    source, read without loading boto3), otherwise whatever boto3's whole chain finds."""
+    found = from_environment()
+    if found is not None:
+        return found
+    from pipeline import s3boto
+    return s3boto.chain_credentials()
 
 
 class S3Store:
     def __init__(self, spec: StoreSpec, *, pool_size: int = 32, policy: RetryPolicy = RetryPolicy()):
         self.spec = spec
         self.policy = policy
-        creds = spec.credentials
-        config = Config(retries={"max_attempts": 1, "mode": "standard"},
-                        max_pool_connections=pool_size, connect_timeout=10, read_timeout=120,
-                        s3={"addressing_style": "path"} if spec.endpoint_url else None,
-                        request_checksum_calculation="when_required",
-                        response_checksum_validation="when_required")
-        self._client_args = dict(
-            service_name="s3", endpoint_url=spec.endpoint_url, config=config, region_name=spec.region or "us-east-1",
-            aws_access_key_id=creds.access_key_id if creds else None,
-            aws_secret_access_key=creds.secret_access_key if creds else None,
-            aws_session_token=creds.session_token if creds else None)
+        self._pool_size = pool_size
         self._client = None
         self._client_lock = threading.Lock()
-        # The per-object hot path of path-style endpoints skips botocore (see s3http).
+        creds = spec.credentials
+        # The hot path of path-style endpoints skips botocore (see s3http).
         self.lean = (S3Http(spec.endpoint_url, region=spec.region or "us-east-1", classify=classify,
-                            credentials=(lambda: creds) if creds else (lambda: _frozen(_shared_session())))
+                            credentials=(lambda: creds) if creds else default_credentials)
                      if spec.endpoint_url else None)
 
     def _call(self, what: str, operation: str, **kwargs):
+        from pipeline import s3boto
         method = getattr(self.client, operation)
 
         def attempt():
             try:
                 return method(**kwargs)
             except Exception as exc:
-                translated = translate(exc, what)
+                translated = s3boto.translate(exc, what=what, classify=classify)
                 if translated is None:
                     raise
                 raise translated from exc
@@ -159,11 +97,14 @@ class S3Store:
 
     @property
     def client(self):
-        """The boto3 client, made on first use: a worker copying only small objects
-        through the lean path never pays for it."""
+        """The boto3 client, made on first use: a worker or head node served by the lean
+        path never pays for boto3."""
         with self._client_lock:
             if self._client is None:
-                self._client = _shared_session().client(**self._client_args)
+                from pipeline import s3boto
+                self._client = s3boto.new_client(endpoint_url=self.spec.endpoint_url,
+                                                 region=self.spec.region or "us-east-1",
+                                                 credentials=self.spec.credentials, pool_size=self._pool_size)
             return self._client
 
     def close(self) -> None:
@@ -172,7 +113,8 @@ class S3Store:
         if self._client is not None:
             self._client.close()
 
-    def _lean(self, what: str, method: str, key: str, **kwargs) -> Response:
+    def _lean(self, what: str, method: str, key: str | None, **kwargs) -> Response:
+        """One request to the object ``key`` (None: the bucket), retried as boto3 calls are."""
         path = object_path(self.spec.bucket, key)
         return call_with_retries(lambda: self.lean.request(what, method, path, **kwargs), self.policy)
 
@@ -181,29 +123,56 @@ class S3Store:
 
     # -- reading -------------------------------------------------------------
     def check(self, write: bool = False) -> None:
+        what = f"open {self._where()}"
         try:
-            self._call(f"open {self._where()}", "head_bucket", Bucket=self.spec.bucket)
+            if self.lean:
+                self._lean(what, "HEAD", None)
+            else:
+                self._call(what, "head_bucket", Bucket=self.spec.bucket)
         except errors.NoSuchKey:   # HEAD has no body: a bare 404 here means the bucket
-            raise errors.NoSuchBucket(f"open {self._where()}: the bucket does not exist") from None
+            raise errors.NoSuchBucket(f"{what}: the bucket does not exist") from None
 
     def list(self, prefix: str, *, recursive: bool = True, start_after: str | None = None,
              page_size: int = 1000) -> Iterator[list[ObjectInfo]]:
+        token = None
+        while True:
+            if self.lean:
+                page, token = self._lean_list_page(prefix, recursive=recursive, token=token,
+                                                   start_after=start_after, page_size=page_size)
+            else:
+                page, token = self._boto_list_page(prefix, recursive=recursive, token=token,
+                                                   start_after=start_after, page_size=page_size)
+            yield page
+            if token is None:
+                return
+
+    def _lean_list_page(self, prefix: str, *, recursive: bool, token: str | None, start_after: str | None,
+                        page_size: int) -> tuple[list[ObjectInfo], str | None]:
+        # keys come URL-encoded (as botocore asks for them too): XML 1.0 cannot carry every key
+        query = {"list-type": "2", "prefix": prefix, "max-keys": str(page_size), "encoding-type": "url"}
+        if not recursive:
+            query["delimiter"] = "/"
+        if token:
+            query["continuation-token"] = token
+        elif start_after:
+            query["start-after"] = start_after
+        what = f"list {self._where(prefix)}"
+        found = self._lean(what, "GET", None, query=query)
+        return s3wire.parse_listing(found.body, what=what)
+
+    def _boto_list_page(self, prefix: str, *, recursive: bool, token: str | None, start_after: str | None,
+                        page_size: int) -> tuple[list[ObjectInfo], str | None]:
         kwargs = {"Bucket": self.spec.bucket, "Prefix": prefix, "MaxKeys": page_size}
         if not recursive:
             kwargs["Delimiter"] = "/"
-        token = None
-        while True:
-            page_args = dict(kwargs)
-            if token:
-                page_args["ContinuationToken"] = token
-            elif start_after:
-                page_args["StartAfter"] = start_after
-            page = self._call(f"list {self._where(prefix)}", "list_objects_v2", **page_args)
-            yield [ObjectInfo(o["Key"], o["Size"], o.get("ETag", "").strip('"') or None)
+        if token:
+            kwargs["ContinuationToken"] = token
+        elif start_after:
+            kwargs["StartAfter"] = start_after
+        page = self._call(f"list {self._where(prefix)}", "list_objects_v2", **kwargs)
+        objects = [ObjectInfo(o["Key"], o["Size"], o.get("ETag", "").strip('"') or None)
                    for o in page.get("Contents", ())]
-            if not page.get("IsTruncated"):
-                return
-            token = page["NextContinuationToken"]
+        return objects, page["NextContinuationToken"] if page.get("IsTruncated") else None
 
     def head(self, key: str) -> ObjectInfo | None:
         what = f"read {self._where(key)}"
@@ -217,15 +186,22 @@ class S3Store:
         return ObjectInfo(key, found["ContentLength"], found.get("ETag", "").strip('"') or None)
 
     def attributes(self, key: str) -> ObjectAttributes:
-        found = self._call(f"read {self._where(key)}", "head_object", Bucket=self.spec.bucket, Key=key)
+        what = f"read {self._where(key)}"
+        if self.lean:
+            attrs = s3wire.attributes_from_headers(self._lean(what, "HEAD", key).headers)
+            attrs.tags = self.tags(key)
+            return attrs
+        found = self._call(what, "head_object", Bucket=self.spec.bucket, Key=key)
         return ObjectAttributes(
             content_type=found.get("ContentType"), metadata=found.get("Metadata", {}),
             headers={h: found[h] for h in COPIED_HEADERS if found.get(h)},
             tags=self.tags(key), storage_class=found.get("StorageClass"))
 
     def tags(self, key: str) -> dict:
-        found = self._call(f"read tags of {self._where(key)}", "get_object_tagging",
-                           Bucket=self.spec.bucket, Key=key)
+        what = f"read tags of {self._where(key)}"
+        if self.lean:
+            return s3wire.parse_tags(self._lean(what, "GET", key, query={"tagging": ""}).body, what=what)
+        found = self._call(what, "get_object_tagging", Bucket=self.spec.bucket, Key=key)
         return {t["Key"]: t["Value"] for t in found.get("TagSet", ())}
 
     def get(self, key: str, *, etag: str | None, offset: int = 0, length: int | None = None) -> Download:
@@ -257,7 +233,7 @@ class S3Store:
 
     def put(self, key: str, data: bytes, *, md5: bytes, attrs: ObjectAttributes) -> str:
         what = f"write {self._where(key)}"
-        headers = _attribute_headers(attrs) if self.lean else None
+        headers = s3wire.attribute_headers(attrs) if self.lean else None
         if headers is not None:
             headers["Content-MD5"] = _md5_header(md5)
             return self._lean(what, "PUT", key, headers=headers, body=data).etag or ""
@@ -280,8 +256,13 @@ class S3Store:
         return self._call(what, "copy_object", **kwargs)["CopyObjectResult"]
 
     def create_multipart(self, key: str, attrs: ObjectAttributes) -> str:
-        found = self._call(f"start multipart upload of {self._where(key)}", "create_multipart_upload",
-                           Bucket=self.spec.bucket, Key=key, **self._attribute_args(attrs))
+        what = f"start multipart upload of {self._where(key)}"
+        headers = s3wire.attribute_headers(attrs) if self.lean else None
+        if headers is not None:
+            found = self._lean(what, "POST", key, headers=headers, query={"uploads": ""})
+            return s3wire.xml_text(found.body, "UploadId", what=what)
+        found = self._call(what, "create_multipart_upload", Bucket=self.spec.bucket, Key=key,
+                           **self._attribute_args(attrs))
         return found["UploadId"]
 
     def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes, *,
@@ -293,21 +274,34 @@ class S3Store:
 
     def upload_part_copy(self, source: StoreSpec, key: str, dest_key: str, *, upload_id: str,
                          part_number: int, offset: int, length: int, etag: str | None) -> str:
+        what = f"copy part {part_number} of {source.url(key)}"
+        if self.lean:
+            headers = {"x-amz-copy-source": object_path(source.bucket, key)[1:],
+                       "x-amz-copy-source-range": f"bytes={offset}-{offset + length - 1}"}
+            if etag:
+                headers["x-amz-copy-source-if-match"] = f'"{etag}"'
+            found = self._lean(what, "PUT", dest_key, headers=headers, error_in_200=True,
+                               query={"partNumber": str(part_number), "uploadId": upload_id})
+            return s3wire.xml_text(found.body, "ETag", what=what).strip('"')
         kwargs = {"Bucket": self.spec.bucket, "Key": dest_key, "UploadId": upload_id,
                   "PartNumber": part_number, "CopySource": {"Bucket": source.bucket, "Key": key},
                   "CopySourceRange": f"bytes={offset}-{offset + length - 1}"}
         if etag:
             kwargs["CopySourceIfMatch"] = etag
-        found = self._call(f"copy part {part_number} of {source.url(key)}", "upload_part_copy", **kwargs)
+        found = self._call(what, "upload_part_copy", **kwargs)
         return found["CopyPartResult"]["ETag"].strip('"')
 
     def complete_multipart(self, key: str, upload_id: str, parts: list[dict]) -> str:
-        listed = [{"PartNumber": p["part_number"], "ETag": f'"{p["etag"]}"'}
-                  for p in sorted(parts, key=lambda p: p["part_number"])]
+        what = f"complete {self._where(key)}"
         try:
-            found = self._call(f"complete {self._where(key)}", "complete_multipart_upload",
-                               Bucket=self.spec.bucket, Key=key, UploadId=upload_id,
-                               MultipartUpload={"Parts": listed})
+            if self.lean:
+                found = self._lean(what, "POST", key, body=s3wire.complete_body(parts), error_in_200=True,
+                                   query={"uploadId": upload_id})
+                return s3wire.xml_text(found.body, "ETag", what=what).strip('"')
+            listed = [{"PartNumber": p["part_number"], "ETag": f'"{p["etag"]}"'}
+                      for p in sorted(parts, key=lambda p: p["part_number"])]
+            found = self._call(what, "complete_multipart_upload", Bucket=self.spec.bucket, Key=key,
+                               UploadId=upload_id, MultipartUpload={"Parts": listed})
         except errors.StoreError as exc:
             if "NoSuchUpload" not in str(exc):
                 raise

@@ -1,7 +1,9 @@
-"""The S3 store against a real server, and the lean request path's signer."""
+"""The S3 store against a real server, the lean request path's signer, and what a plain copy loads."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 
 import pytest
 
@@ -72,3 +74,66 @@ def test_lean_path_refuses_a_changed_source_and_wrong_keys(store, s3_env, bucket
         wrong.put("x", b"x", md5=hashlib.md5(b"x").digest(), attrs=ObjectAttributes())
     assert "wrong-secret" not in str(denied.value)
     wrong.close()
+
+
+def test_lean_listing_pages_keys_as_boto3_lists_them(store, s3_env):
+    keys = sorted(KEYS + ["deep/er/a", "deep/z", "top"])
+    for key in keys:
+        store.put(key, key.encode(), md5=hashlib.md5(key.encode()).digest(), attrs=ObjectAttributes())
+    client = s3_env.client()
+    expected = [(o["Key"], o["Size"], o["ETag"].strip('"'))
+                for page in client.get_paginator("list_objects_v2").paginate(Bucket=store.spec.bucket)
+                for o in page.get("Contents", ())]
+    pages = list(store.list("", page_size=2))
+    assert [(o.key, o.size, o.etag) for page in pages for o in page] == expected
+    assert max(len(page) for page in pages) == 2
+    after = [o.key for page in store.list("deep/", start_after="deep/er/a") for o in page]
+    assert after == [k for k in keys if k.startswith("deep/") and k > "deep/er/a"]
+    assert [o.key for page in store.list("deep/", recursive=False) for o in page] == ["deep/z"]
+
+
+def test_lean_multipart_copy_keeps_bytes_metadata_and_tags(store, s3_env):
+    client = s3_env.client()
+    body = bytes(range(256)) * (44 << 10)   # 11 MiB: two parts of at least 5 MiB
+    client.put_object(Bucket=store.spec.bucket, Key="big ü+1", Body=body, ContentType="image/x-dpx",
+                      Metadata={"camera": "a"}, CacheControl="max-age=60", Tagging="t=1%202")
+    attrs = store.attributes("big ü+1")
+    assert (attrs.content_type, attrs.metadata, attrs.headers, attrs.tags) == (
+        "image/x-dpx", {"camera": "a"}, {"CacheControl": "max-age=60"}, {"t": "1 2"})
+    source = store.head("big ü+1")
+    upload_id = store.create_multipart("copy/big ü+1", attrs)
+    half = 6 << 20
+    parts = [{"part_number": number, "etag": store.upload_part_copy(
+                  store.spec, "big ü+1", "copy/big ü+1", upload_id=upload_id, part_number=number,
+                  offset=offset, length=length, etag=source.etag)}
+             for number, (offset, length) in ((2, (half, len(body) - half)), (1, (0, half)))]
+    store.complete_multipart("copy/big ü+1", upload_id, parts)
+    got = client.get_object(Bucket=store.spec.bucket, Key="copy/big ü+1")
+    assert got["Body"].read() == body and got["ContentType"] == "image/x-dpx"
+    assert got["Metadata"] == {"camera": "a"} and got["CacheControl"] == "max-age=60"
+    assert client.get_object_tagging(Bucket=store.spec.bucket, Key="copy/big ü+1")["TagSet"] == [
+        {"Key": "t", "Value": "1 2"}]
+    with pytest.raises(errors.SourceChanged):
+        store.upload_part_copy(store.spec, "big ü+1", "copy/again", upload_id=store.create_multipart(
+            "copy/again", attrs), part_number=1, offset=0, length=half, etag=hashlib.md5(b"x").hexdigest())
+
+
+@pytest.mark.parametrize("bucket, secret, expected", [
+    ("no-such-bucket-here", None, errors.NoSuchBucket), (None, "wrong-secret", errors.AccessDenied)])
+def test_lean_bucket_check_says_what_is_wrong(store, s3_env, bucket, secret, expected):
+    store.check(write=True)
+    credentials = Credentials(s3_env.access_key, secret) if secret else None
+    other = open_store(StoreSpec("s3", bucket or store.spec.bucket, "us-east-1", s3_env.endpoint_url, credentials))
+    try:
+        with pytest.raises(expected):
+            other.check()
+    finally:
+        other.close()
+
+
+def test_plain_copies_load_neither_boto3_nor_the_codec():
+    """Worth ~0.4 s of CPU per process each; a short job pays it in the head node and every worker."""
+    code = ("import sys, headnode.cli, headnode.node, headnode.progress, worker.main; "
+            "print(sorted(m for m in ('boto3', 'botocore', 'numpy', 'codec', 'rich') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

@@ -27,8 +27,8 @@ from pipeline import errors
 from pipeline.checksums import plain_md5
 from pipeline.store import ObjectAttributes
 from worker import strategies
+from worker.codec_settings import CodecSettings   # kept apart: a plain worker never loads the codec
 
-GiB = 1 << 30
 # measured (tracemalloc) peaks of codec.encode and codec.decode are 2.3-5.5x the
 # file on top of it, plus the container and the verifying decode the stage holds
 MEMORY_FACTOR = 8
@@ -40,18 +40,6 @@ META_CHECKSUM = "cloudmover-original-checksum"     # "md5:<hex>" of the original
 META_FORMAT = "cloudmover-original-format"
 META_CONTENT_TYPE = "cloudmover-original-content-type"
 CODEC_KEYS = (META_CODEC, META_SIZE, META_CHECKSUM, META_FORMAT, META_CONTENT_TYPE)
-
-
-@dataclass(frozen=True)
-class CodecSettings:
-    max_object: int = GiB           # larger objects move unchanged
-    level: int = 2
-    threads: int | None = None      # codec threads per object (None: the codec decides)
-    verify: bool = True             # decode every container before keeping it
-
-    def __post_init__(self):
-        if self.max_object < 1:
-            raise ValueError("the codec's max_object must be positive")
 
 
 @dataclass(frozen=True)

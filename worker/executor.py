@@ -5,7 +5,8 @@ flight). An object that fails for good (missing, changed, denied) is reported
 in the event's ``failed`` list; an error that retrying may fix escapes as
 ``RetryableError`` so the whole task is delivered again (copies are
 idempotent, and the head node counts a task once). The objects of a task with
-an image codec mode go through the codec stage (``codec_stage``).
+an image codec mode go through the codec stage (``codec_stage``), loaded with the
+first of them: plain copies never load the codec.
 """
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from pipeline import errors, messages
 from pipeline.checksums import already_present
 from pipeline.credentials import Sealer
 from pipeline.store import StoreCache
-from worker import codec_stage, strategies
+from worker import strategies
+from worker.codec_settings import CodecSettings
 
 
 class Executor:
     def __init__(self, stores: StoreCache, *, object_threads: int, memory: strategies.MemoryBudget,
-                 codec: codec_stage.CodecSettings = codec_stage.CodecSettings()):
+                 codec: CodecSettings = CodecSettings()):
         self.stores = stores
         self.memory = memory
         self.codec = codec
@@ -44,6 +46,7 @@ class Executor:
                 if task.get("sync") and already_present(source, destination, obj):
                     return {"ok": _copied(obj, None, skipped=True)}
                 if mode != "none":
+                    from worker import codec_stage
                     moved = codec_stage.move(source, destination, obj, mode=mode, memory=self.memory,
                                              settings=self.codec)
                     return {"ok": {**_copied(obj, moved.checksum), "written": moved.written,

@@ -24,7 +24,7 @@ import pipeline.s3store  # noqa: F401  (loaded before the first task arrives, no
 from pipeline.bus import Bus, BusConfig
 from pipeline.credentials import Sealer
 from pipeline.store import StoreCache
-from worker.codec_stage import CodecSettings
+from worker.codec_settings import CodecSettings
 from worker.executor import Executor
 from worker.runner import Worker, WorkerConfig
 from worker.strategies import MemoryBudget

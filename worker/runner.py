@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pipeline import bus as busmod
 from pipeline import errors, messages
 from pipeline.retrying import tally_retries
-from worker.codec_stage import CodecSettings
+from worker.codec_settings import CodecSettings
 
 log = logging.getLogger("cloudmover.worker")
 
@@ -36,7 +36,7 @@ class WorkerConfig:
     memory_budget: int = 512 << 20
     codec: CodecSettings = CodecSettings()   # the image codec stage: size limit, level, threads
     heartbeat_seconds: float = 5.0
-    poll_seconds: float = 0.2   # a stopping worker notices within this
+    poll_seconds: float = 0.05   # a stopping worker notices within this (an empty poll is cheap)
     parent_pid: int | None = None   # a worker started by a head node stops when that head node is gone
 
 
