@@ -34,7 +34,9 @@ DEFAULTS: dict = {
     "BATCH_OBJECTS": 100,
     "LIST_PAGE_SIZE": 1000,                  # source objects planned (and persisted) per transaction
     "FLEET": "local",                        # local | none (workers started elsewhere)
-    "LOCAL_WORKERS": {"express": 2, "plus": 4, "ultra": 8},
+    # one process already keeps OBJECT_THREADS copies (WORKER_THREADS parts) in flight; on 2 cores
+    # shared with a local S3 server a second one cost more than it gave (bench/README.md)
+    "LOCAL_WORKERS": {"express": 1, "plus": 4, "ultra": 8},
     "WORKER_THREADS": 4,
     "OBJECT_THREADS": 16,
     "FOLDERS": {},                           # name -> {bucket, region, endpoint_url, access_key_id, …}
