@@ -2,11 +2,14 @@
 
 Each reader module exposes ``KIND`` (a short name such as ``"dpx"``) and
 ``read(data: memoryview) -> list[Raster] | None``: ``None`` when the bytes are
-not that format, or are damaged, or use a variant the codec does not model.
-A reader never raises on bad input; the container then stores the file
-generically and it still round-trips exactly.
+not that format or use a variant the codec does not model.  On damaged bytes a
+reader may stop with one of ``MALFORMED``; ``read_with`` turns that into
+``None``, and the container then stores the file generically: it still
+round-trips exactly.
 """
 from dataclasses import dataclass
+
+import struct
 
 import numpy as np
 
@@ -14,6 +17,7 @@ from codec.raster import Raster
 from codec.formats import cineon, dicom, dpx, exr, fits, pnm, tiff
 
 READERS: list = [dpx, cineon, tiff, dicom, fits, exr, pnm]   # reader modules, tried in order
+MALFORMED = (struct.error, ValueError, IndexError, KeyError, UnicodeDecodeError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -26,12 +30,20 @@ def parse(data) -> Parsed | None:
     """The first reader that recognises ``data``, with its rasters sorted and checked."""
     view = memoryview(data)
     for reader in READERS:
-        rasters = reader.read(view)
+        rasters = read_with(reader, view)
         if rasters:
             rasters = sorted(rasters, key=lambda r: r.offset)
             if _disjoint_and_inside(rasters, len(view)):
                 return Parsed(reader.KIND, rasters)
     return None
+
+
+def read_with(reader, view: memoryview) -> list[Raster] | None:
+    """The reader's rasters, or None when it finds the bytes malformed."""
+    try:
+        return reader.read(view)
+    except MALFORMED:
+        return None
 
 
 def _disjoint_and_inside(rasters: list[Raster], size: int) -> bool:

@@ -32,13 +32,6 @@ def sample_layout(*, bits: int, packing: int, big_endian: bool) -> str | None:
 
 
 def read(data: memoryview) -> list[Raster] | None:
-    try:
-        return _read(data)
-    except (struct.error, ValueError, IndexError):
-        return None
-
-
-def _read(data: memoryview) -> list[Raster] | None:
     if len(data) < FORMAT_AT + 12:
         return None
     magic_be, = struct.unpack_from(">I", data, 0)

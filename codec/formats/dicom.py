@@ -39,13 +39,6 @@ MAX_DEPTH = 16
 
 
 def read(data: memoryview) -> list[Raster] | None:
-    try:
-        return _read(data)
-    except (struct.error, ValueError, IndexError, KeyError, UnicodeDecodeError):
-        return None
-
-
-def _read(data: memoryview) -> list[Raster] | None:
     if len(data) < PREAMBLE + 4 or bytes(data[PREAMBLE:PREAMBLE + 4]) != b"DICM":
         return None
     position, meta = PREAMBLE + 4, {}

@@ -47,13 +47,6 @@ def sample_layout(*, bits: int, packing: int, channels: int, big_endian: bool,
 
 
 def read(data: memoryview) -> list[Raster] | None:
-    try:
-        return _read(data)
-    except (struct.error, ValueError, IndexError, KeyError):
-        return None
-
-
-def _read(data: memoryview) -> list[Raster] | None:
     magic = bytes(data[:4])
     if magic not in (b"SDPX", b"XPDS") or len(data) < ELEMENTS_AT + ELEMENT_SIZE:
         return None

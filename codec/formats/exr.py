@@ -31,13 +31,6 @@ MAX_ATTRIBUTES = 1024
 
 
 def read(data: memoryview) -> list[Raster] | None:
-    try:
-        return _read(data)
-    except (struct.error, ValueError, IndexError, KeyError, UnicodeDecodeError):
-        return None
-
-
-def _read(data: memoryview) -> list[Raster] | None:
     if bytes(data[:4]) != MAGIC or len(data) < 8:
         return None
     version, = struct.unpack_from("<I", data, 4)

@@ -23,13 +23,6 @@ MAX_HEADER_BLOCKS = 10000
 
 
 def read(data: memoryview) -> list[Raster] | None:
-    try:
-        return _read(data)
-    except (ValueError, IndexError, KeyError, UnicodeDecodeError, OverflowError):
-        return None
-
-
-def _read(data: memoryview) -> list[Raster] | None:
     if bytes(data[:9]) != b"SIMPLE  =" or len(data) < BLOCK:
         return None
     position, rasters, primary = 0, [], True

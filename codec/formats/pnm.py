@@ -19,13 +19,6 @@ MAX_IMAGES = 100000
 
 
 def read(data: memoryview) -> list[Raster] | None:
-    try:
-        return _read(data)
-    except (ValueError, IndexError, KeyError):
-        return None
-
-
-def _read(data: memoryview) -> list[Raster] | None:
     position, rasters = 0, []
     while position < len(data) and len(rasters) < MAX_IMAGES:
         magic = bytes(data[position:position + 2])

@@ -35,13 +35,6 @@ STEMS = {(1, 8): "u8", (2, 8): "i8", (1, 16): "u16", (2, 16): "i16", (3, 16): "f
 
 
 def read(data: memoryview) -> list[Raster] | None:
-    try:
-        return _read(data)
-    except (struct.error, ValueError, IndexError, KeyError, OverflowError):
-        return None
-
-
-def _read(data: memoryview) -> list[Raster] | None:
     head = bytes(data[:4])
     if head not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
         return None
