@@ -57,13 +57,6 @@ class CorruptContainer(errors.PermanentError):
     code = "corrupt_container"
 
 
-@dataclass
-class _Held:
-    data: bytes
-    md5: bytes
-    attrs: ObjectAttributes
-
-
 def move(source, destination, obj: dict, *, mode: str, memory: strategies.MemoryBudget,
          settings: CodecSettings) -> Moved:
     """Move one object of a ``mode`` job ("compress" or "decompress")."""
@@ -100,7 +93,7 @@ def _compress(source, destination, obj, *, memory, settings: CodecSettings) -> M
     return Moved(checksum, written=len(container), codec="encoded")
 
 
-def _encode(held: _Held, settings: CodecSettings) -> tuple[bytes | None, str]:
+def _encode(held: strategies.Read, settings: CodecSettings) -> tuple[bytes | None, str]:
     """The container for ``held``, or None and why it is not worth keeping."""
     try:
         container = codec.encode(held.data, level=settings.level, threads=settings.threads)
@@ -118,7 +111,7 @@ def _encode(held: _Held, settings: CodecSettings) -> tuple[bytes | None, str]:
     return container, ""
 
 
-def _codec_metadata(held: _Held, container: bytes, image_format: str) -> dict:
+def _codec_metadata(held: strategies.Read, container: bytes, image_format: str) -> dict:
     info = codec.info(container)
     metadata = {META_CODEC: str(info["container_version"]), META_SIZE: str(len(held.data)),
                 META_CHECKSUM: f"md5:{held.md5.hex()}", META_FORMAT: str(info.get("format") or image_format)}
@@ -179,14 +172,8 @@ def _recorded_original(metadata: dict, what: str) -> tuple[int | None, str | Non
 def _probe(source, obj: dict) -> tuple[dict, bytes]:
     """The user metadata and first bytes of an object, in one small read."""
     download = source.get(obj["key"], etag=obj.get("etag"), offset=0, length=min(obj["size"], PROBE_BYTES))
-    try:
-        head = download.body.read()
-    except errors.PipelineError:
-        raise
-    except Exception as exc:  # a connection dropped mid-body: read again later
-        raise errors.TransientStoreError(f"read {source.spec.url(obj['key'])}: interrupted: {exc}") from exc
-    finally:
-        download.body.close()
+    with strategies.reading(download, f"read {source.spec.url(obj['key'])}") as body:
+        head = body.read()
     return download.attributes.metadata, head
 
 
@@ -200,22 +187,16 @@ def _holding(memory: strategies.MemoryBudget, size: int):
         memory.give(held)
 
 
-def _read(source, obj: dict) -> _Held:
-    what = f"read {source.spec.url(obj['key'])}"
-    download = source.get(obj["key"], etag=obj.get("etag"))
-    data, md5 = strategies.read_verified(download, expected=obj["size"], etag=obj.get("etag") or download.etag,
-                                         what=what)
-    attrs = download.attributes
-    if download.tag_count:
-        attrs.tags = source.tags(obj["key"])
-    return _Held(data, md5, attrs)
+def _read(source, obj: dict) -> strategies.Read:
+    return strategies.read_object(source, obj["key"], size=obj["size"], etag=obj.get("etag"),
+                                  what=f"read {source.spec.url(obj['key'])}")
 
 
 def _copy(source, destination, obj: dict, *, memory, note: str | None = None) -> Moved:
     return Moved(strategies.copy_object(source, destination, obj, memory=memory), note=note)
 
 
-def _pass_on(source, destination, obj: dict, held: _Held, *, note: str | None = None) -> Moved:
+def _pass_on(source, destination, obj: dict, held: strategies.Read, *, note: str | None = None) -> Moved:
     """Move an object unchanged whose bytes are already here: server-side when the stores allow."""
     if source.spec.same_endpoint(destination.spec):   # a server-side copy holds no memory
         return Moved(strategies.copy_object(source, destination, obj, memory=None), note=note)
@@ -225,15 +206,5 @@ def _pass_on(source, destination, obj: dict, held: _Held, *, note: str | None = 
 
 def _write(destination, dest_key: str, data: bytes, *, attrs: ObjectAttributes, what: str,
            md5: bytes | None = None) -> str:
-    """Write ``data`` and check what landed: its MD5 ETag, or else its size."""
     md5 = md5 or hashlib.md5(data, usedforsecurity=False).digest()
-    landed = destination.put(dest_key, data, md5=md5, attrs=attrs)
-    if plain_md5(landed):
-        if landed != md5.hex():
-            raise errors.VerificationFailed(f"{what}: the store recorded checksum {landed}, sent {md5.hex()}")
-    else:
-        found = destination.head(dest_key)
-        if found is None or found.size != len(data):
-            got = "nothing" if found is None else f"{found.size} bytes"
-            raise errors.VerificationFailed(f"{what}: the destination holds {got}, expected {len(data)} bytes")
-    return f"md5:{md5.hex()}"
+    return strategies.put_verified(destination, dest_key, data, md5=md5, attrs=attrs, what=what)

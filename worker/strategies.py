@@ -9,8 +9,10 @@ content checksum.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
+from dataclasses import dataclass
 
 from pipeline import errors
 from pipeline.checksums import plain_md5
@@ -39,20 +41,28 @@ class MemoryBudget:
             self._cond.notify_all()
 
 
+@contextlib.contextmanager
+def reading(download, what: str):
+    """The download's body, closed after use; a connection dropped mid-body
+    becomes a retryable error (read again later)."""
+    try:
+        yield download.body
+    except errors.PipelineError:
+        raise
+    except Exception as exc:
+        raise errors.TransientStoreError(f"{what}: read interrupted: {exc}") from exc
+    finally:
+        download.body.close()
+
+
 def read_verified(download, *, expected: int, etag: str | None, what: str) -> tuple[bytes, bytes]:
     """All bytes of a download and their MD5, checked against size and source checksum."""
     digest = hashlib.md5(usedforsecurity=False)
     chunks = []
-    try:
-        for chunk in iter(lambda: download.body.read(READ_CHUNK), b""):
+    with reading(download, what) as body:
+        for chunk in iter(lambda: body.read(READ_CHUNK), b""):
             digest.update(chunk)
             chunks.append(chunk)
-    except errors.PipelineError:
-        raise
-    except Exception as exc:  # a connection dropped mid-body: read again later
-        raise errors.TransientStoreError(f"{what}: read interrupted: {exc}") from exc
-    finally:
-        download.body.close()
     data = b"".join(chunks)
     if len(data) != expected:
         raise errors.VerificationFailed(f"{what}: read {len(data)} bytes, expected {expected}")
@@ -60,6 +70,34 @@ def read_verified(download, *, expected: int, etag: str | None, what: str) -> tu
     if source_md5 and digest.hexdigest() != source_md5:
         raise errors.VerificationFailed(f"{what}: content checksum differs from the source ETag")
     return data, digest.digest()
+
+
+@dataclass
+class Read:
+    """A whole object read and checked: its bytes, their MD5, what goes with it."""
+    data: bytes
+    md5: bytes
+    attrs: object       # pipeline.store.ObjectAttributes, tags included
+
+
+def read_object(source, key: str, *, size: int, etag: str | None, what: str) -> Read:
+    """Read a whole object, verified against its listed size and checksum."""
+    download = source.get(key, etag=etag)
+    data, md5 = read_verified(download, expected=size, etag=etag or download.etag, what=what)
+    attrs = download.attributes
+    if download.tag_count:
+        attrs.tags = source.tags(key)
+    return Read(data, md5, attrs)
+
+
+def put_verified(destination, dest_key: str, data: bytes, *, md5: bytes, attrs, what: str) -> str:
+    """Write ``data`` and check what landed: its MD5 ETag, or else its size."""
+    landed = destination.put(dest_key, data, md5=md5, attrs=attrs)
+    if not plain_md5(landed):
+        _verify_size(destination, dest_key, len(data), what)
+    elif landed != md5.hex():
+        raise errors.VerificationFailed(f"{what}: the store recorded checksum {landed}, sent {md5.hex()}")
+    return f"md5:{md5.hex()}"
 
 
 def copy_object(source, destination, obj: dict, *, memory: MemoryBudget) -> str:
@@ -76,17 +114,10 @@ def copy_object(source, destination, obj: dict, *, memory: MemoryBudget) -> str:
         return _verify_size(destination, dest_key, size, what)
     held = memory.take(size)
     try:
-        download = source.get(key, etag=etag)
-        data, md5 = read_verified(download, expected=size, etag=etag or download.etag, what=what)
-        attrs = download.attributes
-        if download.tag_count:
-            attrs.tags = source.tags(key)
-        landed = destination.put(dest_key, data, md5=md5, attrs=attrs)
+        read = read_object(source, key, size=size, etag=etag, what=what)
+        return put_verified(destination, dest_key, read.data, md5=read.md5, attrs=read.attrs, what=what)
     finally:
         memory.give(held)
-    if plain_md5(landed) and landed != md5.hex():
-        raise errors.VerificationFailed(f"{what}: the store recorded checksum {landed}, sent {md5.hex()}")
-    return f"md5:{md5.hex()}"
 
 
 def _verify_size(destination, dest_key: str, size: int, what: str) -> str:

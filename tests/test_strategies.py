@@ -1,0 +1,60 @@
+"""The shared read and write checks every copy strategy and the codec stage go through."""
+import hashlib
+import io
+
+import pytest
+
+from pipeline import errors
+from pipeline.store import Download, ObjectAttributes, ObjectInfo
+from worker import strategies
+
+
+class DroppingBody(io.BytesIO):
+    """A response body whose connection drops after the first chunk."""
+
+    def read(self, size=-1):
+        if self.tell():
+            raise ConnectionResetError("connection reset by peer")
+        return super().read(4)
+
+
+def test_a_connection_dropped_mid_body_is_retryable_and_the_body_is_closed():
+    body = DroppingBody(b"0123456789")
+    download = Download(body, 10, None, ObjectAttributes())
+    with pytest.raises(errors.TransientStoreError, match="read s3://b/k: read interrupted: connection reset"):
+        strategies.read_verified(download, expected=10, etag=None, what="read s3://b/k")
+    assert body.closed
+
+
+class Store:
+    """A destination that records what it was given and answers with ``etag``."""
+
+    def __init__(self, etag, size=None):
+        self.etag, self.size, self.objects = etag, size, {}
+
+    def put(self, key, data, *, md5, attrs):
+        self.objects[key] = data
+        return self.etag
+
+    def head(self, key):
+        size = len(self.objects[key]) if self.size is None else self.size
+        return ObjectInfo(key, size, None)
+
+
+DATA = b"frame" * 100
+MD5 = hashlib.md5(DATA).digest()
+
+
+def test_put_verified_accepts_the_md5_etag_of_what_it_sent():
+    assert strategies.put_verified(Store(MD5.hex()), "k", DATA, md5=MD5, attrs=None, what="w") == f"md5:{MD5.hex()}"
+
+
+def test_put_verified_refuses_a_different_md5_etag():
+    with pytest.raises(errors.VerificationFailed, match="the store recorded checksum 0{32}"):
+        strategies.put_verified(Store("0" * 32), "k", DATA, md5=MD5, attrs=None, what="w")
+
+
+def test_put_verified_checks_the_size_when_the_etag_is_not_an_md5():
+    assert strategies.put_verified(Store("abc-2"), "k", DATA, md5=MD5, attrs=None, what="w").startswith("md5:")
+    with pytest.raises(errors.VerificationFailed, match="the destination holds 3 bytes, expected 500"):
+        strategies.put_verified(Store("abc-2", size=3), "k", DATA, md5=MD5, attrs=None, what="w")
