@@ -23,7 +23,7 @@ from pipeline.planner import Location, PlanSettings, check_not_inside
 from pipeline.store import StoreCache, StoreSpec, ref_from_spec
 from headnode import models
 from headnode.models import FINAL_STATES, Job, ObjectFailure, Task, db
-from headnode.regions import queue_region, region_of
+from headnode.regions import job_region
 
 log = logging.getLogger("cloudmover.jobs")
 PUBLISH_BATCH = 500
@@ -78,7 +78,7 @@ class JobService:
                    "multipart_threshold": settings.multipart_threshold, "part_size": settings.part_size,
                    "batch_objects": settings.batch_objects, "codec": codec,
                    "whole_object_limit": settings.whole_object_limit}
-        region = queue_region(src.spec if codec == "compress" else dst.spec, self.config["REGION"])
+        region = job_region(src.spec, dst.spec, codec=codec, default=self.config["REGION"])
         job = Job.create(name=name or f"{'Move' if move else 'Copy'} {src.url()} to {dst.url()}",
                          source_url=source, destination_url=destination, options=options,
                          source=self._location_ref(src), destination=self._location_ref(dst),
@@ -90,10 +90,6 @@ class JobService:
 
     def close(self) -> None:
         self._stores.close()
-
-    def region_of(self, source: str, destination: str, *, codec: str = "none") -> str:
-        """The region whose task queue a job from ``source`` to ``destination`` uses."""
-        return region_of(source, destination, codec=codec, config=self.config)
 
     def _location_ref(self, location: Location) -> dict:
         return {**ref_from_spec(location.spec, self.sealer), "prefix": location.prefix}

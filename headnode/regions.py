@@ -13,12 +13,13 @@ from pipeline.locations import parse_location
 from pipeline.store import StoreSpec
 
 
-def queue_region(spec: StoreSpec, default: str) -> str:
-    """The region of the workers that write to (or, compressing, read from) ``spec``."""
-    return (spec.region or default) if spec.kind == "s3" else "local"
+def job_region(source: StoreSpec, destination: StoreSpec, *, codec: str, default: str) -> str:
+    """The region whose task queue a job between these stores uses."""
+    working = source if codec == "compress" else destination
+    return (working.region or default) if working.kind == "s3" else "local"
 
 
 def region_of(source: str, destination: str, *, codec: str, config: dict) -> str:
-    """The region whose task queue a job from ``source`` to ``destination`` uses."""
-    where = parse_location(source if codec == "compress" else destination, folders=config["FOLDERS"])
-    return queue_region(where.spec, config["REGION"])
+    """``job_region`` for two locations as a user writes them."""
+    parse = lambda where: parse_location(where, folders=config["FOLDERS"]).spec
+    return job_region(parse(source), parse(destination), codec=codec, default=config["REGION"])

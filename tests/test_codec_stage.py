@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import codec
-from pipeline.credentials import Sealer
 from pipeline.planner import PlanSettings, plan_page
 from pipeline.store import ObjectInfo, StoreSpec, open_store
 from support.frames import dpx_frame, tiff_frame
@@ -153,10 +152,10 @@ def test_a_codec_job_plans_objects_up_to_the_limit_whole():
                                           ("decompress", "us-west-2")])
 def test_encode_tasks_go_to_the_source_region_and_decode_tasks_to_the_destination(mode, region):
     from headnode.config import load_config
-    from headnode.jobs import JobService
+    from headnode.regions import region_of
     folders = {"paris": {"bucket": "a", "region": "eu-west-1"}, "oregon": {"bucket": "b", "region": "us-west-2"}}
-    service = JobService(load_config({"FOLDERS": folders, "SECRET_KEY": "k"}, env={}), Sealer("k"), bus=None)
-    assert service.region_of("folder:paris/x/", "folder:oregon/y/", codec=mode) == region
+    config = load_config({"FOLDERS": folders, "SECRET_KEY": "k"}, env={})
+    assert region_of("folder:paris/x/", "folder:oregon/y/", codec=mode, config=config) == region
 
 
 @pytest.mark.parametrize("mode, transfer, storage", [("compress", 0.02 * 3, 0.023 * 3), ("decompress", 0.02 * 3, 0.0)])
