@@ -19,13 +19,18 @@ def bands(raster: Raster, row: int) -> list[tuple[int, int]]:
     return [(y, min(raster.height, y + rows)) for y in range(0, raster.height, rows)]
 
 
+def band_raster(raster: Raster, start: int, end: int, row: int) -> Raster:
+    """Rows ``start``..``end`` of a raster whose rows lie back to back."""
+    return replace(raster, height=end - start, length=(end - start) * row, offset=0, row_stride=0)
+
+
 def unpack_exact(raster: Raster, rows: bytes, *, row: int, pool) -> np.ndarray | None:
     """The samples of ``rows`` (the raster's rows back to back), or None when
     packing them again would not give the same bytes (bits the layout does not
     model, such as non-zero padding)."""
     def convert(band):
         start, end = band
-        part = replace(raster, height=end - start, length=(end - start) * row, offset=0, row_stride=0)
+        part = band_raster(raster, start, end, row)
         chunk = memoryview(rows)[start * row:end * row]
         pixels = layouts.unpack(part, chunk)
         same = np.array_equal(np.frombuffer(layouts.pack(part, pixels), dtype=np.uint8),
@@ -46,7 +51,7 @@ def pack_into(target: memoryview, raster: Raster, pixels: np.ndarray, *, row: in
 
     def convert(band):
         start, end = band
-        part = replace(raster, height=end - start, length=(end - start) * row, offset=0, row_stride=0)
+        part = band_raster(raster, start, end, row)
         target[start * row:end * row] = layouts.pack(part, pixels[start:end])
 
     list(pool.map(convert, bands(raster, row)))

@@ -34,32 +34,18 @@ cdef extern from *:
     #include <stdint.h>
     static inline int cm_bitlen(unsigned int x) { return x ? 32 - __builtin_clz(x) : 0; }
     static inline int cm_bitlen1(unsigned int x) { return 32 - __builtin_clz(x | 1); }  /* 1 for 0 */
-    static inline uint64_t cm_load64le(const uint8_t* p) {
-        uint64_t v; memcpy(&v, p, 8);
+    /* the streams are little-endian whatever the machine */
     #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-        v = __builtin_bswap64(v);
+    #define CM_LE64(v) __builtin_bswap64(v)
+    #define CM_LE32(v) __builtin_bswap32(v)
+    #else
+    #define CM_LE64(v) (v)
+    #define CM_LE32(v) (v)
     #endif
-        return v;
-    }
-    static inline void cm_store64le(uint8_t* p, uint64_t v) {
-    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-        v = __builtin_bswap64(v);
-    #endif
-        memcpy(p, &v, 8);
-    }
-    static inline uint32_t cm_load32le(const uint8_t* p) {
-        uint32_t v; memcpy(&v, p, 4);
-    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-        v = __builtin_bswap32(v);
-    #endif
-        return v;
-    }
-    static inline void cm_store32le(uint8_t* p, uint32_t v) {
-    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-        v = __builtin_bswap32(v);
-    #endif
-        memcpy(p, &v, 4);
-    }
+    static inline uint64_t cm_load64le(const uint8_t* p) { uint64_t v; memcpy(&v, p, 8); return CM_LE64(v); }
+    static inline void cm_store64le(uint8_t* p, uint64_t v) { v = CM_LE64(v); memcpy(p, &v, 8); }
+    static inline uint32_t cm_load32le(const uint8_t* p) { uint32_t v; memcpy(&v, p, 4); return CM_LE32(v); }
+    static inline void cm_store32le(uint8_t* p, uint32_t v) { v = CM_LE32(v); memcpy(p, &v, 4); }
     static inline uint64_t cm_mulhi64(uint64_t a, uint64_t b) {
         return (uint64_t)(((unsigned __int128)a * b) >> 64);
     }
