@@ -147,7 +147,73 @@ class WorkerState(Base):
     bytes_done = pw.BigIntegerField(default=0)
 
 
-MODELS = (Job, Task, Upload, Part, ObjectFailure, JobLog, WorkerState)
+ROLES = ("admin", "wrangler", "viewer")
+WORKER_PATHS = ("private", "public")
+
+
+class User(Base):
+    username = pw.CharField(unique=True, max_length=64)
+    password_hash = pw.TextField()
+    role = pw.CharField(default="viewer")            # admin | wrangler | viewer
+    email = pw.CharField(null=True)
+    active = pw.BooleanField(default=True)           # False: suspended
+    must_change_password = pw.BooleanField(default=True)
+    admin_assigned = pw.BooleanField(default=True)   # the password was set by an admin, never chosen
+    password_strength = pw.IntegerField(default=0)   # zxcvbn score 0–4 of the current password
+    session_epoch = pw.IntegerField(default=0)       # bumped on password change/suspension: old sessions end
+    api_token_hash = pw.CharField(null=True, index=True)
+    failed_signins = pw.IntegerField(default=0)
+    locked_until = pw.DateTimeField(null=True)
+    created_at = pw.DateTimeField(default=now)
+
+
+class Folder(Base):
+    """An S3 bucket (optionally a prefix of it) users may copy from and to."""
+    name = pw.CharField(unique=True, max_length=100)
+    bucket = pw.CharField()
+    prefix = pw.CharField(default="")
+    region = pw.CharField()
+    endpoint_url = pw.CharField(null=True)           # S3-compatible stores; None: AWS
+    access_type = pw.CharField(default="role")       # role | keys | temporary
+    access_key_id = pw.CharField(null=True)
+    sealed_secret = pw.TextField(null=True)          # secret key + session token, encrypted (Sealer)
+    created_at = pw.DateTimeField(default=now)
+
+
+class FolderGrant(Base):
+    folder = pw.ForeignKeyField(Folder, backref="grants", on_delete="CASCADE")
+    user = pw.ForeignKeyField(User, backref="grants", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("folder", "user"), True),)
+
+
+class RegionSettings(Base):
+    """Where the workers of one AWS region run, and how they reach the head node."""
+    region = pw.CharField(primary_key=True)
+    vpc_id = pw.CharField()
+    subnet_id = pw.CharField()
+    head_node_path = pw.CharField(default="private")   # private | public IP of the head node
+    updated_at = pw.DateTimeField(default=now)
+
+
+class Setting(Base):
+    """Small named settings (mail server…); secret values are sealed before they get here."""
+    name = pw.CharField(primary_key=True)
+    value = JSONField()
+
+
+class AuditEvent(Base):
+    at = pw.DateTimeField(default=now, index=True)
+    actor = pw.CharField(null=True)        # username, or None for the system
+    action = pw.CharField()                # signin, signin_failed, user_added, folder_changed, job_created…
+    target = pw.CharField(null=True)
+    detail = pw.TextField(null=True)
+    address = pw.CharField(null=True)
+
+
+MODELS = (Job, Task, Upload, Part, ObjectFailure, JobLog, WorkerState,
+          User, Folder, FolderGrant, RegionSettings, Setting, AuditEvent)
 
 
 def connect(path: str) -> pw.SqliteDatabase:
