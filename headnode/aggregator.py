@@ -163,9 +163,17 @@ class Aggregator:
 
     @staticmethod
     def _heartbeat(event: dict) -> None:
+        moment = models.now()
+        before = WorkerState.get_or_none(WorkerState.worker_id == event["worker_id"])
+        rate, first_seen = 0.0, moment
+        if before is not None:
+            first_seen = before.first_seen
+            elapsed = (moment - before.last_seen).total_seconds()
+            if elapsed > 0 and event["bytes_done"] >= before.bytes_done:
+                rate = (event["bytes_done"] - before.bytes_done) / elapsed
         WorkerState.insert(worker_id=event["worker_id"], region=event["region"], state=event["state"],
-                           tasks_done=event["tasks_done"], bytes_done=event["bytes_done"],
-                           last_seen=models.now()).on_conflict_replace().execute()
+                           tasks_done=event["tasks_done"], bytes_done=event["bytes_done"], last_seen=moment,
+                           first_seen=first_seen, bytes_per_second=rate).on_conflict_replace().execute()
 
 
 def _task_keys(payload: dict) -> list[str]:
@@ -194,3 +202,4 @@ def finish_if_done(service: JobService, job_id: int) -> None:
                         f"{job.objects_deleted} source(s) deleted, {job.bytes_done} bytes",
                    "info" if job.state == "complete" else "warning")
     service.announce_finished()
+    service.job_finished(job_id)

@@ -1,4 +1,5 @@
-"""The ``cloudmover`` command: ``up``, ``serve``, ``cp`` and ``codec``.
+"""The ``cloudmover`` command: ``up``, ``serve``, ``cp``, ``codec``, ``aws launch``, ``backup`` and
+``restore`` (``backup_cli``).
 
 ``cp`` runs an embedded head node in-process, with local worker processes and
 a throwaway data directory, unless ``--data-dir`` names one to keep.
@@ -8,11 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
 
 from pipeline import errors
+from headnode import backup_cli
 from headnode.config import ensure_data_dir, ensure_secret, load_config
 from headnode.savings import codec_summary
 
@@ -40,14 +43,18 @@ def main(argv=None) -> int:
     cp.set_defaults(run=_cp)
 
     for name, helptext in (("up", "the embedded default: head node, queues and local workers"),
-                           ("serve", "the head node alone (workers started elsewhere)")):
+                           ("serve", "the head node, with the worker fleet its configuration names "
+                                     "(CLOUDMOVER_FLEET: none, local or ec2; default none)")):
         sub = commands.add_parser(name, help=helptext)
         sub.add_argument("--data-dir", help="where the database, queue and certificate live")
         sub.add_argument("--host")
         sub.add_argument("--port", type=int)
-        sub.set_defaults(run=_serve, fleet="local" if name == "up" else "none")
+        sub.set_defaults(run=_serve, fleet="local" if name == "up" else None)
 
     _add_codec(commands, argv)
+    backup_cli.add_parsers(commands)
+    from headnode.launch import add_parser as add_aws   # stdlib only: boto3 loads when `aws launch` runs
+    add_aws(commands)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -113,6 +120,7 @@ def _run_cp(args, data_dir: str) -> int:
 
 def _start_workers(config: dict, args):
     """The local fleet, with the workers of the job's region starting; None without one."""
+    from headnode.demand import JobDemand
     from headnode.fleet import local_fleet
     from headnode.regions import region_of
 
@@ -125,7 +133,7 @@ def _start_workers(config: dict, args):
         region = region_of(args.source, args.destination, codec=args.codec, config=config)
     except errors.PipelineError:   # the job is refused when created, with this reason
         return fleet
-    fleet.reconcile({region: [args.tier]})
+    fleet.reconcile({region: [JobDemand(job_id=None, tier=args.tier, codec=args.codec, planned=False)]})
     return fleet
 
 
@@ -166,7 +174,9 @@ def _codec_line(codec: dict) -> str:
 def _serve(args) -> int:
     from headnode.server import serve
 
-    overrides = {"FLEET": args.fleet}
+    overrides = {"FLEET": args.fleet} if args.fleet else {}
+    if not args.fleet and "CLOUDMOVER_FLEET" not in os.environ:
+        overrides["FLEET"] = "none"
     for key, value in (("DATA_DIR", args.data_dir), ("HOST", args.host), ("PORT", args.port)):
         if value is not None:
             overrides[key] = value

@@ -22,6 +22,8 @@ DEFAULTS: dict = {
     "QUEUE_PREFIX": "cloudmover-",
     "VISIBILITY_TIMEOUT": 120,               # seconds a received task stays hidden
     "MAX_RECEIVES": 5,                       # deliveries before a task goes to the dead-letter queue
+    "MESSAGE_RETENTION": 14 * 24 * 3600,     # SQS: seconds a queue keeps an unreceived message (docs/aws-queues.md)
+    "EVENTS_TOPIC": "auto",                  # sns | none | auto: SNS on an SQS bus in AWS (docs/aws-queues.md)
     "SECRET_KEY": None,                      # required; `cloudmover up` creates one in DATA_DIR
     "API_TOKEN": None,                       # bearer token for the REST API; created by `up`
     "HOST": "127.0.0.1",
@@ -33,7 +35,7 @@ DEFAULTS: dict = {
     "PART_SIZE": 64 * MiB,
     "BATCH_OBJECTS": 100,
     "LIST_PAGE_SIZE": 1000,                  # source objects planned (and persisted) per transaction
-    "FLEET": "local",                        # local | none (workers started elsewhere)
+    "FLEET": "local",                        # local | ec2 (instances per region) | none (workers started elsewhere)
     # one process already keeps OBJECT_THREADS copies (WORKER_THREADS parts) in flight; on 2 cores
     # shared with a local S3 server a second one cost more than it gave (bench/README.md)
     "LOCAL_WORKERS": {"express": 1, "plus": 4, "ultra": 8},
@@ -43,6 +45,24 @@ DEFAULTS: dict = {
     "CODEC_MAX_OBJECT": 1 * GiB,             # image codec: larger objects move unchanged (workers get it too)
     "TRANSFER_PRICE_PER_GB": 0.02,           # $ per GB (2**30 bytes) between regions: AWS inter-region
     "STORAGE_PRICE_PER_GB_MONTH": 0.023,     # $ per GB-month stored: S3 Standard
+    "PRICE_TABLE": None,                     # JSON file merged over headnode/prices.json for cost estimates
+    "INSTANCE_METADATA_URL": "http://169.254.169.254",   # EC2 IMDS: the initial admin password is the instance id
+    "PUBLIC_URL": None,                      # how users reach the UI (links in email); default https://HOST:PORT
+    # -- the ec2 fleet (FLEET=ec2; docs/ec2-fleet.md): workers are EC2 instances in each job's region,
+    # in the VPC/subnet of its RegionSettings, draining an SQS bus (BUS_URL sqs://)
+    "EC2_ENDPOINT_URL": None,                # tests only: an emulator for the fleet's EC2 and SSM calls
+    "EC2_WORKER_AMI": "resolve:ssm:/aws/service/debian/release/12/latest/amd64",   # ami-… (every
+                                             # region) or resolve:ssm:PARAMETER, read in each region
+    "EC2_WORKER_PROFILE": None,              # instance profile (name or ARN) of the workers: required
+    "EC2_SECURITY_GROUP": "default",         # name of the workers' security group in each region's VPC
+    "EC2_IDLE_SECONDS": 300,                 # a region's workers end after its queue is idle this long
+    "EC2_MAX_WORKERS_PER_REGION": 50,        # cap on the sum of concurrent jobs' tiers in one region
+    "EC2_SWEEP_SECONDS": 300,                # how often leftover workers of this head node are looked for
+    "HEAD_NODE_ID": None,                    # tags this install's workers; default: created in DATA_DIR
+    "HEAD_NODE_PRIVATE_IP": None,            # how workers reach the head node (RegionSettings path);
+    "HEAD_NODE_PUBLIC_IP": None,             #   default: read from the instance metadata
+    "SOFTWARE_VERSION": None,                # what workers install: a version or a pip requirement;
+                                             #   default: this head node's own version
     "TESTING": False,
 }
 
@@ -89,12 +109,42 @@ def _complete(config: dict) -> dict:
     for key in ("TRANSFER_PRICE_PER_GB", "STORAGE_PRICE_PER_GB_MONTH"):
         if float(config[key]) < 0:
             raise ValueError(f"{key} must not be negative")
-    if config["FLEET"] not in ("local", "none"):
-        raise ValueError("FLEET must be 'local' or 'none'")
+    if config["PRICE_TABLE"] is not None:
+        from headnode.pricing import check_override
+        check_override(config["PRICE_TABLE"])
+    _check_queue_settings(config)
+    if config["FLEET"] not in ("local", "ec2", "none"):
+        raise ValueError("FLEET must be 'local', 'ec2' or 'none'")
+    if config["FLEET"] == "ec2":
+        _check_ec2(config)
     for tier in ("express", "plus", "ultra"):
         if int(config["LOCAL_WORKERS"].get(tier, 0)) < 1:
             raise ValueError(f"LOCAL_WORKERS needs a positive count for tier {tier!r}")
     return config
+
+
+def _check_queue_settings(config: dict) -> None:
+    """The bus settings, within what SQS accepts (the embedded bus takes the same)."""
+    from pipeline.bus import events_topic_wanted   # validates EVENTS_TOPIC against the bus URL
+    if not 0 <= config["VISIBILITY_TIMEOUT"] <= 12 * 3600:
+        raise ValueError("VISIBILITY_TIMEOUT must be between 0 and 43200 seconds (12 hours)")
+    if not 1 <= config["MAX_RECEIVES"] <= 1000:
+        raise ValueError("MAX_RECEIVES must be between 1 and 1000")
+    if not 60 <= config["MESSAGE_RETENTION"] <= 14 * 24 * 3600:
+        raise ValueError("MESSAGE_RETENTION must be between 60 and 1209600 seconds (14 days)")
+    events_topic_wanted(config["BUS_URL"], config["EVENTS_TOPIC"])
+
+
+def _check_ec2(config: dict) -> None:
+    if not config["BUS_URL"].startswith("sqs://"):
+        raise ValueError("FLEET=ec2 needs an SQS bus that instances can reach: set BUS_URL to sqs://")
+    if not config["EC2_WORKER_PROFILE"]:
+        raise ValueError("FLEET=ec2 needs EC2_WORKER_PROFILE: the instance profile workers run with")
+    for key in ("EC2_IDLE_SECONDS", "EC2_SWEEP_SECONDS"):
+        if int(config[key]) < 0:
+            raise ValueError(f"{key} must not be negative")
+    if int(config["EC2_MAX_WORKERS_PER_REGION"]) < 1:
+        raise ValueError("EC2_MAX_WORKERS_PER_REGION must be positive")
 
 
 def ensure_data_dir(config: dict) -> None:

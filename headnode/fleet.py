@@ -18,6 +18,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from pipeline.credentials import sealing_key
+from headnode.demand import JobDemand   # no database or boto3: `cp` starts workers before loading those
+
 log = logging.getLogger("cloudmover.fleet")
 
 
@@ -29,15 +32,23 @@ def local_fleet(config: dict) -> "LocalFleet | None":
     """
     if config["FLEET"] != "local":
         return None
-    env = {"CLOUDMOVER_BUS_URL": config["BUS_URL"], "CLOUDMOVER_SECRET_KEY": config["SECRET_KEY"],
+    return LocalFleet(tier_sizes=config["LOCAL_WORKERS"], env=worker_env(config),
+                      log_dir=f"{config['DATA_DIR']}/logs")
+
+
+def worker_env(config: dict) -> dict[str, str]:
+    """The environment a worker of this head node runs with (worker/main.py reads it), for
+    local processes and, through their user data, EC2 instances alike."""
+    return {"CLOUDMOVER_BUS_URL": config["BUS_URL"], "CLOUDMOVER_SEALING_KEY": sealing_key(config["SECRET_KEY"]),
            "CLOUDMOVER_QUEUE_PREFIX": config["QUEUE_PREFIX"],
            "CLOUDMOVER_BUS_OPTIONS": json.dumps(config["BUS_OPTIONS"]),
            "CLOUDMOVER_VISIBILITY_TIMEOUT": str(config["VISIBILITY_TIMEOUT"]),
            "CLOUDMOVER_MAX_RECEIVES": str(config["MAX_RECEIVES"]),
            "CLOUDMOVER_WORKER_THREADS": str(config["WORKER_THREADS"]),
            "CLOUDMOVER_OBJECT_THREADS": str(config["OBJECT_THREADS"]),
-           "CLOUDMOVER_CODEC_MAX_OBJECT": str(config["CODEC_MAX_OBJECT"])}
-    return LocalFleet(tier_sizes=config["LOCAL_WORKERS"], env=env, log_dir=f"{config['DATA_DIR']}/logs")
+           "CLOUDMOVER_CODEC_MAX_OBJECT": str(config["CODEC_MAX_OBJECT"]),
+           "CLOUDMOVER_MESSAGE_RETENTION": str(config["MESSAGE_RETENTION"]),
+           "CLOUDMOVER_EVENTS_TOPIC": config["EVENTS_TOPIC"]}   # where events go (docs/aws-queues.md)
 
 
 @dataclass
@@ -53,12 +64,13 @@ class LocalFleet:
         self._lock = threading.Lock()   # reconcile runs from housekeeping and from `cp` starting workers early
         self._closed = False            # once stopped, a late reconcile must not start workers
 
-    def reconcile(self, demand: dict[str, list[str]]) -> list[tuple[str, str]]:
-        """``demand``: region -> tiers of its unfinished jobs. (region, what) of each worker that died."""
+    def reconcile(self, demand: dict[str, list[JobDemand]]) -> list[tuple[str, str]]:
+        """``demand``: region -> its unfinished jobs (only their tiers count here).
+        (region, what) of each worker that died."""
         with self._lock:
             return [] if self._closed else self._reconcile(demand)
 
-    def _reconcile(self, demand: dict[str, list[str]]) -> list[tuple[str, str]]:
+    def _reconcile(self, demand: dict[str, list[JobDemand]]) -> list[tuple[str, str]]:
         now = time.monotonic()
         deaths = []
         for region in set(self._regions) | set(demand):
@@ -68,10 +80,10 @@ class LocalFleet:
                     deaths.append((region, f"worker process {process.pid} exited with code {process.returncode} "
                                            f"(log: {self.log_dir}/worker-{region}.log); replacing it"))
             state.processes = [p for p in state.processes if p.poll() is None]
-            tiers = demand.get(region)
-            if tiers:
+            jobs = demand.get(region)
+            if jobs:
                 state.idle_since = None
-                wanted = max(int(self.tier_sizes[t]) for t in tiers)
+                wanted = max(int(self.tier_sizes[job.tier]) for job in jobs)
                 while len(state.processes) < wanted:
                     state.processes.append(self._start(region))
             elif state.processes:

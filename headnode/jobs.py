@@ -2,7 +2,9 @@
 
 Creating a job validates it against the stores before anything runs (bad
 credentials, a missing bucket, an empty source or a destination inside the
-source are refused with the store's reason), then stores a ``Job`` row; the
+source are refused with the store's reason) and runs the pre-flight checks
+(``preflight``: with FLEET=ec2 the region's network, the worker role and the
+EC2 quota too; a failure raises ``PreflightFailed``), then stores a ``Job`` row; the
 planner takes it from there. Tasks are written as rows first and published
 after the commit, so a head node stopped at any point republishes what it had
 not yet sent and never loses or doubles a task.
@@ -11,6 +13,7 @@ A job's tasks go to one region's queue (``regions``).
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from pathlib import Path
@@ -21,7 +24,8 @@ from pipeline.credentials import Credentials, Sealer
 from pipeline.locations import parse_location
 from pipeline.planner import Location, PlanSettings, check_not_inside
 from pipeline.store import StoreCache, StoreSpec, ref_from_spec
-from headnode import models
+from headnode import audit, models, preflight
+from headnode.accesserrors import Forbidden
 from headnode.models import FINAL_STATES, Job, ObjectFailure, Task, db
 from headnode.regions import job_region
 
@@ -41,27 +45,29 @@ class JobService:
     def __init__(self, config: dict, sealer: Sealer, bus: busmod.Bus):
         self.config, self.sealer, self.bus = config, sealer, bus
         self._stores = StoreCache(sealer)
+        self._aws_clients = None   # boto3 clients of pre-flight checks: FLEET=ec2 only
         self._ensured: set[str] = set()
         # Wake-ups instead of polling: the planning loop waits for a job to plan, a watcher
         # for a job to finish (the loops still poll, slowly, for work from other processes).
         self.plan_requested = threading.Event()
         self._finished = threading.Condition()
         self._finished_count = 0
+        self.finished_hooks: list = []   # callables(job_id) told when a job closes (mail notifications)
 
     # -- creating ---------------------------------------------------------------
     def create(self, *, source: str, destination: str, move: bool = False, recursive: bool = True,
                sync: bool = False, tier: str = "express", name: str | None = None,
                endpoint_url: str | None = None, credentials: Credentials | None = None,
-               submitted_by: str | None = None, codec: str = "none") -> Job:
-        if tier not in messages.TIERS:
-            raise errors.BadLocation(f"unknown delivery tier {tier!r}; choose express, plus or ultra")
-        if codec not in messages.CODEC_MODES:
-            raise errors.BadLocation(f"unknown image codec mode {codec!r}; choose none, compress or decompress")
-        where = {"endpoint_url": endpoint_url or self.config["ENDPOINT_URL"], "region": self.config["REGION"],
-                 "credentials": credentials, "folders": self.config["FOLDERS"]}
-        src, dst = parse_location(source, **where), parse_location(destination, **where)
-        src_store, dst_store = self._stores.open_spec(src.spec), self._stores.open_spec(dst.spec)
-        src_store.check()
+               submitted_by: str | None = None, codec: str = "none", folders: dict | None = None,
+               notify: list[str] | None = None) -> Job:
+        """``folders``: the folders a user may use (then only ``folder:`` locations are accepted);
+        None for the node's operator, who may name any location. ``notify``: usernames to email."""
+        src, dst = self._locations(source, destination, tier=tier, codec=codec, endpoint_url=endpoint_url,
+                                   credentials=credentials, folders=folders)
+        # before the job is stored, so a refused job never reaches the fleet; reaching both stores is a check
+        checks = preflight.require(preflight.JobSpec(src.spec, dst.spec, tier=tier, codec=codec),
+                                   config=self.config, clients=self._aws, stores=self._stores)
+        src_store = self._stores.open_spec(src.spec)
         single = self._single_object(src_store, src)
         if single:
             dst = _single_destination(dst, src.prefix, destination)
@@ -70,14 +76,15 @@ class JobService:
             dst = Location(dst.spec, _as_directory(dst.prefix))
             check_not_inside(src, dst, recursive=recursive)
             _require_objects(src_store, src, recursive)
-        dst_store.check(write=True)
+        if dst.spec.kind == "local":   # pre-flight found it writable; made once the job is sure to be stored
+            self._stores.open_spec(dst.spec).check(write=True)
         settings = PlanSettings(multipart_threshold=self.config["MULTIPART_THRESHOLD"],
                                 part_size=self.config["PART_SIZE"], batch_objects=self.config["BATCH_OBJECTS"],
                                 whole_object_limit=self.config["CODEC_MAX_OBJECT"] if codec != "none" else 0)
         options = {"move": move, "recursive": recursive, "sync": sync, "tier": tier, "single": single,
                    "multipart_threshold": settings.multipart_threshold, "part_size": settings.part_size,
                    "batch_objects": settings.batch_objects, "codec": codec,
-                   "whole_object_limit": settings.whole_object_limit}
+                   "whole_object_limit": settings.whole_object_limit, "notify": list(notify or [])}
         region = job_region(src.spec, dst.spec, codec=codec, default=self.config["REGION"])
         job = Job.create(name=name or f"{'Move' if move else 'Copy'} {src.url()} to {dst.url()}",
                          source_url=source, destination_url=destination, options=options,
@@ -85,8 +92,58 @@ class JobService:
                          region=region, submitted_by=submitted_by)
         with_codec = f", image codec: {codec} in region {region}" if codec != "none" else ""
         models.log(job, f"job created: {job.name} (tier {tier}{with_codec})")
+        for check in checks:
+            if check.warning:
+                models.log(job, f"pre-flight: {check.message}", "warning")
+        audit.record(submitted_by, "job_created", f"job {job.id}", job.name)
         self.plan_requested.set()
         return job
+
+    def preflight_checks(self, *, source: str, destination: str, tier: str = "express", codec: str = "none",
+                         endpoint_url: str | None = None, credentials: Credentials | None = None,
+                         folders: dict | None = None) -> list[dict]:
+        """The pre-flight checks of a job ``create`` would be asked for, as dicts (name, ok, message,
+        warning), without creating it."""
+        src, dst = self._locations(source, destination, tier=tier, codec=codec, endpoint_url=endpoint_url,
+                                   credentials=credentials, folders=folders)
+        return preflight.checks_as_dicts(preflight.JobSpec(src.spec, dst.spec, tier=tier, codec=codec),
+                                         config=self.config, clients=self._aws, stores=self._stores)
+
+    def _locations(self, source: str, destination: str, *, tier: str, codec: str, endpoint_url: str | None,
+                   credentials: Credentials | None, folders: dict | None) -> tuple[Location, Location]:
+        """A job's source and destination as written, parsed; its tier and codec mode checked."""
+        if folders is not None:
+            _only_folders(source, destination, endpoint_url)
+        if tier not in messages.TIERS:
+            raise errors.BadLocation(f"unknown delivery tier {tier!r}; choose express, plus or ultra")
+        if codec not in messages.CODEC_MODES:
+            raise errors.BadLocation(f"unknown image codec mode {codec!r}; choose none, compress or decompress")
+        where = {"endpoint_url": endpoint_url or self.config["ENDPOINT_URL"], "region": self.config["REGION"],
+                 "credentials": credentials, "folders": self.config["FOLDERS"] if folders is None else folders}
+        return parse_location(source, **where), parse_location(destination, **where)
+
+    def _aws(self, service: str, region: str):
+        """A boto3 client for pre-flight checks (FLEET=ec2 only), made on first use."""
+        if self._aws_clients is None:
+            from headnode.ec2api import AwsClients   # boto3 only where EC2 is used
+            self._aws_clients = AwsClients(self.config["EC2_ENDPOINT_URL"])
+        return self._aws_clients(service, region)
+
+    def estimate(self, *, source: str, destination: str, recursive: bool = True, sync: bool = False,
+                 tier: str = "express", codec: str = "none", move: bool = False,
+                 folders: dict | None = None) -> dict:
+        """Objects, bytes, time and cost of a job before it is created (``estimate``); the
+        listing is sampled for huge prefixes."""
+        from headnode.estimate import estimate_copy
+        src, dst = self._locations(source, destination, tier=tier, codec=codec, endpoint_url=None,
+                                   credentials=None, folders=folders)
+        src = Location(src.spec, _as_directory(src.prefix))
+        kind = codec if codec != "none" else ("move" if move else "copy")
+        found = estimate_copy(src, dst, source_store=self._stores.open_spec(src.spec), kind=kind, tier=tier,
+                              config=self.config, recursive=recursive, sync=sync)
+        return {"objects": found.shape.objects, "bytes": found.shape.bytes, "exact": found.shape.exact,
+                "duration_seconds": found.duration_s, "cost_usd": found.total_cost, "workers": found.workers,
+                "instance_type": found.instance_type, "detail": found.to_dict()}
 
     def close(self) -> None:
         self._stores.close()
@@ -159,10 +216,19 @@ class JobService:
             self._finished_count += 1
             self._finished.notify_all()
 
-    def list(self, *, include_finished: bool = True, limit: int = 100) -> list[Job]:
+    def job_finished(self, job_id: int) -> None:
+        """Tell the ``finished_hooks`` that ``job_id`` closed (complete, with warnings or failed),
+        after the commit; a hook only queues work, it never blocks the caller."""
+        for hook in self.finished_hooks:
+            hook(job_id)
+
+    def list(self, *, include_finished: bool = True, finished_within: float = 0, limit: int = 100) -> list[Job]:
+        """Jobs, newest first; without ``include_finished`` only unfinished ones and those that
+        finished in the last ``finished_within`` seconds."""
         query = Job.select().order_by(Job.id.desc()).limit(limit)
         if not include_finished:
-            query = query.where(Job.state.not_in(FINAL_STATES))
+            recent = models.now() - dt.timedelta(seconds=finished_within)
+            query = query.where(Job.state.not_in(FINAL_STATES) | (Job.finished_at >= recent))
         return list(query)
 
     def failures(self, job_id: int, *, limit: int = 100, offset: int = 0) -> list[ObjectFailure]:
@@ -170,7 +236,7 @@ class JobService:
                     .order_by(ObjectFailure.id).limit(limit).offset(offset))
 
     # -- acting --------------------------------------------------------------------
-    def cancel(self, job_id: int) -> Job:
+    def cancel(self, job_id: int, *, actor: str | None = None) -> Job:
         with db.atomic("IMMEDIATE"):
             job = self.get(job_id)
             if job.finished:
@@ -178,10 +244,11 @@ class JobService:
             job.state, job.finished_at = "cancelled", models.now()
             job.save()
             models.log(job, "job cancelled; tasks already running finish, no new work is planned")
+        audit.record(actor, "job_cancelled", f"job {job_id}")
         self.announce_finished()
         return job
 
-    def retry_failed(self, job_id: int) -> Job:
+    def retry_failed(self, job_id: int, *, actor: str | None = None) -> Job:
         """Plan the failed objects of a finished job again."""
         with db.atomic("IMMEDIATE"):
             job = self.get(job_id)
@@ -200,8 +267,20 @@ class JobService:
             job.state, job.finished_at = "queued", None
             job.save()
             models.log(job, f"retrying {len(keys)} failed object(s)")
+        audit.record(actor, "job_retried", f"job {job_id}", f"{len(keys)} failed object(s)")
         self.plan_requested.set()
         return job
+
+
+def _only_folders(source: str, destination: str, endpoint_url: str | None) -> None:
+    """Users reach stores only through folders granted to them: a raw bucket, endpoint or
+    path on the head node is for its operator."""
+    for location in (source, destination):
+        if not location.startswith("folder:"):
+            raise Forbidden(f"{location!r}: name a folder granted to you (folder:NAME/path); "
+                            "other locations are for the head node's operator")
+    if endpoint_url:
+        raise Forbidden("endpoint_url is for the head node's operator; folders carry their own endpoint")
 
 
 def _as_directory(prefix: str) -> str:

@@ -49,6 +49,7 @@ class Job(Base):
     created_at = pw.DateTimeField(default=now)
     started_at = pw.DateTimeField(null=True)
     finished_at = pw.DateTimeField(null=True)
+    notified_at = pw.DateTimeField(null=True)   # outcome emailed (or tried): at most once (notifications)
     plan_marker = pw.TextField(null=True)     # last source key planned and persisted
     planning_done = pw.BooleanField(default=False)
     task_seq = pw.IntegerField(default=0)
@@ -66,6 +67,7 @@ class Job(Base):
     codec_objects = pw.IntegerField(default=0)            # objects the image codec encoded or decoded
     codec_bytes_read = pw.BigIntegerField(default=0)      # their bytes at the source
     codec_bytes_written = pw.BigIntegerField(default=0)   # their bytes at the destination
+    largest_object = pw.BigIntegerField(default=0)        # bytes: the largest object planned (sizes workers)
 
     @property
     def finished(self) -> bool:
@@ -145,6 +147,8 @@ class WorkerState(Base):
     last_seen = pw.DateTimeField(default=now)
     tasks_done = pw.IntegerField(default=0)
     bytes_done = pw.BigIntegerField(default=0)
+    first_seen = pw.DateTimeField(default=now)
+    bytes_per_second = pw.FloatField(default=0.0)   # between its last two heartbeats
 
 
 ROLES = ("admin", "wrangler", "viewer")
@@ -212,8 +216,36 @@ class AuditEvent(Base):
     address = pw.CharField(null=True)
 
 
+class WorkerInstance(Base):
+    """An EC2 worker instance of this head node (the ``ec2`` fleet): launched, or adopted
+    from a previous run, until terminated. Its hours are what the jobs it served used."""
+    instance_id = pw.CharField(primary_key=True)
+    region = pw.CharField(index=True)
+    instance_type = pw.CharField()
+    jobs = JSONField(default=list)                   # ids of the jobs it was launched for or served
+    launched_at = pw.DateTimeField(default=now)
+    terminated_at = pw.DateTimeField(null=True, index=True)
+    end_reason = pw.CharField(null=True)             # idle | surplus | leftover | stopped | gone
+
+    @classmethod
+    def hours_for(cls, job_id: int) -> dict[str, float]:
+        """Instance type -> instance-hours of the instances that served job ``job_id``,
+        from launch to termination (or now, for those still running)."""
+        hours: dict[str, float] = {}
+        for instance in cls.select():
+            if job_id in instance.jobs:
+                seconds = ((instance.terminated_at or now()) - instance.launched_at).total_seconds()
+                hours[instance.instance_type] = hours.get(instance.instance_type, 0.0) + max(0.0, seconds) / 3600
+        return hours
+
+
+# The version of these tables as a whole: bump it whenever a table or column is added, changed or
+# removed. Backups record it; a backup made by a newer schema is refused (headnode/backup.py), an
+# older one is brought up to date when restored (``connect``'s migrations).
+SCHEMA_VERSION = 1
+
 MODELS = (Job, Task, Upload, Part, ObjectFailure, JobLog, WorkerState,
-          User, Folder, FolderGrant, RegionSettings, Setting, AuditEvent)
+          User, Folder, FolderGrant, RegionSettings, Setting, AuditEvent, WorkerInstance)
 
 
 def connect(path: str) -> pw.SqliteDatabase:

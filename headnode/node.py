@@ -2,7 +2,7 @@
 
 Loops (threads): planning; events (worker events into job progress);
 submissions (integrators' jobs); housekeeping (dead-letter queues, worker
-fleet). ``cloudmover serve``/``up`` run them beside the web server;
+fleet); notifications (emails about finished jobs). ``cloudmover serve``/``up`` run them beside the web server;
 ``cloudmover cp`` runs them in-process.
 """
 from __future__ import annotations
@@ -16,10 +16,14 @@ from pipeline.credentials import Sealer
 from headnode import models
 from headnode.aggregator import Aggregator
 from headnode.config import ensure_data_dir, ensure_secret, load_config
+from headnode.demand import JobDemand
 from headnode.fleet import LocalFleet, local_fleet
 from headnode.jobs import JobService
+from headnode.mail import MailService
 from headnode.models import FINAL_STATES, Job
+from headnode.notifications import Notifier
 from headnode.planning import Planner
+from headnode.restore import hold_data_dir
 from headnode.submissions import SubmissionConsumer
 
 log = logging.getLogger("cloudmover.headnode")
@@ -35,25 +39,38 @@ class HeadNode:
         them before loading the head node); by default the one the config asks for."""
         self.config = load_config(config)
         ensure_data_dir(self.config)
+        self.data_dir_lock = hold_data_dir(self.config)   # first applies a restore staged for this start
         secret = ensure_secret(self.config, "SECRET_KEY", "secret.key")
         self.database = models.connect(self.config["DATABASE"])
         self.bus = busmod.Bus(busmod.BusConfig(
             url=self.config["BUS_URL"], transport_options=self.config["BUS_OPTIONS"],
             prefix=self.config["QUEUE_PREFIX"], visibility_timeout=self.config["VISIBILITY_TIMEOUT"],
-            max_receives=self.config["MAX_RECEIVES"]))
+            max_receives=self.config["MAX_RECEIVES"], retention_seconds=self.config["MESSAGE_RETENTION"],
+            events_topic=busmod.events_topic_wanted(self.config["BUS_URL"], self.config["EVENTS_TOPIC"])))
         self.service = JobService(self.config, Sealer(secret), self.bus)
+        self.mail = MailService(self.config, Sealer(secret))
+        self.notifier = Notifier(self.mail)   # emails finished jobs' outcomes from a thread of its own
+        self.service.finished_hooks.append(self.notifier.job_finished)
         self.planner = Planner(self.service, page_size=self.config["LIST_PAGE_SIZE"])
         self.aggregator = Aggregator(self.service)
         self.submissions = SubmissionConsumer(self.service, self.bus)
-        self.fleet = fleet if fleet is not None else local_fleet(self.config)
+        self.fleet = fleet if fleet is not None else self._default_fleet()
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def _default_fleet(self):
+        """The fleet provider the config asks for: local processes, EC2 instances, or none."""
+        if self.config["FLEET"] == "ec2":
+            from headnode.ec2fleet import ec2_fleet   # boto3 only where instances are launched
+            return ec2_fleet(self.config, queue_size=lambda region: self.bus.size(busmod.task_queue(region)))
+        return local_fleet(self.config)
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self) -> "HeadNode":
         for queue in (busmod.EVENTS, busmod.SUBMISSIONS, busmod.SUBMISSION_REPLIES):
             self.bus.ensure(queue)
         self.planner.resume_unsent()
+        self.notifier.start()
         for name, loop in (("planning", self._planning), ("events", self._events),
                            ("submissions", self._submissions), ("housekeeping", self._housekeeping)):
             thread = threading.Thread(target=self._guard, args=(name, loop), name=name, daemon=True)
@@ -68,8 +85,10 @@ class HeadNode:
             self.fleet.stop_all()
         for thread in self._threads:
             thread.join(timeout=30)
+        self.notifier.stop()
         self.service.close()
         self.database.close()
+        self.data_dir_lock.release()
 
     def _guard(self, name: str, loop) -> None:
         """Run ``loop`` until stopping; a crash is logged and the loop restarted."""
@@ -125,10 +144,16 @@ class HeadNode:
             if self.stopping.wait(HOUSEKEEPING_SECONDS):
                 return
 
-    def _active_regions(self) -> dict[str, list[str]]:
-        demand: dict[str, list[str]] = {}
-        for job in Job.select(Job.region, Job.options).where(Job.state.not_in(FINAL_STATES)):
-            demand.setdefault(job.region, []).append(job.options["tier"])
+    def _active_regions(self) -> dict[str, list[JobDemand]]:
+        """Region -> what each of its unfinished jobs asks of the fleet, oldest job first."""
+        demand: dict[str, list[JobDemand]] = {}
+        query = (Job.select(Job.id, Job.region, Job.options, Job.largest_object, Job.plan_marker,
+                            Job.planning_done)
+                 .where(Job.state.not_in(FINAL_STATES)).order_by(Job.id))
+        for job in query:
+            demand.setdefault(job.region, []).append(JobDemand(
+                job_id=job.id, tier=job.options["tier"], codec=job.options.get("codec", "none"),
+                largest_object=job.largest_object, planned=job.plan_marker is not None or job.planning_done))
         return demand
 
     def _known_regions(self) -> list[str]:

@@ -73,6 +73,7 @@ class Planner:
             models.log(job, f"planning done: {job.objects_total} object(s), {job.bytes_total} bytes")
         if job.finished:
             self.service.announce_finished()
+            self.service.job_finished(job.id)
         finish_if_done(self.service, job.id)
 
     def _pages(self, job: Job, source):
@@ -137,6 +138,7 @@ class Planner:
                                 f"(first: {uploads[0][0].key})", "warning")
             job.objects_total += len(page)
             job.bytes_total += sum(o.size for o in page)
+            job.largest_object = max(job.largest_object, max(o.size for o in page))
             job.plan_marker = page[-1].key
             if job.state == "planning":
                 job.state = "running"

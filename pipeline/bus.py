@@ -13,6 +13,11 @@ Transports: ``sqlite-queue:///path/queue.db`` (the embedded default: durable,
 redelivers the tasks of a killed worker), ``sqs://KEY:SECRET@host:port`` (any
 SQS endpoint; ``sqs://`` alone is AWS). Bodies are JSON. kombu connections are
 not thread-safe, so each thread gets its own.
+
+Events topic: on an SQS bus with ``events_topic``, workers publish events to the
+SNS topic ``events``, subscribed by the ``events`` queue with raw delivery
+(``pipeline.sns_events``); the head node reads that queue either way. Which
+setting means what: ``events_topic_wanted``; the AWS settings: docs/aws-queues.md.
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ from pipeline.errors import MalformedMessage
 EVENTS = "events"
 SUBMISSIONS = "submissions"
 SUBMISSION_REPLIES = "submission-replies"
+EVENTS_TOPIC_SETTINGS = ("auto", "sns", "none")
+MAX_RETENTION = 14 * 24 * 3600   # SQS's longest MessageRetentionPeriod
 
 
 def task_queue(region: str) -> str:
@@ -43,10 +50,24 @@ class BusConfig:
     visibility_timeout: int = 120
     max_receives: int = 5
     wait_seconds: int = 1
+    retention_seconds: int = MAX_RETENTION   # SQS: how long a queue keeps a message nobody received
+    events_topic: bool = False               # SQS: workers publish events to the SNS topic
 
     @property
     def is_sqs(self) -> bool:
         return self.url.startswith("sqs://")
+
+
+def events_topic_wanted(url: str, setting: str) -> bool:
+    """Whether events go through the SNS topic: ``sns`` (needs an SQS bus), ``none``, or ``auto``:
+    on an SQS bus in AWS itself (``sqs://`` naming no host), where SNS is always there; not on
+    another SQS endpoint, which may have no SNS beside it."""
+    if setting not in EVENTS_TOPIC_SETTINGS:
+        raise ValueError(f"events topic setting {setting!r}: choose one of {', '.join(EVENTS_TOPIC_SETTINGS)}")
+    is_sqs = url.startswith("sqs://")
+    if setting == "sns" and not is_sqs:
+        raise ValueError("an SNS events topic needs an SQS bus (a bus URL starting sqs://)")
+    return setting == "sns" or (setting == "auto" and is_sqs and not urlparse(url).hostname)
 
 
 class Delivery:
@@ -86,6 +107,10 @@ class Bus:
     def __init__(self, config: BusConfig):
         self.config = config
         self._local = threading.local()
+        self._topic = None   # the events topic's publisher, made on the first event
+        self._topic_lock = threading.Lock()
+        if config.events_topic and not config.is_sqs:
+            raise ValueError("an SNS events topic needs an SQS bus (a bus URL starting sqs://)")
         if not config.is_sqs:
             sqlite_transport.register()
 
@@ -147,8 +172,12 @@ class Bus:
 
     # -- messages --------------------------------------------------------------
     def ensure(self, queue: str) -> None:
-        """Create ``queue`` (and, for task queues, its dead-letter queue) if missing."""
-        if self.config.is_sqs:
+        """Create ``queue`` (and, for task queues, its dead-letter queue) if missing; for the events
+        queue of a bus with an events topic, the topic and its subscription too."""
+        if self.config.is_sqs and queue == EVENTS and self.config.events_topic:
+            from pipeline.sns_events import ensure_events_topic
+            ensure_events_topic(self)
+        elif self.config.is_sqs:
             from pipeline.sqs_queues import ensure_sqs_queue
             ensure_sqs_queue(self, queue)
         else:
@@ -164,6 +193,18 @@ class Bus:
 
     def publish(self, queue: str, body: dict) -> None:
         self._send(queue, body, serializer="json")
+
+    def publish_event(self, event: dict) -> None:
+        """Send a worker's event to the head node: to the events topic when the bus has one, else
+        to the events queue."""
+        if not self.config.events_topic:
+            self.publish(EVENTS, event)
+            return
+        with self._topic_lock:
+            if self._topic is None:
+                from pipeline.sns_events import EventTopic
+                self._topic = EventTopic(self)
+        self._topic.publish(json.dumps(event, separators=(",", ":")))
 
     def publish_raw(self, queue: str, text: str) -> None:
         """Send ``text`` as it is (what an integrator's own client may send)."""

@@ -42,14 +42,29 @@ def from_environment(environ=os.environ) -> Credentials | None:
     return Credentials(access_key, secret, token)
 
 
+def sealing_key(secret: str) -> str:
+    """The key that seals credentials, derived one way from the deployment's secret: workers hold
+    this, so a worker can open the credentials of its tasks but not sign the head node's sessions."""
+    if not secret:
+        raise ValueError("a secret key is required to seal credentials")
+    return base64.urlsafe_b64encode(hashlib.sha256(b"cloudmover-credentials\0" + secret.encode()).digest()).decode()
+
+
 class Sealer:
     """Encrypts credentials for the wire with a key derived from ``secret``."""
 
     def __init__(self, secret: str):
-        if not secret:
-            raise ValueError("a secret key is required to seal credentials")
-        digest = hashlib.sha256(b"cloudmover-credentials\0" + secret.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self._fernet = Fernet(sealing_key(secret))
+
+    @classmethod
+    def from_sealing_key(cls, key: str) -> "Sealer":
+        """A sealer from ``sealing_key(secret)``: what workers get, never the secret itself."""
+        sealer = cls.__new__(cls)
+        try:
+            sealer._fernet = Fernet(key)
+        except ValueError as exc:
+            raise ValueError("the sealing key is not a key made by sealing_key()") from exc
+        return sealer
 
     def seal(self, credentials: Credentials | None) -> str | None:
         if credentials is None:
@@ -67,3 +82,16 @@ class Sealer:
             raise PermanentError("credentials in the task cannot be opened: the worker's "
                                  "secret key differs from the head node's") from exc
         return Credentials(key_id, secret, session)
+
+    def seal_text(self, text: str | None) -> str | None:
+        """A plain secret string (an SMTP password…) sealed for storage; None stays None."""
+        return None if text is None else self._fernet.encrypt(text.encode()).decode()
+
+    def unseal_text(self, token: str | None) -> str | None:
+        if token is None:
+            return None
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except (InvalidToken, ValueError) as exc:
+            raise PermanentError("a stored secret cannot be opened: the node's secret key changed "
+                                 "since it was saved; enter it again") from exc

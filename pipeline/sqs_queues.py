@@ -1,10 +1,13 @@
 """SQS specifics of the bus: queues with a redrive policy, and visibility.
 
-A task queue is created with a dead-letter queue and a redrive policy, so SQS
-itself moves a task that keeps failing (``max_receives`` deliveries) to the
-dead-letter queue. Creation is idempotent: SQS returns the existing queue when
-the attributes agree, and an existing queue whose attributes differ (kombu
-creates a queue on first use with its own) is updated to ours.
+A task queue, and the events queue, are created with a dead-letter queue and a
+redrive policy, so SQS itself moves a message that keeps failing
+(``max_receives`` deliveries) to the dead-letter queue, as the embedded bus
+does. Every queue keeps a message ``retention_seconds``. Creation is
+idempotent: SQS returns the existing queue when the attributes agree, and an
+existing queue whose attributes differ (kombu creates a queue on first use
+with its own, and settings change between starts) is updated to ours. The
+settings and why they are what they are: docs/aws-queues.md.
 """
 from __future__ import annotations
 
@@ -16,29 +19,47 @@ import botocore.exceptions
 from pipeline.errors import RetryableError
 
 
-def _client(bus):
-    options = bus.config.transport_options
+def aws_client(bus, service: str = "sqs", *, config=None):
+    """A boto3 client of ``service`` (sqs, sns, sts) at the bus's endpoint, with its credentials."""
     from pipeline.bus import sqs_endpoint
     args = sqs_endpoint(bus.config.url)
-    if "endpoint_url" in args and options.get("is_secure", False):
+    if "endpoint_url" in args and bus.config.transport_options.get("is_secure", False):
         args["endpoint_url"] = args["endpoint_url"].replace("http://", "https://", 1)
-    return boto3.client("sqs", region_name=options.get("region", "us-east-1"), **args)
+    return boto3.client(service, region_name=bus_region(bus), config=config, **args)
 
 
-def ensure_sqs_queue(bus, queue: str) -> str:
-    """Create ``queue`` (with a dead-letter queue when it carries tasks); its URL."""
-    client = _client(bus)
+def bus_region(bus) -> str:
+    """The AWS region of the bus's queues (and events topic): kombu's ``region`` transport option."""
+    return bus.config.transport_options.get("region", "us-east-1")
+
+
+def has_dead_letter(queue: str) -> bool:
+    """Queues whose poison messages SQS sets aside: task queues and the events queue."""
+    from pipeline.bus import EVENTS
+    return queue.startswith("tasks-") or queue == EVENTS
+
+
+def ensure_sqs_queue(bus, queue: str, *, policy: str | None = None, client=None) -> str:
+    """Create ``queue`` (with a dead-letter queue when it has one) with the bus's settings; its URL.
+
+    ``policy``: the queue's access policy (JSON), e.g. one letting an SNS topic send to it.
+    """
+    client = client or aws_client(bus)
+    retention = str(bus.config.retention_seconds)
     attributes = {"VisibilityTimeout": str(bus.config.visibility_timeout),
-                  "MessageRetentionPeriod": str(14 * 24 * 3600),
+                  "MessageRetentionPeriod": retention,
                   "ReceiveMessageWaitTimeSeconds": str(bus.config.wait_seconds)}
-    if queue.startswith("tasks-"):
-        dlq_url = _create_queue(client, bus.name(bus.dead_letter(queue)),
-                                {"MessageRetentionPeriod": str(14 * 24 * 3600)})
-        dlq_arn = client.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
-        attributes["RedrivePolicy"] = json.dumps({
-            "deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"],
-            "maxReceiveCount": str(bus.config.max_receives)})
+    if has_dead_letter(queue):
+        dlq_url = _create_queue(client, bus.name(bus.dead_letter(queue)), {"MessageRetentionPeriod": retention})
+        attributes["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": queue_arn(client, dlq_url),
+                                                  "maxReceiveCount": str(bus.config.max_receives)})
+    if policy is not None:
+        attributes["Policy"] = policy
     return _create_queue(client, bus.name(queue), attributes)
+
+
+def queue_arn(client, url: str) -> str:
+    return client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
 
 def _create_queue(client, name: str, attributes: dict) -> str:

@@ -3,8 +3,10 @@
 Configuration comes from the environment (the head node's fleet provider sets
 it): ``CLOUDMOVER_BUS_URL``, ``CLOUDMOVER_BUS_OPTIONS`` (JSON transport
 options), ``CLOUDMOVER_QUEUE_PREFIX`` (the head node's queue name prefix),
-``CLOUDMOVER_SECRET_KEY`` (opens sealed credentials), ``CLOUDMOVER_WORKER_THREADS``,
+``CLOUDMOVER_SEALING_KEY`` (opens sealed credentials: ``sealing_key`` of the head node's secret), ``CLOUDMOVER_WORKER_THREADS``,
 ``CLOUDMOVER_OBJECT_THREADS``, ``CLOUDMOVER_VISIBILITY_TIMEOUT``, ``CLOUDMOVER_MAX_RECEIVES``,
+``CLOUDMOVER_MESSAGE_RETENTION`` (SQS), ``CLOUDMOVER_EVENTS_TOPIC`` (``sns``, ``none`` or ``auto``:
+where events go on an SQS bus, docs/aws-queues.md),
 ``CLOUDMOVER_PARENT_PID`` (set by a local fleet: the worker stops when that process is gone),
 ``CLOUDMOVER_MEMORY_BUDGET`` (bytes held in buffers at once, default 512 MiB), and for the image
 codec stage ``CLOUDMOVER_CODEC_MAX_OBJECT`` (larger objects move unchanged, default 1 GiB),
@@ -21,7 +23,7 @@ import signal
 import sys
 
 import pipeline.s3store  # noqa: F401  (loaded before the first task arrives, not on its clock)
-from pipeline.bus import Bus, BusConfig
+from pipeline.bus import Bus, BusConfig, events_topic_wanted
 from pipeline.credentials import Sealer
 from pipeline.store import StoreCache
 from worker.codec_settings import CodecSettings
@@ -31,15 +33,21 @@ from worker.strategies import MemoryBudget
 
 
 def config_from_env(region: str, env=os.environ) -> WorkerConfig:
-    missing = [name for name in ("CLOUDMOVER_BUS_URL", "CLOUDMOVER_SECRET_KEY") if not env.get(name)]
+    missing = [name for name in ("CLOUDMOVER_BUS_URL", "CLOUDMOVER_SEALING_KEY") if not env.get(name)]
     if missing:
         raise SystemExit(f"cloudmover-worker: set {', '.join(missing)} (the head node's values)")
+    try:
+        events_topic = events_topic_wanted(env["CLOUDMOVER_BUS_URL"], env.get("CLOUDMOVER_EVENTS_TOPIC", "auto"))
+    except ValueError as exc:
+        raise SystemExit(f"cloudmover-worker: CLOUDMOVER_EVENTS_TOPIC: {exc}") from None
     bus = BusConfig(url=env["CLOUDMOVER_BUS_URL"],
                     transport_options=json.loads(env.get("CLOUDMOVER_BUS_OPTIONS") or "{}"),
                     prefix=env.get("CLOUDMOVER_QUEUE_PREFIX", BusConfig.prefix),
                     visibility_timeout=int(env.get("CLOUDMOVER_VISIBILITY_TIMEOUT", 120)),
-                    max_receives=int(env.get("CLOUDMOVER_MAX_RECEIVES", 5)))
-    return WorkerConfig(region=region, bus=bus, secret_key=env["CLOUDMOVER_SECRET_KEY"],
+                    max_receives=int(env.get("CLOUDMOVER_MAX_RECEIVES", 5)),
+                    retention_seconds=int(env.get("CLOUDMOVER_MESSAGE_RETENTION", BusConfig.retention_seconds)),
+                    events_topic=events_topic)
+    return WorkerConfig(region=region, bus=bus, sealing_key=env["CLOUDMOVER_SEALING_KEY"],
                         task_threads=int(env.get("CLOUDMOVER_WORKER_THREADS", 4)),
                         object_threads=int(env.get("CLOUDMOVER_OBJECT_THREADS", 16)),
                         memory_budget=int(env.get("CLOUDMOVER_MEMORY_BUDGET", WorkerConfig.memory_budget)),
@@ -63,7 +71,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config_from_env(args.region)
-    stores = StoreCache(Sealer(config.secret_key), pool_size=config.object_threads * config.task_threads)
+    stores = StoreCache(Sealer.from_sealing_key(config.sealing_key), pool_size=config.object_threads * config.task_threads)
     executor = Executor(stores, object_threads=config.object_threads, memory=MemoryBudget(config.memory_budget),
                         codec=config.codec)
     worker = Worker(config, executor, Bus(config.bus))

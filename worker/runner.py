@@ -30,7 +30,7 @@ log = logging.getLogger("cloudmover.worker")
 class WorkerConfig:
     region: str
     bus: busmod.BusConfig
-    secret_key: str
+    sealing_key: str
     task_threads: int = 4
     object_threads: int = 16
     memory_budget: int = 512 << 20
@@ -112,7 +112,7 @@ class Worker:
                 self._inflight.pop(id(delivery), None)
 
     def _publish(self, event: dict) -> None:
-        self.bus.publish(busmod.EVENTS, event)
+        self.bus.publish_event(event)
 
     def _failed(self, task: dict, exc: Exception, *, retryable: bool, attempt: int) -> dict:
         keys = [o["key"] for o in task["objects"]] if "objects" in task else [task["key"]]
@@ -150,7 +150,7 @@ class Worker:
 
     def _heartbeat(self, state: str) -> None:
         try:
-            self.bus.publish(busmod.EVENTS, messages.build(
+            self.bus.publish_event(messages.build(
                 "WorkerHeartbeat", worker_id=self.worker_id, region=self.config.region, state=state,
                 tasks_done=self.tasks_done, bytes_done=self.bytes_done, sent_at=time.time()))
         except Exception as exc:  # a missed heartbeat must not stop the worker
