@@ -1,19 +1,19 @@
 """The REST API (``/api/v1``), described by the OpenAPI document it serves.
 
 Thin edge: parse with marshmallow, call the job service, shape the answer.
-Every call needs the API token (``Authorization: Bearer …``); errors carry a
-stable ``code`` and a message, rendered by one handler.
+Every call is admitted by role (``auth``): a signed-in session or an API token
+(``Authorization: Bearer …``); errors carry a stable ``code`` and a message,
+rendered by one handler.
 """
 from __future__ import annotations
 
-import hmac
-
-from flask import current_app, request
-from flask_smorest import Blueprint, abort
+from flask import current_app
+from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from pipeline import errors, messages
 from headnode import savings
+from headnode.auth import EVERYONE, RUNNERS, allow, caller
 
 blp = Blueprint("jobs", __name__, url_prefix="/api/v1", description="Copy and move jobs")
 
@@ -30,6 +30,8 @@ class JobCreate(Schema):
         "description": "Image codec: compress images in the source region before they travel, "
                        "decompress them in the destination region, or none"})
     endpoint_url = fields.String(load_default=None, allow_none=True)
+    notify = fields.List(fields.String(), load_default=list, metadata={
+        "description": "User names to email when the job completes, completes with warnings or fails"})
 
 
 class CodecOut(Schema):
@@ -60,6 +62,7 @@ class JobOut(Schema):
     destination_url = fields.String()
     options = fields.Dict()
     region = fields.String()
+    submitted_by = fields.String(allow_none=True)
     created_at = fields.DateTime()
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)
@@ -97,58 +100,122 @@ class PageArgs(Schema):
 
 class ListArgs(Schema):
     all = fields.Boolean(load_default=True, metadata={"description": "include finished jobs"})
-
-
-@blp.before_request
-def require_token():
-    expected = current_app.config["API_TOKEN"]
-    given = request.headers.get("Authorization", "")
-    if not expected or not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
-        abort(401, message="missing or wrong API token (Authorization: Bearer …)")
+    finished_within = fields.Integer(load_default=0, validate=validate.Range(min=0, max=86400), metadata={
+        "description": "with all=false: also jobs that finished in the last this many seconds"})
 
 
 def _service():
     return current_app.extensions["cloudmover.jobs"]
 
 
+def _job_folders() -> dict | None:
+    """The folders the caller may name in a job; None for the node's operator, who may name any location."""
+    who = caller()
+    return None if who.via == "operator" else current_app.extensions["cloudmover.folders"].job_folders(who)
+
+
 @blp.route("/jobs", methods=["POST"])
 @blp.arguments(JobCreate)
 @blp.response(201, JobOut)
+@allow(*RUNNERS)
 def create_job(body):
-    """Create a job: validated against the stores, then planned and run."""
-    return _service().create(submitted_by="api", **body)
+    """Create a job: validated against the stores, then planned and run (Admin, Wrangler).
+
+    Users name folders granted to them (``folder:NAME/path``); the node's operator token may
+    name any location."""
+    return _service().create(submitted_by=caller().username, folders=_job_folders(), **body)
+
+
+class EstimateIn(Schema):
+    source = fields.String(required=True)
+    destination = fields.String(required=True)
+    recursive = fields.Boolean(load_default=True)
+    sync = fields.Boolean(load_default=False)
+    move = fields.Boolean(load_default=False)
+    tier = fields.String(load_default="express", validate=validate.OneOf(messages.TIERS))
+    codec = fields.String(load_default="none", validate=validate.OneOf(messages.CODEC_MODES))
+
+
+class EstimateOut(Schema):
+    objects = fields.Integer()
+    bytes = fields.Integer()
+    exact = fields.Boolean(metadata={"description": "false: extrapolated from a bounded sample of the listing"})
+    duration_seconds = fields.Float(metadata={"description": "with the tier's worker fleet in AWS"})
+    cost_usd = fields.Float(metadata={"description": "instances, S3 requests and inter-region transfer at the "
+                                                     "shipped (or PRICE_TABLE) on-demand list prices"})
+    workers = fields.Integer()
+    instance_type = fields.String()
+    detail = fields.Dict(metadata={"description": "every figure of the estimate and its assumptions"})
+
+
+@blp.route("/jobs/estimate", methods=["POST"])
+@blp.arguments(EstimateIn)
+@blp.response(200, EstimateOut)
+@allow(*RUNNERS)
+def estimate_job(body):
+    """Objects, bytes, duration and cost of a job before it is submitted (listing sampled when huge)."""
+    return _service().estimate(folders=_job_folders(), **body)
+
+
+class CheckOut(Schema):
+    name = fields.String()
+    ok = fields.Boolean()
+    message = fields.String(metadata={"description": "what was found, or what to fix"})
+    warning = fields.Boolean(metadata={"description": "passed, but could not be fully verified"})
+
+
+class PreflightIn(Schema):
+    source = fields.String(required=True)
+    destination = fields.String(required=True)
+    tier = fields.String(load_default="express", validate=validate.OneOf(messages.TIERS))
+    codec = fields.String(load_default="none", validate=validate.OneOf(messages.CODEC_MODES))
+
+
+@blp.route("/jobs/preflight", methods=["POST"])
+@blp.arguments(PreflightIn)
+@blp.response(200, CheckOut(many=True))
+@allow(*RUNNERS)
+def preflight_job(body):
+    """The checks a job must pass before any worker starts (region settings, network, worker role,
+    buckets, EC2 quota with the ec2 fleet; buckets otherwise), without creating it."""
+    return _service().preflight_checks(folders=_job_folders(), **body)
 
 
 @blp.route("/jobs", methods=["GET"])
 @blp.arguments(ListArgs, location="query")
 @blp.response(200, JobOut(many=True))
+@allow(*EVERYONE)
 def list_jobs(args):
     """Jobs, newest first."""
-    return _service().list(include_finished=args["all"])
+    return _service().list(include_finished=args["all"], finished_within=args["finished_within"])
 
 
 @blp.route("/jobs/<int:job_id>", methods=["GET"])
 @blp.response(200, JobOut)
+@allow(*EVERYONE)
 def get_job(job_id):
     return _service().get(job_id)
 
 
 @blp.route("/jobs/<int:job_id>/cancel", methods=["POST"])
 @blp.response(200, JobOut)
+@allow(*RUNNERS)
 def cancel_job(job_id):
-    return _service().cancel(job_id)
+    return _service().cancel(job_id, actor=caller().username)
 
 
 @blp.route("/jobs/<int:job_id>/retry", methods=["POST"])
 @blp.response(200, JobOut)
+@allow(*RUNNERS)
 def retry_job(job_id):
     """Copy the failed objects of a finished job again."""
-    return _service().retry_failed(job_id)
+    return _service().retry_failed(job_id, actor=caller().username)
 
 
 @blp.route("/jobs/<int:job_id>/failures", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, FailureOut(many=True))
+@allow(*EVERYONE)
 def job_failures(args, job_id):
     _service().get(job_id)
     return _service().failures(job_id, limit=args["limit"], offset=args["offset"])
@@ -157,6 +224,7 @@ def job_failures(args, job_id):
 @blp.route("/jobs/<int:job_id>/log", methods=["GET"])
 @blp.arguments(PageArgs, location="query")
 @blp.response(200, LogOut(many=True))
+@allow(*EVERYONE)
 def job_log(args, job_id):
     from headnode.models import JobLog
     job = _service().get(job_id)
@@ -164,9 +232,14 @@ def job_log(args, job_id):
                 .limit(args["limit"]).offset(args["offset"]))
 
 
-STATUS = {"not_found": 404, "conflict": 409}
+STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403, "sign_in_failed": 401, "locked": 429,
+          "password_change_required": 403, "preflight_failed": 422}
 
 
 def render_pipeline_error(exc: errors.PipelineError):
     status = STATUS.get(exc.code, 400)
-    return {"code": exc.code, "message": str(exc), "status": status}, status
+    body = {"code": exc.code, "message": str(exc), "status": status}
+    if hasattr(exc, "as_dicts"):   # a failed pre-flight: every check, to show what to fix
+        body["checks"] = exc.as_dicts()
+    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else {}
+    return body, status, headers

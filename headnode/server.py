@@ -1,18 +1,16 @@
-"""Serving the head node: HTTPS on port 9090 with a self-signed certificate
-created on first start (replace ``DATA_DIR/tls/cert.pem`` and ``key.pem`` with a
-CA-issued pair to use it instead), beside the background loops.
+"""Serving the head node: HTTPS on port 9090 through gunicorn, with a self-signed
+certificate created on first start (replace ``DATA_DIR/tls/cert.pem`` and
+``key.pem`` with a CA-issued pair and restart to use it instead), beside the
+background loops. The first start creates the initial admin and says how to sign in.
 """
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
 import os
-import signal
-import ssl
-import threading
 from pathlib import Path
 
-from werkzeug.serving import make_server
+from gunicorn.app.base import BaseApplication
 
 from headnode.app import create_app
 from headnode.node import HeadNode
@@ -52,25 +50,65 @@ def ensure_certificate(data_dir: str, host: str) -> tuple[str, str]:
 
 
 def serve(config: dict) -> int:
-    node = HeadNode(config)
-    app = create_app(node=node)
-    context = None
+    """Serve the UI and API through gunicorn (HTTPS unless TLS is off) until SIGTERM/SIGINT.
+
+    One gunicorn worker process owns the head node (its loops and local workers): there must be
+    exactly one aggregator per database. Its threads serve requests; gunicorn restarts it if it dies.
+    """
+    from headnode import models
+    from headnode.accounts import AccountService
+    from headnode.config import ensure_data_dir, ensure_secret, load_config
+
+    config = load_config(config)
+    ensure_data_dir(config)
+    ensure_secret(config, "SECRET_KEY", "secret.key")
+    ensure_secret(config, "API_TOKEN", "api.token")
+    database = models.connect(config["DATABASE"])
+    initial = AccountService(config).ensure_initial_admin()
+    database.close()
+    options = {"bind": f"{config['HOST']}:{config['PORT']}", "workers": 1, "worker_class": "gthread",
+               "threads": 16, "timeout": 120, "graceful_timeout": 30, "accesslog": "-",
+               "control_socket_disable": True,   # one per user home: two servers would fight over it
+               "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'}
     scheme = "http"
-    if node.config["TLS"]:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(*ensure_certificate(node.config["DATA_DIR"], node.config["HOST"]))
+    if config["TLS"]:
+        cert, key = ensure_certificate(config["DATA_DIR"], config["HOST"])
+        options.update(certfile=cert, keyfile=key)
         scheme = "https"
-    server = make_server(node.config["HOST"], node.config["PORT"], app, threaded=True, ssl_context=context)
-    node.start()
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    print(f"CloudMover head node listening on {scheme}://{node.config['HOST']}:{server.port}/api/v1 "
-          f"(data in {node.config['DATA_DIR']}; API token in {node.config['DATA_DIR']}/api.token; "
-          f"workers: {node.config['FLEET']})", flush=True)
-    stop.wait()
-    server.shutdown()
-    node.stop()
+    host = "127.0.0.1" if config["HOST"] in ("0.0.0.0", "::") else config["HOST"]
+    print(f"CloudMover is serving {scheme}://{host}:{config['PORT']}/ (UI) and "
+          f"{scheme}://{host}:{config['PORT']}/api/v1 (REST API); workers: {config['FLEET']}; "
+          f"data in {config['DATA_DIR']}", flush=True)
+    if scheme == "https":
+        print("The certificate is self-signed: your browser asks you to accept it once "
+              f"(or install a CA-issued one as {config['DATA_DIR']}/tls/cert.pem and key.pem).", flush=True)
+    if initial:
+        print(f"First start: sign in as 'admin' with the initial password {initial}\n"
+              f"(also written to {config['DATA_DIR']}/initial-admin-password, readable by its owner only); "
+              "you must change it at first sign-in.", flush=True)
+    else:
+        print("Sign in with your CloudMover user name and password.", flush=True)
+    _HeadNodeServer(config, options).run()
     return 0
+
+
+class _HeadNodeServer(BaseApplication):
+    def __init__(self, config: dict, options: dict):
+        self.node_config, self.options, self.node = config, options, None
+        super().__init__()
+
+    def load_config(self):
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+        self.cfg.set("worker_exit", self._stop_node)
+
+    def load(self):
+        """In the worker process: build the head node, start its loops, hand gunicorn the app."""
+        self.node = HeadNode(self.node_config)
+        app = create_app(node=self.node)
+        self.node.start()
+        return app
+
+    def _stop_node(self, server, worker) -> None:
+        if self.node is not None:
+            self.node.stop()

@@ -8,6 +8,7 @@ are translated here, once, into pipeline errors that say what to do next.
 """
 from __future__ import annotations
 
+import logging
 import threading
 
 import boto3
@@ -23,6 +24,10 @@ _transport_errors = (botocore.exceptions.EndpointConnectionError,
                      botocore.exceptions.ConnectTimeoutError,
                      botocore.exceptions.ResponseStreamingError,
                      botocore.exceptions.IncompleteReadError)
+
+# botocore's DEBUG records print signed requests, session tokens included: never below INFO
+for _name in ("botocore", "boto3", "s3transfer"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 
 _session_lock = threading.Lock()
 _session = None

@@ -174,6 +174,27 @@ class S3Store:
                    for o in page.get("Contents", ())]
         return objects, page["NextContinuationToken"] if page.get("IsTruncated") else None
 
+    def browse(self, prefix: str, *, token: str | None = None,
+               limit: int = 1000) -> tuple[list[str], list[ObjectInfo], str | None]:
+        """One page of the "directory" ``prefix``: sub-prefixes, objects, and the next page's token."""
+        kwargs = {"Bucket": self.spec.bucket, "Prefix": prefix, "Delimiter": "/", "MaxKeys": limit}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page = self._call(f"list {self._where(prefix)}", "list_objects_v2", **kwargs)
+        prefixes = [p["Prefix"] for p in page.get("CommonPrefixes", ())]
+        objects = [ObjectInfo(o["Key"], o["Size"], o.get("ETag", "").strip('"') or None)
+                   for o in page.get("Contents", ())]
+        return prefixes, objects, page["NextContinuationToken"] if page.get("IsTruncated") else None
+
+    def bucket_region(self) -> str | None:
+        """The region the store says the bucket is in (None: it does not say, as many S3-compatible
+        stores do not); S3 answers an empty location for us-east-1 and "EU" for eu-west-1."""
+        found = self._call(f"locate {self._where()}", "get_bucket_location", Bucket=self.spec.bucket)
+        location = found.get("LocationConstraint")
+        if not location:
+            return None if self.spec.endpoint_url else "us-east-1"
+        return "eu-west-1" if location == "EU" else location
+
     def head(self, key: str) -> ObjectInfo | None:
         what = f"read {self._where(key)}"
         try:

@@ -54,7 +54,9 @@ def main() -> int:
         print(f"\nTry it yourself (in another shell):\n"
               f"  export AWS_ACCESS_KEY_ID={s3.access_key} AWS_SECRET_ACCESS_KEY=cloudmover-test-secret  # the demo server's key\n"
               f"  .venv/bin/cloudmover cp s3://demo-source/frames/ s3://demo-destination/again/ --recursive "
-              f"--endpoint-url {s3.endpoint_url}\n\nStarting the embedded default (Ctrl-C stops it)…\n", flush=True)
+              f"--endpoint-url {s3.endpoint_url}\n\nStarting the embedded default (Ctrl-C stops it)…\n"
+              f"In the web UI, add folders with endpoint {s3.endpoint_url}, region {s3.region}, access key pair "
+              f"{s3.access_key} / cloudmover-test-secret, buckets demo-source and demo-destination.\n", flush=True)
         up = subprocess.Popen([BIN / "cloudmover", "up", "--data-dir", str(DATA / "headnode")], env=env)
         try:
             up.wait()

@@ -3,6 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The browser tests drive Debian's chromium: no test tool downloads a browser of its own.
+if ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq chromium
+fi
 .venv/bin/lint-imports --no-cache
 set +e
 .venv/bin/python -m pytest "$@"

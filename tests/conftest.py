@@ -116,3 +116,55 @@ def api():
     yield serve
     for server in servers:
         server.shutdown()
+
+
+@pytest.fixture
+def web(tmp_path):
+    """Factory: a head node (no workers unless asked) whose UI and API are served over real HTTP."""
+    from headnode.app import create_app
+    from headnode.node import HeadNode
+    from support.web import ServedApp
+    made = []
+
+    def build(start: bool = False, **overrides) -> ServedApp:
+        settings = {"DATA_DIR": str(tmp_path / f"web{len(made)}"), "TESTING": True, "TLS": False,
+                    "FLEET": "none", "INSTANCE_METADATA_URL": "", "VISIBILITY_TIMEOUT": 20,
+                    "WORKER_THREADS": 2, "OBJECT_THREADS": 8}
+        settings.update(overrides)
+        node = HeadNode(settings)
+        served = ServedApp(create_app(node=node))
+        made.append((served, node))
+        if start:
+            node.start()
+        return served
+
+    yield build
+    for served, node in made:
+        served.close()
+        node.stop()
+
+
+@pytest.fixture
+def start_worker(tmp_path):
+    """Factory: a worker process for a node's region started by hand (a node with FLEET=none),
+    with the environment the node's fleet would give it."""
+    import subprocess
+    from headnode.fleet import worker_env
+    processes = []
+
+    def start(node, region: str = "us-east-1"):
+        env = {**os.environ, **worker_env(node.config)}
+        with open(tmp_path / f"worker{len(processes)}.log", "ab") as output:
+            processes.append(subprocess.Popen([sys.executable, "-m", "worker.main", "--region", region], env=env,
+                                              stdin=subprocess.DEVNULL, stdout=output, stderr=output))
+        return processes[-1]
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -3,9 +3,6 @@ bus, and the list / get / cancel / retry endpoints, authentication, missing
 jobs and the OpenAPI document."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
 import psutil
 import pytest
@@ -76,29 +73,6 @@ def idle_node(head_node, api):
     return node, api(node)
 
 
-@pytest.fixture
-def start_worker(tmp_path):
-    """Factory: a worker process for the node's region, as an operator starts one."""
-    processes = []
-
-    def start(node):
-        env = {**os.environ, "CLOUDMOVER_BUS_URL": node.config["BUS_URL"],
-               "CLOUDMOVER_SECRET_KEY": node.config["SECRET_KEY"],
-               "CLOUDMOVER_QUEUE_PREFIX": node.config["QUEUE_PREFIX"],
-               "CLOUDMOVER_VISIBILITY_TIMEOUT": str(node.config["VISIBILITY_TIMEOUT"])}
-        with open(tmp_path / f"worker{len(processes)}.log", "ab") as output:
-            processes.append(subprocess.Popen([sys.executable, "-m", "worker.main", "--region", REGION], env=env,
-                                              stdin=subprocess.DEVNULL, stdout=output, stderr=output))
-        return processes[-1]
-
-    yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_get_and_list_jobs(idle_node, buckets, s3_env):
