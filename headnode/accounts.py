@@ -13,11 +13,10 @@ import hashlib
 import os
 import re
 import secrets
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from headnode import audit, passwords
+from headnode import audit, instancemetadata, passwords
 from headnode.accesserrors import Locked, Refused, SignInFailed
 from headnode.models import ROLES, User, db, now
 
@@ -44,14 +43,7 @@ def instance_id(metadata_url: str, timeout: float = 1.0) -> str | None:
     if not metadata_url:
         return None
     try:
-        token_request = urllib.request.Request(f"{metadata_url}/latest/api/token", method="PUT",
-                                               headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
-        with urllib.request.urlopen(token_request, timeout=timeout) as answer:
-            token = answer.read().decode()
-        id_request = urllib.request.Request(f"{metadata_url}/latest/meta-data/instance-id",
-                                            headers={"X-aws-ec2-metadata-token": token})
-        with urllib.request.urlopen(id_request, timeout=timeout) as answer:
-            found = answer.read().decode().strip()
+        found = instancemetadata.read(metadata_url, "instance-id", timeout=timeout)
     except OSError:
         return None
     return found if re.fullmatch(r"i-[0-9a-f]{8,17}", found) else None

@@ -13,6 +13,7 @@ from marshmallow import Schema, fields, validate
 
 from pipeline import errors, messages
 from headnode import savings
+from headnode.usage import job_usage
 from headnode.auth import EVERYONE, RUNNERS, allow, caller
 
 blp = Blueprint("jobs", __name__, url_prefix="/api/v1", description="Copy and move jobs")
@@ -77,6 +78,9 @@ class JobOut(Schema):
     retries = fields.Integer()
     error = fields.String(allow_none=True)
     bytes_saved = fields.Integer(metadata={"description": "Bytes the image codec saved (0 without it)"})
+    usage = fields.Function(lambda job: job_usage(job, _service().config), allow_none=True, metadata={
+        "description": "EC2 worker instance-hours the job used and their cost at the price table "
+                       "(null without EC2 workers); compare with POST /jobs/estimate"})
     codec = _CodecSummary(CodecOut, allow_none=True, dump_only=True,
                           metadata={"description": "Image codec results; null for a job without the codec"})
 

@@ -52,17 +52,25 @@ def _passphrase(args) -> str | None:
     return phrase
 
 
+def _prepare(args) -> tuple[dict, str | None] | None:
+    """The configuration and passphrase of a backup or restore; None (after saying why) if unusable."""
+    config = _config(args)
+    if config is None:
+        return None
+    try:
+        return config, _passphrase(args)
+    except (OSError, ValueError) as exc:
+        print(f"cloudmover: {exc}", file=sys.stderr)
+        return None
+
+
 def _backup(args) -> int:
     from headnode import backup
 
-    config = _config(args)
-    if config is None:
+    prepared = _prepare(args)
+    if prepared is None:
         return EXIT_USAGE
-    try:
-        passphrase = _passphrase(args)
-    except (OSError, ValueError) as exc:
-        print(f"cloudmover: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    config, passphrase = prepared
     out = Path(args.file).absolute()
     try:
         manifest = backup.create(config, out, passphrase=passphrase)
@@ -79,14 +87,10 @@ def _backup(args) -> int:
 def _restore(args) -> int:
     from headnode import restore
 
-    config = _config(args)
-    if config is None:
+    prepared = _prepare(args)
+    if prepared is None:
         return EXIT_USAGE
-    try:
-        passphrase = _passphrase(args)
-    except (OSError, ValueError) as exc:
-        print(f"cloudmover: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    config, passphrase = prepared
     path = Path(args.file)
     if not path.is_file():
         print(f"cloudmover: {path} is not a file", file=sys.stderr)

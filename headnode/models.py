@@ -228,15 +228,10 @@ class WorkerInstance(Base):
     end_reason = pw.CharField(null=True)             # idle | surplus | leftover | stopped | gone
 
     @classmethod
-    def hours_for(cls, job_id: int) -> dict[str, float]:
-        """Instance type -> instance-hours of the instances that served job ``job_id``,
-        from launch to termination (or now, for those still running)."""
-        hours: dict[str, float] = {}
-        for instance in cls.select():
-            if job_id in instance.jobs:
-                seconds = ((instance.terminated_at or now()) - instance.launched_at).total_seconds()
-                hours[instance.instance_type] = hours.get(instance.instance_type, 0.0) + max(0.0, seconds) / 3600
-        return hours
+    def runs_for(cls, job_id: int) -> list[tuple]:
+        """(instance type, launched at, terminated at or None) of each instance that served
+        job ``job_id``: what ``estimate.actual_usage`` bills."""
+        return [(i.instance_type, i.launched_at, i.terminated_at) for i in cls.select() if job_id in i.jobs]
 
 
 # The version of these tables as a whole: bump it whenever a table or column is added, changed or

@@ -19,12 +19,13 @@ is the same for an API answer. With ``FLEET=ec2`` the checks are, in order:
 Any other fleet runs only the two bucket checks (a local destination
 directory is checked for being makeable, not made: a refused job leaves
 nothing behind). ``JobService.preflight_checks`` runs them for a job as a user
-writes it, without creating it (for ``POST /api/v1/preflight``). A check that cannot be
+writes it, without creating it (``POST /api/v1/jobs/preflight``). A check that cannot be
 verified (the head node may not simulate its own policy, the quota cannot be
 read) passes with ``warning`` set rather than refusing a job that may well
 run; the job's log keeps the warning. The quota check counts the tier's
 instance type for a job of small files: a job holding larger files gets larger
-instances once its planner has seen them (``headnode.demand``).
+instances once its planner has seen them (``headnode.demand``). botocore is
+imported inside the AWS checks: a head node with local workers never loads it.
 """
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-import botocore.exceptions
 
 from pipeline import errors
 from pipeline.store import StoreSpec, open_store
@@ -145,6 +145,7 @@ def _region_checks(region: str, clients: Clients) -> list[Check]:
 
 def _network_check(settings: RegionSettings, ec2) -> tuple[dict | None, Check]:
     """The subnet (None when it cannot be used) and the check of the VPC and subnet."""
+    import botocore.exceptions
     region, vpc_id, subnet_id = settings.region, settings.vpc_id, settings.subnet_id
     fix = "correct it in the region's worker settings"
     try:
@@ -176,6 +177,7 @@ def _network_check(settings: RegionSettings, ec2) -> tuple[dict | None, Check]:
 
 # -- the worker role -------------------------------------------------------------------------
 def _role_checks(profile: str | None, clients: Clients, *, region: str) -> list[Check]:
+    import botocore.exceptions
     if not profile:
         return [Check("worker_profile", False, "No worker instance profile is set: set EC2_WORKER_PROFILE to the "
                                                "instance profile the CloudFormation stack made for workers.")]
@@ -205,6 +207,7 @@ def _role_checks(profile: str | None, clients: Clients, *, region: str) -> list[
 
 def _pass_role_check(role_arn: str, iam, sts) -> Check:
     """Whether the head node's own principal may pass ``role_arn``; unverifiable is a warning."""
+    import botocore.exceptions
     try:
         principal = principal_arn(sts.get_caller_identity()["Arn"])
         results = iam.simulate_principal_policy(PolicySourceArn=principal, ActionNames=["iam:PassRole"],
@@ -262,6 +265,7 @@ def _local_destination_check(name: str, path: Path) -> Check:
 
 # -- the EC2 quota ---------------------------------------------------------------------------
 def _quota_check(job: JobSpec, region: str, clients: Clients, *, cap: int) -> Check:
+    import botocore.exceptions
     demand = JobDemand(job_id=None, tier=job.tier, codec=job.codec, largest_object=job.largest_object)
     count, kind = min(workers_for(demand), cap), instance_type(demand)
     if kind.split(".")[0][0] not in STANDARD_FAMILIES:
@@ -294,11 +298,13 @@ def quota_check(*, region: str, tier: str, count: int, instance_type: str, vcpus
 
 def _code(exc: Exception) -> str:
     """The AWS error code of a refused request ('' for a failure without an answer)."""
+    import botocore.exceptions
     if isinstance(exc, botocore.exceptions.ClientError):
         return exc.response.get("Error", {}).get("Code", "")
     return ""
 
 
-def _reason(exc: botocore.exceptions.ClientError) -> str:
+def _reason(exc: Exception) -> str:
+    """Code and message of a botocore ClientError."""
     error = exc.response.get("Error", {})
     return f"{error.get('Code', '')}: {error.get('Message', '')}"

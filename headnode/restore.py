@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import time
 from contextlib import closing
 from pathlib import Path
 
@@ -55,7 +56,7 @@ class RestoreRefused(Refused):
 
 
 class DataDirLock:
-    """``DATA_DIR/cloudmover.lock``: shared by running head nodes, exclusive while a restore is applied."""
+    """``DATA_DIR/cloudmover.lock``: held by the running head node, or by a restore being applied."""
 
     def __init__(self, data_dir: str):
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
@@ -72,35 +73,31 @@ class DataDirLock:
                         LOCK_FILE, exc)
         return True
 
-    def shared(self) -> None:
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_SH)
-        except OSError as exc:
-            log.warning("cannot lock %s (%s): a restore cannot tell that this server is running", LOCK_FILE, exc)
-
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)   # releases the lock
             self._fd = None
 
 
-def hold_data_dir(config: dict) -> DataDirLock:
-    """For a head node starting on DATA_DIR: apply a staged restore if there is one, then hold
-    the directory (shared) until ``release``."""
+def hold_data_dir(config: dict, *, wait: float = 60.0) -> DataDirLock:
+    """For a head node starting on DATA_DIR: hold the directory, exclusively, until ``release``
+    (one head node per data directory: two would plan the same jobs twice), waiting up to ``wait``
+    seconds for a previous one to finish stopping; then apply a restore staged for this start."""
     lock = DataDirLock(config["DATA_DIR"])
     try:
+        deadline = time.monotonic() + wait
+        while not lock.exclusive():
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"another CloudMover head node is running on {config['DATA_DIR']}: stop it "
+                                   "first (or give this one its own --data-dir)")
+            time.sleep(0.2)
         if staged_dir(config).exists():
-            if lock.exclusive():
-                try:
-                    apply_staged(config)
-                except RestoreRefused as exc:
-                    refused = _set_aside(config)
-                    log.error("the staged restore was not applied, the database is unchanged: %s (it is "
-                              "kept in %s)", exc, refused)
-            else:
-                log.warning("a restore is staged in %s, but another process is using the data directory: "
-                            "it is applied when the server starts alone", staged_dir(config))
-        lock.shared()
+            try:
+                apply_staged(config)
+            except RestoreRefused as exc:
+                refused = _set_aside(config)
+                log.error("the staged restore was not applied, the database is unchanged: %s (it is "
+                          "kept in %s)", exc, refused)
     except BaseException:
         lock.release()
         raise

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import shlex
 import sys
-import urllib.request
 from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from pipeline.credentials import sealing_key
+from headnode import instancemetadata
 from headnode.fleet import worker_env
 
 MAX_USER_DATA = 16 * 1024   # EC2's limit, before base64
@@ -92,14 +92,7 @@ def head_node_address(config: dict, path: str, *, timeout: float = 2.0) -> str:
     item = "public-ipv4" if path == "public" else "local-ipv4"
     base = config["INSTANCE_METADATA_URL"]
     try:
-        token_request = urllib.request.Request(f"{base}/latest/api/token", method="PUT",
-                                               headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"})
-        with urllib.request.urlopen(token_request, timeout=timeout) as answer:
-            token = answer.read().decode()
-        request = urllib.request.Request(f"{base}/latest/meta-data/{item}",
-                                         headers={"X-aws-ec2-metadata-token": token})
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.read().decode().strip()
+        return instancemetadata.read(base, item, timeout=timeout)
     except OSError as exc:
         raise UserDataError(f"the head node's {path} IP is unknown: set {key}, or run the head node on an "
                             f"EC2 instance{' with a public IP' if path == 'public' else ''} "

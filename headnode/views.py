@@ -13,26 +13,15 @@ from headnode.auth import EVERYONE, RUNNERS, allow, caller, public, sign_in
 
 pages = Blueprint("pages", __name__)
 
-# page name -> (title, roles); the help for each page is templates/help/<name>.html
-PAGES = {
-    "dashboard": ("Dashboard", EVERYONE),
-    "job": ("Job", EVERYONE),
-    "new_job": ("New job", RUNNERS),
-    "password": ("Change password", EVERYONE),
-    "users": ("Users", ("admin",)),
-    "folders": ("S3 folders", ("admin",)),
-    "worker_settings": ("Worker settings", ("admin",)),
-    "mail": ("Notifications", ("admin",)),
-    "backup": ("Backup", ("admin",)),
-    "workers": ("Workers", ("admin",)),
-    "logs": ("Job logs", ("admin",)),
-    "audit": ("Audit log", ("admin",)),
-    "signin": ("Sign in", ()),
-}
+# page name -> title; the help for each page is templates/help/<name>.html
+PAGES = {"dashboard": "Dashboard", "job": "Job", "new_job": "New job", "password": "Change password",
+         "users": "Users", "folders": "S3 folders", "worker_settings": "Worker settings", "mail": "Notifications",
+         "backup": "Backup", "workers": "Workers", "logs": "Job logs", "audit": "Audit log", "signin": "Sign in"}
 
 
-def _page(name: str, **context):
-    return render_template(f"{name}.html", page=name, title=PAGES[name][0], me=caller(), **context)
+def render_page(name: str, **context):
+    """The page ``name`` (templates/<name>.html) for the caller."""
+    return render_template(f"{name}.html", page=name, title=PAGES[name], me=caller(), **context)
 
 
 @pages.route("/signin", methods=["GET"])
@@ -68,61 +57,61 @@ def signout():
 @pages.route("/account/password")
 @allow(*EVERYONE, before_password_change=True)
 def password():
-    return _page("password")
+    return render_page("password")
 
 
 @pages.route("/")
 @allow(*EVERYONE)
 def dashboard():
-    return _page("dashboard")
+    return render_page("dashboard")
 
 
 @pages.route("/jobs/<int:job_id>")
 @allow(*EVERYONE)
 def job(job_id):
-    return _page("job", job_id=job_id)
+    return render_page("job", job_id=job_id)
 
 
 @pages.route("/jobs/new")
 @allow(*RUNNERS)
 def new_job():
-    return _page("new_job")
+    return render_page("new_job")
 
 
 @pages.route("/admin/users")
 @allow("admin")
 def users():
-    return _page("users")
+    return render_page("users")
 
 
 @pages.route("/admin/folders")
 @allow("admin")
 def folders():
-    return _page("folders")
+    return render_page("folders")
 
 
 @pages.route("/admin/worker-settings")
 @allow("admin")
 def worker_settings():
-    return _page("worker_settings")
+    return render_page("worker_settings")
 
 
 @pages.route("/admin/workers")
 @allow("admin")
 def workers():
-    return _page("workers")
+    return render_page("workers")
 
 
 @pages.route("/admin/logs")
 @allow("admin")
 def logs():
-    return _page("logs")
+    return render_page("logs")
 
 
 @pages.route("/admin/audit")
 @allow("admin")
 def audit():
-    return _page("audit")
+    return render_page("audit")
 
 
 @pages.route("/help/<name>")
@@ -130,7 +119,7 @@ def audit():
 def help_page(name):
     if name not in PAGES:
         abort(404)
-    return render_template(f"help/{name}.html", page=name, title=f"Help: {PAGES[name][0]}", me=caller(),
+    return render_template(f"help/{name}.html", page=name, title=f"Help: {PAGES[name]}", me=caller(),
                            help_for=name)
 
 

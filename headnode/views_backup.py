@@ -2,10 +2,10 @@
 script calls the REST API (``api_backup``), under the same role checks."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint
 
-from headnode.auth import allow, caller
-from headnode.views import PAGES
+from headnode.auth import allow
+from headnode.views import render_page
 
 pages = Blueprint("backup_pages", __name__)
 
@@ -13,4 +13,4 @@ pages = Blueprint("backup_pages", __name__)
 @pages.route("/admin/backup")
 @allow("admin")
 def backup():
-    return render_template("backup.html", page="backup", title=PAGES["backup"][0], me=caller())
+    return render_page("backup")

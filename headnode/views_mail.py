@@ -2,10 +2,10 @@
 and a test message; its script talks to ``/api/v1/mail-settings``."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint
 
-from headnode.auth import allow, caller
-from headnode.views import PAGES
+from headnode.auth import allow
+from headnode.views import render_page
 
 pages = Blueprint("mail_pages", __name__)
 
@@ -13,4 +13,4 @@ pages = Blueprint("mail_pages", __name__)
 @pages.route("/admin/mail")
 @allow("admin")
 def mail():
-    return render_template("mail.html", page="mail", title=PAGES["mail"][0], me=caller())
+    return render_page("mail")

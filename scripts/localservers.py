@@ -220,6 +220,9 @@ class SeaweedServer:
             "-webdav=false", "-admin.ui=false",
             "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-volume.preStopSeconds=0",
+            # every bucket is a collection that takes several volumes; the default limit (free disk /
+            # volume size) ran out after ~70 buckets in one test session. Volumes are not preallocated.
+            "-volume.max=20000",
         ]
         args += [f"-{flag}={port}" for flag, port in self.ports.items()]
         for name in ("filer", "s3"):  # unix sockets; default is /tmp/seaweedfs-*.sock

@@ -150,6 +150,7 @@ def start_worker(tmp_path):
     with the environment the node's fleet would give it."""
     import subprocess
     from headnode.fleet import worker_env
+    from support.processes import stop_process
     processes = []
 
     def start(node, region: str = "us-east-1"):
@@ -161,10 +162,4 @@ def start_worker(tmp_path):
 
     yield start
     for process in processes:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

@@ -28,6 +28,7 @@ import pytest
 import requests
 
 from conftest import ApiClient
+from support.processes import stop_process
 from support.objects import put_objects
 from support.waiting import wait_for
 
@@ -70,14 +71,6 @@ def serve():
 
 
 
-def stop_process(process) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def submit(rest, source: str, destination: str, endpoint_url: str, **extra) -> dict:

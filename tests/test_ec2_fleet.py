@@ -6,10 +6,10 @@ where a job must finish, the test starts a local worker process on the bus."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
+
+from pipeline.credentials import sealing_key
 
 from conftest import bus_config
 from support.awsstub import AwsStub
@@ -104,7 +104,7 @@ def test_a_tier_launches_its_workers_in_the_destination_regions_subnet(tier, cou
         assert line in script.splitlines(), line
     assert node.config["SECRET_KEY"] not in script
     secret = world.client("ssm", REGION).get_parameter(Name=f"/cloudmover/{node_id}/secret-key", WithDecryption=True)
-    assert secret["Parameter"]["Value"] == node.config["SECRET_KEY"]
+    assert secret["Parameter"]["Value"] == sealing_key(node.config["SECRET_KEY"])   # never the secret itself
 
     rows = list(WorkerInstance.select().where(WorkerInstance.region == REGION))
     assert sorted(r.instance_id for r in rows) == sorted(i["InstanceId"] for i in instances)
@@ -161,32 +161,8 @@ def test_concurrent_jobs_in_a_region_share_a_fleet_up_to_the_cap(ec2_node, world
 
 
 # -- ending ---------------------------------------------------------------------------------------
-@pytest.fixture
-def bus_worker(tmp_path):
-    """Factory: a local worker process draining a head node's bus, standing in for the
-    instances (moto's run no code)."""
-    processes = []
-
-    def start(node, region: str = REGION):
-        from headnode.fleet import worker_env
-        with open(tmp_path / f"worker{len(processes)}.log", "ab") as output:
-            processes.append(subprocess.Popen([sys.executable, "-m", "worker.main", "--region", region],
-                                              env={**os.environ, **worker_env(node.config)},
-                                              stdin=subprocess.DEVNULL, stdout=output, stderr=output))
-        return processes[-1]
-
-    yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def test_workers_end_once_the_queue_has_drained_and_the_idle_time_passed(ec2_node, world, buckets, s3_env,
-                                                                         bus_worker):
+                                                                         start_worker):
     from headnode.models import WorkerInstance
     put_objects(s3_env.client(), buckets[0], {f"k{i}": b"y" * 1000 for i in range(20)})
     node = ec2_node(EC2_IDLE_SECONDS=1)
@@ -194,7 +170,7 @@ def test_workers_end_once_the_queue_has_drained_and_the_idle_time_passed(ec2_nod
     job = submit(node, buckets, s3_env, tier="express")
     instances = launched(world, node, REGION, 4)
 
-    bus_worker(node)
+    start_worker(node)
     assert wait_finished(node.service, job.id).state == "complete"
     node_id = node.fleet.settings.node_id
     wait_for(lambda: world.instances(REGION, node_id=node_id) == [], timeout=60, what="the idle workers to end")
@@ -202,8 +178,11 @@ def test_workers_end_once_the_queue_has_drained_and_the_idle_time_passed(ec2_nod
     assert sorted(i["InstanceId"] for i in ended) == sorted(i["InstanceId"] for i in instances)
     rows = list(WorkerInstance.select())
     assert len(rows) == 4 and all(r.terminated_at and r.end_reason == "idle" for r in rows)
-    hours = WorkerInstance.hours_for(job.id)
-    assert list(hours) == ["m5.xlarge"] and hours["m5.xlarge"] > 0
+    from headnode.usage import job_usage
+    report = job_usage(node.service.get(job.id), node.config)   # what the job's API answer carries
+    assert [(line["instance_type"], line["instances"]) for line in report["lines"]] == [("m5.xlarge", 4)]
+    assert report["instance_hours"] > 0 and report["still_running"] == 0
+    assert report["cost"] == pytest.approx(report["instance_hours"] * report["lines"][0]["price_per_hour"])
 
 
 class Clock:
@@ -310,7 +289,7 @@ def test_a_new_job_takes_over_idle_workers_of_its_type_and_the_rest_end_as_surpl
     assert {tags(i)["cloudmover:jobs"] for i in listed} == {f"{first.id},{second.id}"}
     rows = list(WorkerInstance.select())
     assert sum(1 for r in rows if r.end_reason == "surplus") == 8
-    assert WorkerInstance.hours_for(second.id).keys() == {"m5.xlarge"}
+    assert {run[0] for run in WorkerInstance.runs_for(second.id)} == {"m5.xlarge"}
 
 
 def test_the_sweeper_ends_a_crashed_runs_leftover_workers_and_leaves_other_head_nodes_alone(ec2_node, world,

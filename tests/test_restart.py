@@ -47,7 +47,9 @@ class Served:
 
     def worker_pids(self) -> list[int]:
         import psutil
-        return [p.pid for p in psutil.Process(self.process.pid).children() if "worker.main" in p.cmdline()]
+        # cloudmover up → gunicorn's worker process (the head node) → worker processes
+        return [p.pid for p in psutil.Process(self.process.pid).children(recursive=True)
+                if "worker.main" in p.cmdline()]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -111,7 +113,7 @@ def test_a_head_node_killed_while_planning_resumes_after_restart(killed, serve, 
     wait_for(mid_plan, timeout=120, interval=0.02, what="a persisted listing position")
     orphans = first.worker_pids()
     if killed == "head-node":
-        os.kill(first.process.pid, signal.SIGKILL)   # its workers finish what they hold, then stop
+        os.kill(first.process.pid, signal.SIGKILL)   # the rest of the head node and its workers then stop
     else:
         os.killpg(first.process.pid, signal.SIGKILL)   # the machine went down: workers too
     first.process.wait(30)

@@ -30,7 +30,8 @@
       ["Finished", CM.when(job.finished_at)], ["Objects copied", job.objects_done],
       ["Already present (skipped)", job.objects_skipped], ["Failed", job.objects_failed],
       ["Sources deleted (move)", job.objects_deleted], ["Bytes copied", CM.bytes(job.bytes_done)],
-      ["Retries", job.retries], ["Bytes saved by the codec", CM.bytes(job.bytes_saved)]]);
+      ["Retries", job.retries], ["Bytes saved by the codec", CM.bytes(job.bytes_saved)],
+      ...(job.usage ? [["EC2 instance-hours used", `${job.usage.instance_hours.toFixed(2)} (about $${job.usage.cost.toFixed(2)})`]] : [])]);
     const cancel = $("cancel-button"), retry = $("retry-button");
     if (cancel) cancel.hidden = Jobs.FINISHED.has(job.state);
     if (retry) retry.hidden = !(Jobs.FINISHED.has(job.state) && job.objects_failed > 0);
