@@ -209,7 +209,7 @@ def _pass_role_check(role_arn: str, iam, sts) -> Check:
     """Whether the head node's own principal may pass ``role_arn``; unverifiable is a warning."""
     import botocore.exceptions
     try:
-        principal = principal_arn(sts.get_caller_identity()["Arn"])
+        principal = _full_role_arn(principal_arn(sts.get_caller_identity()["Arn"]), iam)
         results = iam.simulate_principal_policy(PolicySourceArn=principal, ActionNames=["iam:PassRole"],
                                                 ResourceArns=[role_arn])["EvaluationResults"]
     except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
@@ -233,6 +233,18 @@ def principal_arn(caller_arn: str) -> str:
         return caller_arn
     partition, account = prefix.split(":")[1], prefix.split(":")[4]
     return f"arn:{partition}:iam::{account}:role/{rest.split('/')[0]}"
+
+
+def _full_role_arn(principal: str, iam) -> str:
+    """``principal`` with the role's path (``role/cloudmover/NAME``, as the template makes it),
+    which the session ARN leaves out and the simulator needs; unchanged if it cannot be read."""
+    import botocore.exceptions
+    if ":role/" not in principal:
+        return principal
+    try:
+        return iam.get_role(RoleName=principal.rsplit("/", 1)[1])["Role"]["Arn"]
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+        return principal
 
 
 # -- buckets ---------------------------------------------------------------------------------

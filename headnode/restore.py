@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import gc
 import json
 import logging
 import os
@@ -289,18 +290,26 @@ def _swap_database(target: Path, incoming: Path, stamp: str) -> Path | None:
     return previous
 
 
-def _checkpoint(target: Path) -> None:
-    """Fold the old database's write-ahead log into it (so its kept copy is whole), if it can be read."""
-    try:
-        with closing(sqlite3.connect(target, timeout=5)) as conn:
-            mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            raise RestoreRefused(f"The database {target} is in use by another process; stop it and "
-                                 "restore again.") from None
-        return   # damaged: its log files move aside with it
-    except sqlite3.DatabaseError:
-        return
+def _checkpoint(target: Path, *, wait: float = 5.0) -> None:
+    """Fold the old database's write-ahead log into it (so its kept copy is whole), if it can be read.
+
+    The caller holds the data directory exclusively, so no other head node has it open; connections
+    a stopped node of this process left to the garbage collector are given ``wait`` seconds to go."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with closing(sqlite3.connect(target, timeout=5)) as conn:
+                mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                return   # damaged: its log files move aside with it
+            mode = "busy"
+        except sqlite3.DatabaseError:
+            return
+        if str(mode).lower() == "delete" or time.monotonic() >= deadline:
+            break
+        gc.collect()
+        time.sleep(0.2)
     if str(mode).lower() != "delete":
         raise RestoreRefused(f"The database {target} is in use by another process; stop it and restore again.")
 

@@ -277,3 +277,15 @@ def test_a_local_destination_is_checked_without_being_made(database, tmp_path, s
 ])
 def test_the_simulated_principal_is_the_role_behind_the_session(caller, principal):
     assert preflight.principal_arn(caller) == principal
+
+
+def test_the_simulated_role_carries_its_path(moto):
+    """The session ARN drops the role's path (/cloudmover/ in the template); the simulator needs it."""
+    iam = moto.client("iam")
+    name = f"cm-head-{uuid.uuid4().hex[:8]}"
+    made = iam.create_role(RoleName=name, Path="/cloudmover/", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    assert made.endswith(f":role/cloudmover/{name}")
+    assert preflight._full_role_arn(preflight.principal_arn(
+        f"arn:aws:sts::123456789012:assumed-role/{name}/i-0abc"), iam) == made
+    unknown = "arn:aws:iam::123456789012:role/not-there"
+    assert preflight._full_role_arn(unknown, iam) == unknown   # unreadable: the simulator will say so
