@@ -226,7 +226,7 @@ def apply_staged(config: dict) -> dict:
         _install_secret(Path(config["DATA_DIR"]), secret, stamp)
     (Path(config["DATA_DIR"]) / INITIAL_PASSWORD_FILE).unlink(missing_ok=True)   # its user is gone
     shutil.rmtree(where)
-    _fsync_dir(target.parent)
+    backup.fsync(target.parent)   # the rename itself
     log.warning("restored the backup %s made %s (CloudMover %s, schema %s); %d unfinished job(s) marked "
                 "interrupted; the previous database is kept as %s", info.get("source"), manifest["created_at"],
                 manifest["cloudmover_version"], manifest["schema_version"], len(interrupted), previous)
@@ -336,12 +336,6 @@ def _set_aside(config: dict) -> Path:
     return refused
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _utc() -> str:

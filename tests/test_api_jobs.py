@@ -9,25 +9,14 @@ import pytest
 
 from conftest import bus_config
 from support.objects import MiB, assert_same_objects, put_objects, small_and_large
+from support.jobs import submit, wait_job
 from support.waiting import wait_for
 
 REGION = "us-east-1"
-FINAL = ("complete", "complete_with_warnings", "failed", "cancelled")
 SMALL_PARTS = {"MULTIPART_THRESHOLD": 5 * MiB, "PART_SIZE": 5 * MiB}
 
 
-def submit(api, source: str, destination: str, endpoint_url: str, **extra) -> dict:
-    response = api.post("/jobs", json={"source": source, "destination": destination,
-                                       "endpoint_url": endpoint_url, **extra})
-    assert response.status_code == 201, response.text
-    return response.json()
 
-
-def wait_job(api, job_id: int, states=FINAL, timeout: float = 240.0) -> dict:
-    def reached():
-        job = api.get(f"/jobs/{job_id}").json()
-        return job if job["state"] in states else None
-    return wait_for(reached, timeout=timeout, what=f"job {job_id} to reach {states}")
 
 
 def heartbeat_pids(region: str) -> set[int]:

@@ -30,10 +30,10 @@ import requests
 from conftest import ApiClient
 from support.processes import stop_process
 from support.objects import put_objects
+from support.jobs import submit, wait_job
 from support.waiting import wait_for
 
 PASSPHRASE = "correct horse battery staple"
-FINAL = ("complete", "complete_with_warnings", "failed", "cancelled")
 CLI = Path(sys.executable).with_name("cloudmover")
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,18 +73,7 @@ def serve():
 
 
 
-def submit(rest, source: str, destination: str, endpoint_url: str, **extra) -> dict:
-    response = rest.post("/jobs", json={"source": source, "destination": destination,
-                                        "endpoint_url": endpoint_url, **extra})
-    assert response.status_code == 201, response.text
-    return response.json()
 
-
-def wait_job(rest, job_id: int, states=FINAL, timeout: float = 240.0) -> dict:
-    def reached():
-        job = rest.get(f"/jobs/{job_id}").json()
-        return job if job["state"] in states else None
-    return wait_for(reached, timeout=timeout, what=f"job {job_id} to reach {states}")
 
 
 def history() -> dict:
