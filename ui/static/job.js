@@ -45,6 +45,7 @@
   async function failures() {
     const found = await CM.api("GET", `/jobs/${id}/failures?limit=1000`);
     $("no-failures").hidden = found.length > 0;
+    $("failures").hidden = found.length === 0;
     $("failures").querySelector("tbody").replaceChildren(...found.map((f) =>
       CM.el("tr", {class: "failure"}, CM.el("td", {}, f.key),
             CM.el("td", {}, f.kind === "delete" ? "warning: source kept" : "error: not copied"),
