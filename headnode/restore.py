@@ -80,13 +80,16 @@ class DataDirLock:
             self._fd = None
 
 
-def hold_data_dir(config: dict, *, wait: float = 60.0) -> DataDirLock:
+def hold_data_dir(config: dict, *, wait: float = 300.0) -> DataDirLock:
     """For a head node starting on DATA_DIR: hold the directory, exclusively, until ``release``
     (one head node per data directory: two would plan the same jobs twice), waiting up to ``wait``
-    seconds for a previous one to finish stopping; then apply a restore staged for this start."""
+    seconds for a previous one to finish stopping (it lets its workers finish what they hold);
+    then apply a restore staged for this start."""
     lock = DataDirLock(config["DATA_DIR"])
     try:
         deadline = time.monotonic() + wait
+        if not lock.exclusive():
+            log.warning("another head node holds %s: waiting up to %.0f s for it to stop", config["DATA_DIR"], wait)
         while not lock.exclusive():
             if time.monotonic() >= deadline:
                 raise RuntimeError(f"another CloudMover head node is running on {config['DATA_DIR']}: stop it "

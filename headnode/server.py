@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import os
+import time
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
 from headnode.app import create_app
 from headnode.node import HeadNode
+
+log = logging.getLogger("cloudmover.headnode")
 
 
 def ensure_certificate(data_dir: str, host: str) -> tuple[str, str]:
@@ -111,4 +115,6 @@ class _HeadNodeServer(BaseApplication):
 
     def _stop_node(self, server, worker) -> None:
         if self.node is not None:
+            started = time.monotonic()
             self.node.stop()
+            log.warning("head node stopped in %.1f s", time.monotonic() - started)

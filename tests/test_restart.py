@@ -123,7 +123,8 @@ def test_a_head_node_killed_while_planning_resumes_after_restart(killed, serve, 
     assert marker is not None and not done
 
     second = serve()
-    assert wait_for(lambda: len(second.worker_pids()) == 2, timeout=60, what="the new head node's workers")
+    # the new head node waits for what is left of the old one to stop before it plans (one per data directory)
+    assert wait_for(lambda: len(second.worker_pids()) == 2, timeout=180, what="the new head node's workers")
 
     def finished():
         job = second.session.get(f"{second.base}/jobs/{job_id}", timeout=30).json()
