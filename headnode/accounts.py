@@ -20,7 +20,6 @@ from headnode import audit, instancemetadata, passwords
 from headnode.accesserrors import Locked, Refused, SignInFailed
 from headnode.models import ROLES, User, db, now
 
-ROLE_NAMES = {"admin": "Admin", "wrangler": "Wrangler", "viewer": "View Only"}
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 FREE_FAILURES = 5                 # failed sign-ins before the account locks

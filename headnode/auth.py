@@ -86,20 +86,17 @@ def public(view):
     return view
 
 
-def declared_roles(view) -> tuple[str, ...] | None:
-    while view is not None:
-        if hasattr(view, "cloudmover_roles"):
-            return view.cloudmover_roles
-        view = getattr(view, "__wrapped__", None)
-    return None
-
-
-def _flag(view, name: str) -> bool:
+def _marked(view, name: str, default=None):
+    """What ``allow``/``public`` marked on ``view`` or on a function it wraps."""
     while view is not None:
         if hasattr(view, name):
             return getattr(view, name)
         view = getattr(view, "__wrapped__", None)
-    return False
+    return default
+
+
+def declared_roles(view) -> tuple[str, ...] | None:
+    return _marked(view, "cloudmover_roles")
 
 
 def init_app(app, accounts: AccountService) -> None:
@@ -176,7 +173,7 @@ def _check_access():
         csrf.protect()   # cookies ride along on cross-site requests; bearer tokens do not
     if roles == ("public",):
         return None
-    if principal.must_change_password and not _flag(view, "cloudmover_before_password_change"):
+    if principal.must_change_password and not _marked(view, "cloudmover_before_password_change", False):
         if _is_api():
             return _refuse(403, "password_change_required", "Change your password before anything else.")
         return redirect("/account/password")

@@ -147,6 +147,14 @@ def _check_ec2(config: dict) -> None:
         raise ValueError("EC2_MAX_WORKERS_PER_REGION must be positive")
 
 
+def plan_settings(config: dict, *, codec: str = "none"):
+    """How jobs are planned on this head node (a codec job reads objects whole up to CODEC_MAX_OBJECT)."""
+    from pipeline.planner import PlanSettings
+    return PlanSettings(multipart_threshold=config["MULTIPART_THRESHOLD"], part_size=config["PART_SIZE"],
+                        batch_objects=config["BATCH_OBJECTS"],
+                        whole_object_limit=config["CODEC_MAX_OBJECT"] if codec != "none" else 0)
+
+
 def ensure_data_dir(config: dict) -> None:
     """Create DATA_DIR (mode 0700: it holds the secret key and the queue) if missing."""
     os.makedirs(config["DATA_DIR"], mode=0o700, exist_ok=True)

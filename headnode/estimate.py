@@ -56,6 +56,7 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from pipeline.planner import MAX_PARTS, Location, PlanSettings
+from headnode.config import plan_settings
 from headnode.jobshape import MAX_PAGES, PAGE_SIZE, JobShape, shape_from_listing
 from headnode.pricing import GB, EstimateError, PriceTable, ThroughputModel, WorkerRate, price_table
 
@@ -279,10 +280,7 @@ def estimate_copy(source: Location, destination: Location, *, source_store, kind
     if source.spec.kind != "s3" or destination.spec.kind != "s3":
         raise EstimateError("a cost estimate is for jobs between S3 buckets (AWS prices); "
                             "a local directory has no region")
-    codec = kind in ("compress", "decompress")
-    plan = PlanSettings(multipart_threshold=config["MULTIPART_THRESHOLD"], part_size=config["PART_SIZE"],
-                        batch_objects=config["BATCH_OBJECTS"],
-                        whole_object_limit=config["CODEC_MAX_OBJECT"] if codec else 0)
+    plan = plan_settings(config, codec=kind if kind in ("compress", "decompress") else "none")
     shape = shape_from_listing(source_store, source.prefix, recursive=recursive, settings=plan, max_pages=max_pages)
     idle = config.get("EC2_IDLE_SECONDS") if config.get("FLEET") == "ec2" else None
     return estimate(shape, kind=kind, tier=tier, source_region=source.spec.region or config["REGION"],

@@ -22,10 +22,11 @@ from pipeline import bus as busmod
 from pipeline import errors, messages
 from pipeline.credentials import Credentials, Sealer
 from pipeline.locations import parse_location
-from pipeline.planner import Location, PlanSettings, check_not_inside
+from pipeline.planner import Location, check_not_inside
 from pipeline.store import StoreCache, StoreSpec, ref_from_spec
 from headnode import audit, models, preflight
 from headnode.accesserrors import Forbidden
+from headnode.config import plan_settings
 from headnode.models import FINAL_STATES, Job, ObjectFailure, Task, db
 from headnode.regions import job_region
 
@@ -78,9 +79,7 @@ class JobService:
             _require_objects(src_store, src, recursive)
         if dst.spec.kind == "local":   # pre-flight found it writable; made once the job is sure to be stored
             self._stores.open_spec(dst.spec).check(write=True)
-        settings = PlanSettings(multipart_threshold=self.config["MULTIPART_THRESHOLD"],
-                                part_size=self.config["PART_SIZE"], batch_objects=self.config["BATCH_OBJECTS"],
-                                whole_object_limit=self.config["CODEC_MAX_OBJECT"] if codec != "none" else 0)
+        settings = plan_settings(self.config, codec=codec)
         options = {"move": move, "recursive": recursive, "sync": sync, "tier": tier, "single": single,
                    "multipart_threshold": settings.multipart_threshold, "part_size": settings.part_size,
                    "batch_objects": settings.batch_objects, "codec": codec,

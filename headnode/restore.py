@@ -39,6 +39,7 @@ import peewee as pw
 
 from headnode import audit, backup, backupfile, models
 from headnode.accesserrors import Refused
+from headnode.accounts import INITIAL_PASSWORD_FILE
 from headnode.jobs import Conflict
 from headnode.models import FINAL_STATES, MODELS, Job, Task, Upload
 
@@ -46,7 +47,6 @@ log = logging.getLogger("cloudmover.restore")
 LOCK_FILE = "cloudmover.lock"
 STAGED = "restore-pending"
 STAGED_INFO = "staged.json"
-INITIAL_PASSWORD_FILE = "initial-admin-password"
 INTERRUPTED = ("interrupted: the job was still running when the backup restored here was taken, and it did "
                "not continue after the restore. Submit it again (with sync on, to skip the objects already "
                "copied).")

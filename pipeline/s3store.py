@@ -54,6 +54,15 @@ def classify(*, what: str, status: int | None, code: str, message: str) -> error
     return errors.StoreError(detail)
 
 
+def _listed_objects(page: dict) -> list[ObjectInfo]:
+    """The objects of a boto3 ListObjectsV2 answer."""
+    return [ObjectInfo(o["Key"], o["Size"], o.get("ETag", "").strip('"') or None) for o in page.get("Contents", ())]
+
+
+def _next_token(page: dict) -> str | None:
+    return page["NextContinuationToken"] if page.get("IsTruncated") else None
+
+
 def _md5_header(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
@@ -170,9 +179,7 @@ class S3Store:
         elif start_after:
             kwargs["StartAfter"] = start_after
         page = self._call(f"list {self._where(prefix)}", "list_objects_v2", **kwargs)
-        objects = [ObjectInfo(o["Key"], o["Size"], o.get("ETag", "").strip('"') or None)
-                   for o in page.get("Contents", ())]
-        return objects, page["NextContinuationToken"] if page.get("IsTruncated") else None
+        return _listed_objects(page), _next_token(page)
 
     def browse(self, prefix: str, *, token: str | None = None,
                limit: int = 1000) -> tuple[list[str], list[ObjectInfo], str | None]:
@@ -182,9 +189,7 @@ class S3Store:
             kwargs["ContinuationToken"] = token
         page = self._call(f"list {self._where(prefix)}", "list_objects_v2", **kwargs)
         prefixes = [p["Prefix"] for p in page.get("CommonPrefixes", ())]
-        objects = [ObjectInfo(o["Key"], o["Size"], o.get("ETag", "").strip('"') or None)
-                   for o in page.get("Contents", ())]
-        return prefixes, objects, page["NextContinuationToken"] if page.get("IsTruncated") else None
+        return prefixes, _listed_objects(page), _next_token(page)
 
     def bucket_region(self) -> str | None:
         """The region the store says the bucket is in (None: it does not say, as many S3-compatible
