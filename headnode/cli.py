@@ -15,6 +15,7 @@ import sys
 import tempfile
 
 from pipeline import errors
+from pipeline.exiting import exit_now
 from headnode import backup_cli
 from headnode.config import ensure_data_dir, ensure_secret, load_config
 from headnode.savings import codec_summary
@@ -87,6 +88,10 @@ def _run_cp(args, data_dir: str) -> int:
     except ValueError as exc:
         print(f"cloudmover: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if not args.data_dir and config["BUS_URL"].startswith("sqlite-queue:"):
+        # The queue is deleted with the run: it need not survive a power loss (one fsync per
+        # commit), only a killed worker, which NORMAL still does.
+        config["BUS_OPTIONS"] = {"synchronous": "NORMAL", **config["BUS_OPTIONS"]}
     # Workers take a few tenths of a second to start: they start first, while this
     # process loads the head node and checks the job against the stores.
     fleet = _start_workers(config, args)
@@ -188,5 +193,10 @@ def _serve(args) -> int:
     return serve(config)
 
 
+def run() -> None:
+    """The ``cloudmover`` command. The job is over once ``main`` returns: end at once."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -125,7 +125,7 @@ def _complete(config: dict) -> dict:
 
 def _check_queue_settings(config: dict) -> None:
     """The bus settings, within what SQS accepts (the embedded bus takes the same)."""
-    from pipeline.bus import events_topic_wanted   # validates EVENTS_TOPIC against the bus URL
+    from pipeline.events_topic import events_topic_wanted   # not pipeline.bus: kombu loads later
     if not 0 <= config["VISIBILITY_TIMEOUT"] <= 12 * 3600:
         raise ValueError("VISIBILITY_TIMEOUT must be between 0 and 43200 seconds (12 hours)")
     if not 1 <= config["MAX_RECEIVES"] <= 1000:

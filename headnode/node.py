@@ -13,6 +13,7 @@ import threading
 from pipeline import bus as busmod
 from pipeline import errors, messages
 from pipeline.credentials import Sealer
+from pipeline.events_topic import events_topic_wanted
 from headnode import models
 from headnode.aggregator import Aggregator
 from headnode.config import ensure_data_dir, ensure_secret, load_config
@@ -46,7 +47,7 @@ class HeadNode:
             url=self.config["BUS_URL"], transport_options=self.config["BUS_OPTIONS"],
             prefix=self.config["QUEUE_PREFIX"], visibility_timeout=self.config["VISIBILITY_TIMEOUT"],
             max_receives=self.config["MAX_RECEIVES"], retention_seconds=self.config["MESSAGE_RETENTION"],
-            events_topic=busmod.events_topic_wanted(self.config["BUS_URL"], self.config["EVENTS_TOPIC"])))
+            events_topic=events_topic_wanted(self.config["BUS_URL"], self.config["EVENTS_TOPIC"])))
         self.service = JobService(self.config, Sealer(secret), self.bus)
         self.mail = MailService(self.config, Sealer(secret))
         self.notifier = Notifier(self.mail)   # emails finished jobs' outcomes from a thread of its own

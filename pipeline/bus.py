@@ -17,7 +17,7 @@ not thread-safe, so each thread gets its own.
 Events topic: on an SQS bus with ``events_topic``, workers publish events to the
 SNS topic ``events``, subscribed by the ``events`` queue with raw delivery
 (``pipeline.sns_events``); the head node reads that queue either way. Which
-setting means what: ``events_topic_wanted``; the AWS settings: docs/aws-queues.md.
+setting means what: ``pipeline.events_topic``; the AWS settings: docs/aws-queues.md.
 """
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ from pipeline.errors import MalformedMessage
 EVENTS = "events"
 SUBMISSIONS = "submissions"
 SUBMISSION_REPLIES = "submission-replies"
-EVENTS_TOPIC_SETTINGS = ("auto", "sns", "none")
 MAX_RETENTION = 14 * 24 * 3600   # SQS's longest MessageRetentionPeriod
 
 
@@ -56,18 +55,6 @@ class BusConfig:
     @property
     def is_sqs(self) -> bool:
         return self.url.startswith("sqs://")
-
-
-def events_topic_wanted(url: str, setting: str) -> bool:
-    """Whether events go through the SNS topic: ``sns`` (needs an SQS bus), ``none``, or ``auto``:
-    on an SQS bus in AWS itself (``sqs://`` naming no host), where SNS is always there; not on
-    another SQS endpoint, which may have no SNS beside it."""
-    if setting not in EVENTS_TOPIC_SETTINGS:
-        raise ValueError(f"events topic setting {setting!r}: choose one of {', '.join(EVENTS_TOPIC_SETTINGS)}")
-    is_sqs = url.startswith("sqs://")
-    if setting == "sns" and not is_sqs:
-        raise ValueError("an SNS events topic needs an SQS bus (a bus URL starting sqs://)")
-    return setting == "sns" or (setting == "auto" and is_sqs and not urlparse(url).hostname)
 
 
 class Delivery:

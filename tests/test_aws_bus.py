@@ -13,6 +13,7 @@ import pytest
 from conftest import bus_config
 from pipeline import bus as busmod
 from pipeline import errors
+from pipeline.events_topic import events_topic_wanted
 from pipeline.sns_events import ensure_events_topic
 from support.objects import assert_same_objects, put_objects, small_and_large
 from support.waiting import wait_finished, wait_for
@@ -172,7 +173,7 @@ def test_a_malformed_event_from_the_topic_is_kept_with_its_text(moto, head_node,
     ("sqs://", "none", False),
 ])
 def test_where_events_go(url, setting, wanted):
-    assert busmod.events_topic_wanted(url, setting) is wanted
+    assert events_topic_wanted(url, setting) is wanted
 
 
 @pytest.mark.parametrize("overrides, reason", [

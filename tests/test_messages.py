@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from marshmallow import Schema, ValidationError, fields
 
 from pipeline import errors, messages, schemadocs
 
@@ -69,3 +70,58 @@ def test_only_codec_copy_tasks_carry_the_codec_field():
                   objects=[{"key": "a", "dest_key": "b", "size": 1, "etag": None}])
     assert "codec" not in messages.build("CopyObjects", **fields)
     assert messages.build("CopyObjects", codec="decompress", **fields)["codec"] == "decompress"
+
+
+def _as_marshmallow_loads(schema, records):
+    """What the plain marshmallow list of nested records gives: the loaded list or the error."""
+    plain = Schema.from_dict({"records": fields.List(fields.Nested(schema))})()
+    try:
+        return plain.load({"records": records})["records"]
+    except ValidationError as exc:
+        return exc.messages
+
+
+odd_values = st.sampled_from([None, True, False, 0, -1, 7, 1.5, "7", "true", "", "encoded", [1], {"a": 1}])
+RECORD_SCHEMAS = [messages.ObjectRef, messages.CopiedObject, messages.PartRef, messages.ObjectFailure]
+
+
+@st.composite
+def records_of(draw, schema):
+    """Records right for ``schema`` (optional fields may be absent), some with one thing wrong:
+    an odd value, a required field missing or an unknown key."""
+    right = {fields.String: st.one_of(st.text(max_size=5), st.sampled_from(["encoded", "decoded"])),
+             fields.Integer: st.integers(0, 1 << 40), fields.Boolean: st.booleans()}
+    declared = schema().fields
+    record = {name: draw(right[type(field)]) for name, field in declared.items()
+              if field.required or draw(st.booleans())}
+    flaw = draw(st.sampled_from(["none", "none", "odd", "odd", "absent", "surprise"]))
+    name = draw(st.sampled_from(sorted(declared)))
+    if flaw == "odd":
+        record[name] = draw(odd_values)
+    elif flaw == "absent":
+        record.pop(name, None)
+    elif flaw == "surprise":
+        record["surprise"] = 1
+    return record
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.data(), schema=st.sampled_from(RECORD_SCHEMAS))
+def test_records_load_exactly_as_marshmallow_does(data, schema):
+    """The fast check of record lists gives marshmallow's result, or marshmallow's error."""
+    records = data.draw(st.lists(records_of(schema), max_size=3))
+    quick = Schema.from_dict({"records": messages.Records(schema)})()
+    try:
+        loaded = quick.load({"records": records})["records"]
+    except ValidationError as exc:
+        loaded = exc.messages
+    assert loaded == _as_marshmallow_loads(schema, records)
+
+
+def test_records_of_a_batch_keep_their_types():
+    task = messages.build("CopyObjects", job_id=1, task_id="1-1", source=STORE, destination=STORE,
+                          objects=[{"key": "a", "dest_key": "b", "size": 7}])
+    assert task["objects"] == [{"key": "a", "dest_key": "b", "size": 7, "etag": None}]
+    with pytest.raises(errors.MalformedMessage, match="objects.0.size: Not a valid integer"):
+        messages.build("CopyObjects", job_id=1, task_id="1-1", source=STORE, destination=STORE,
+                       objects=[{"key": "a", "dest_key": "b", "size": True}])

@@ -23,7 +23,9 @@ import signal
 import sys
 
 import pipeline.s3store  # noqa: F401  (loaded before the first task arrives, not on its clock)
-from pipeline.bus import Bus, BusConfig, events_topic_wanted
+from pipeline.bus import Bus, BusConfig
+from pipeline.events_topic import events_topic_wanted
+from pipeline.exiting import exit_now
 from pipeline.credentials import Sealer
 from pipeline.store import StoreCache
 from worker.codec_settings import CodecSettings
@@ -82,5 +84,10 @@ def main(argv=None) -> int:
     return 0
 
 
+def run() -> None:
+    """The ``cloudmover-worker`` command: once stopped, the worker ends at once."""
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
