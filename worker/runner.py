@@ -36,7 +36,7 @@ class WorkerConfig:
     memory_budget: int = 512 << 20
     codec: CodecSettings = CodecSettings()   # the image codec stage: size limit, level, threads
     heartbeat_seconds: float = 5.0
-    poll_seconds: float = 0.05   # a stopping worker notices within this (an empty poll is cheap)
+    poll_seconds: float = 0.02   # a stopping worker notices within this (an empty poll is cheap)
     parent_pid: int | None = None   # a worker started by a head node stops when that head node is gone
 
 
