@@ -15,6 +15,13 @@ tool's process tree (psutil, sampled every 50 ms); after every run the
 destination listing must hold every object at its size, or the row fails.
 It ends with CloudMover's throughput ratio to each peer and the fastest peer.
 
+CloudMover runs twice: ``cloudmover`` is ``cloudmover cp`` as typed, which starts a
+head node and a worker process of its own for each copy (a fixed cost of a few
+tenths of a second), and ``cloudmover-served`` sends the same job to a head node
+already serving (``cloudmover up``, started once per benchmark run) with
+``cp --head-node``: its worker process stays up between jobs (it is retired after
+15 idle seconds). The served row's peak RSS is that of the ``cp`` process only.
+
     .venv/bin/python bench/copy.py --quick
     .venv/bin/python bench/copy.py --json-out copy-results.json
 """
@@ -39,6 +46,7 @@ import platform
 import random
 import secrets
 import signal
+import socket
 import statistics
 import subprocess
 import tempfile
@@ -62,7 +70,8 @@ UPLOAD_WORKERS = 8
 RANDOM_CHUNK = MiB
 LOG_TAIL_CHARS = 600
 PEERS = ("s5cmd", "aws", "rclone")
-TOOL_NAMES = ("cloudmover", *PEERS)
+MOVERS = ("cloudmover", "cloudmover-served")
+TOOL_NAMES = (*MOVERS, *PEERS)
 # Variables that would make the tools sign with someone else's identity.
 FOREIGN_AWS_VARS = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
@@ -310,13 +319,52 @@ def s5cmd_binary() -> Path | None:
     return Path(spec.origin).parent / "bin" / "s5cmd"
 
 
-def build_tools(target: S3Target, workdir: Path) -> list[Tool]:
+@contextlib.contextmanager
+def served_head_node(target: S3Target, workdir: Path, wanted: bool) -> Iterator[Path | None]:
+    """``cloudmover up`` on a free port for the whole run (its data directory), or None if not wanted."""
+    if not wanted:
+        yield None
+        return
+    data_dir = workdir / "headnode"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(workdir / "headnode.log", "wb")
+    proc = subprocess.Popen([str(VENV_BIN / "cloudmover"), "up", "--data-dir", str(data_dir), "--port", str(port)],
+                            env=tool_env(target, workdir) | {"CLOUDMOVER_INSTANCE_METADATA_URL": ""},
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (data_dir / "tls" / "cert.pem").exists() or not port_open(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"cloudmover up did not start: {log_tail(workdir / 'headnode.log')}")
+            time.sleep(0.2)
+        (data_dir / "url").write_text(f"https://127.0.0.1:{port}")
+        yield data_dir
+    finally:
+        stop_process_group(proc, grace_s=60)
+        log.close()
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def build_tools(target: S3Target, workdir: Path, served: Path | None) -> list[Tool]:
     url = target.endpoint_url
     env = tool_env(target, workdir)
+    on_served = [] if served is None else [
+        "--head-node", (served / "url").read_text(), "--token-file", str(served / "api.token"),
+        "--ca-file", str(served / "tls" / "cert.pem")]
     return [
         Tool(
             "cloudmover", VENV_BIN / "cloudmover", ("--help",),
             lambda s, d: ["cp", s.url, d.url, "--recursive", "--endpoint-url", url, "--json"], env,
+        ),
+        Tool(
+            "cloudmover-served", VENV_BIN / "cloudmover" if served else None, ("--help",),
+            lambda s, d: ["cp", s.url, d.url, "--recursive", "--endpoint-url", url, "--json", *on_served], env,
         ),
         Tool(
             "s5cmd", s5cmd_binary(), ("version",),
@@ -402,35 +450,36 @@ def bench_corpus(client, tools: list[Tool], rows: dict[str, Row], corpus: Corpus
     delete_prefix(client, src)
 
 
-def ratios(corpus: Corpus, rows: list[Row]) -> tuple[dict[str, float], str | None]:
-    """CloudMover's throughput over each peer's, and the fastest peer."""
+def ratios(corpus: Corpus, rows: list[Row], mover: str = "cloudmover") -> tuple[dict[str, float], str | None]:
+    """``mover``'s throughput over each peer's, and the fastest peer."""
     summaries = {row.tool: row.summary(corpus) for row in rows}
     peers = {name: s for name, s in summaries.items() if name in PEERS and s}
     fastest = max(peers, key=lambda name: peers[name]["mb_per_s"], default=None)
-    mover = summaries.get("cloudmover")
-    if not mover:
+    ours = summaries.get(mover)
+    if not ours:
         return {}, fastest
-    return {name: mover["mb_per_s"] / s["mb_per_s"] for name, s in peers.items()}, fastest
+    return {name: ours["mb_per_s"] / s["mb_per_s"] for name, s in peers.items()}, fastest
 
 
 def print_report(corpora: list[Corpus], results: dict[str, list[Row]]) -> None:
-    header = f"{'tool':<11}{'median s':>10}{'objects/s':>12}{'MB/s':>10}{'peak RSS MiB':>14}{'runs':>6}"
+    header = f"{'tool':<18}{'median s':>10}{'objects/s':>12}{'MB/s':>10}{'peak RSS MiB':>14}{'runs':>6}"
     for corpus in corpora:
         rows = results[corpus.name]
         print(f"\n{corpus.name}: {corpus.label}\n{header}")
         for row in rows:
             s = row.summary(corpus)
             if s:
-                print(f"{row.tool:<11}{s['median_s']:>10.3f}{s['objects_per_s']:>12.1f}{s['mb_per_s']:>10.1f}"
+                print(f"{row.tool:<18}{s['median_s']:>10.3f}{s['objects_per_s']:>12.1f}{s['mb_per_s']:>10.1f}"
                       f"{s['peak_rss_bytes'] / MiB:>14.1f}{len(row.runs):>6}")
             else:
-                print(f"{row.tool:<11}{row.status.upper()}: {row.reason}")
-        by_peer, fastest = ratios(corpus, rows)
-        if by_peer:
-            print("cloudmover/peer throughput: " + ", ".join(f"{p} {r:.2f}x" for p, r in by_peer.items()))
-        else:
-            print("cloudmover/peer throughput: n/a (no cloudmover result)")
-        print(f"fastest peer: {fastest or 'none succeeded'}")
+                print(f"{row.tool:<18}{row.status.upper()}: {row.reason}")
+        for mover in (row.tool for row in rows if row.tool in MOVERS):
+            by_peer, _ = ratios(corpus, rows, mover)
+            if by_peer:
+                print(f"{mover}/peer throughput: " + ", ".join(f"{p} {r:.2f}x" for p, r in by_peer.items()))
+            else:
+                print(f"{mover}/peer throughput: n/a (no {mover} result)")
+        print(f"fastest peer: {ratios(corpus, rows)[1] or 'none succeeded'}")
 
 
 def results_json(args: argparse.Namespace, target: S3Target, corpora: list[Corpus],
@@ -444,6 +493,7 @@ def results_json(args: argparse.Namespace, target: S3Target, corpora: list[Corpu
             "total_bytes": corpus.total_bytes,
             "tools": [{**asdict(row), "summary": row.summary(corpus)} for row in rows],
             "cloudmover_ratio": by_peer,
+            "cloudmover_served_ratio": ratios(corpus, rows, "cloudmover-served")[0],
             "fastest_peer": fastest,
         })
     return {
@@ -518,10 +568,11 @@ def run_benchmark(args: argparse.Namespace, corpora: list[Corpus]) -> tuple[S3Ta
     with tempfile.TemporaryDirectory(prefix="cmbench-") as tmp, s3_target(args) as target:
         workdir = Path(tmp)
         client = target.client()
-        tools = [t for t in build_tools(target, workdir) if t.name in args.tools]
-        probes = probe_tools(tools)
-        results = {}
-        with bench_buckets(client) as buckets:
+        with served_head_node(target, workdir, "cloudmover-served" in args.tools) as served, \
+                bench_buckets(client) as buckets:
+            tools = [t for t in build_tools(target, workdir, served) if t.name in args.tools]
+            probes = probe_tools(tools)
+            results = {}
             for corpus in corpora:
                 rows = {tool.name: new_row(tool.name, probes[tool.name]) for tool in tools}
                 bench_corpus(client, tools, rows, corpus, buckets, args, workdir)

@@ -194,10 +194,18 @@ def list_jobs(args):
     return _service().list(include_finished=args["all"], finished_within=args["finished_within"])
 
 
+class JobArgs(Schema):
+    wait = fields.Float(load_default=0, validate=validate.Range(min=0, max=30), metadata={
+        "description": "answer as soon as the job finishes, or after this many seconds (a long poll)"})
+
+
 @blp.route("/jobs/<int:job_id>", methods=["GET"])
+@blp.arguments(JobArgs, location="query")
 @blp.response(200, JobOut)
 @allow(*EVERYONE)
-def get_job(job_id):
+def get_job(args, job_id):
+    if args["wait"]:
+        return _service().await_finish(job_id, timeout=args["wait"])
     return _service().get(job_id)
 
 

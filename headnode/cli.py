@@ -16,7 +16,7 @@ import tempfile
 
 from pipeline import errors
 from pipeline.exiting import exit_now
-from headnode import backup_cli
+from headnode import backup_cli, progress
 from headnode.config import ensure_data_dir, ensure_secret, load_config
 from headnode.savings import codec_summary
 
@@ -41,6 +41,14 @@ def main(argv=None) -> int:
     cp.add_argument("--endpoint-url", help="S3 endpoint for s3:// locations (S3-compatible stores)")
     cp.add_argument("--json", action="store_true", help="print the result as JSON, no progress bar")
     cp.add_argument("--data-dir", help="keep the embedded head node's database and queue here")
+    cp.add_argument("--head-node", default=os.environ.get("CLOUDMOVER_HEAD_NODE"),
+                    help="run the job on this running head node (https://HOST:9090; default "
+                         "$CLOUDMOVER_HEAD_NODE) instead of an embedded one; its API token comes from "
+                         "$CLOUDMOVER_API_TOKEN or --token-file")
+    cp.add_argument("--token-file", help="file holding the head node's API token (its DATA_DIR/api.token, "
+                                         "or a user's token)")
+    cp.add_argument("--ca-file", default=os.environ.get("CLOUDMOVER_CA_FILE"),
+                    help="certificate to trust for the head node (its DATA_DIR/tls/cert.pem when self-signed)")
     cp.set_defaults(run=_cp)
 
     for name, helptext in (("up", "the embedded default: head node, queues and local workers"),
@@ -74,6 +82,8 @@ def _add_codec(commands, argv: list[str]) -> None:
 
 
 def _cp(args) -> int:
+    if args.head_node:
+        return _cp_remote(args)
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="cloudmover-cp-")
     try:
         return _run_cp(args, data_dir)
@@ -97,7 +107,6 @@ def _run_cp(args, data_dir: str) -> int:
     fleet = _start_workers(config, args)
     try:
         from headnode.node import HeadNode
-        from headnode.progress import watch
 
         node = HeadNode(config, fleet=fleet).start()
     except BaseException:
@@ -112,15 +121,54 @@ def _run_cp(args, data_dir: str) -> int:
         except errors.PipelineError as exc:
             print(f"cloudmover: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        try:
-            job = watch(node.service, job.id, quiet=args.json)
-        except KeyboardInterrupt:
-            node.service.cancel(job.id)
-            print("cloudmover: cancelled", file=sys.stderr)
-            return 130
-        return _report(node.service, job, as_json=args.json)
+        return _follow(node.service, job, as_json=args.json,
+                       codec=lambda job: codec_summary(job, node.service.config))
     finally:
         node.stop()
+
+
+def _cp_remote(args) -> int:
+    """The job on a running head node: sent through its API, followed until it ends."""
+    from headnode.remote import RemoteError, RemoteJobs
+
+    if args.data_dir:
+        print("cloudmover: --data-dir is for an embedded head node; not with --head-node", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        token = (open(args.token_file).read() if args.token_file else os.environ.get("CLOUDMOVER_API_TOKEN", ""))
+    except OSError as exc:
+        print(f"cloudmover: cannot read the token file: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not token.strip():
+        print("cloudmover: --head-node needs an API token: set CLOUDMOVER_API_TOKEN or use --token-file",
+              file=sys.stderr)
+        return EXIT_USAGE
+    jobs = RemoteJobs(args.head_node, token.strip(), ca_file=args.ca_file)
+    try:
+        job = jobs.create(source=args.source, destination=args.destination, move=args.move,
+                          recursive=args.recursive, sync=args.sync, tier=args.tier, codec=args.codec,
+                          endpoint_url=args.endpoint_url)
+    except RemoteError as exc:
+        print(f"cloudmover: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _follow(jobs, job, as_json=args.json, codec=lambda job: job.codec, refresh=0.5)
+    except RemoteError as exc:   # the job goes on at the head node; say where to look
+        print(f"cloudmover: lost the head node while following job {job.id}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _follow(service, job, *, as_json: bool, codec, refresh: float = progress.POLL_SECONDS) -> int:
+    """Watch ``job`` to its end (Ctrl-C cancels it) and report it; the exit status.
+    ``service``: the in-process job service or a running head node's (``remote.RemoteJobs``);
+    ``codec(job)``: the job's codec summary."""
+    try:
+        job = progress.watch(service, job.id, quiet=as_json, refresh=refresh)
+    except KeyboardInterrupt:
+        service.cancel(job.id)
+        print("cloudmover: cancelled", file=sys.stderr)
+        return 130
+    return _report(job, service.failures(job.id, limit=1000), codec=codec(job), as_json=as_json)
 
 
 def _start_workers(config: dict, args):
@@ -142,14 +190,13 @@ def _start_workers(config: dict, args):
     return fleet
 
 
-def _report(service, job, *, as_json: bool) -> int:
-    failures = service.failures(job.id, limit=1000)
+def _report(job, failures: list, *, codec: dict | None, as_json: bool) -> int:
     elapsed = ((job.finished_at or job.created_at) - (job.started_at or job.created_at)).total_seconds()
     summary = {"job_id": job.id, "state": job.state, "objects": job.objects_total,
                "copied": job.objects_done, "skipped": job.objects_skipped, "failed": job.objects_failed,
                "deleted": job.objects_deleted, "bytes": job.bytes_done, "seconds": round(elapsed, 3),
                "retries": job.retries, "error": job.error, "bytes_saved": job.bytes_saved,
-               "codec": codec_summary(job, service.config),
+               "codec": codec,
                "failures": [{"key": f.key, "reason": f.reason, "kind": f.kind} for f in failures]}
     if as_json:
         print(json.dumps(summary, indent=2))

@@ -4,8 +4,9 @@ from __future__ import annotations
 POLL_SECONDS = 0.1   # the bar's refresh; the job's end is noticed at once (JobService.await_finish)
 
 
-def watch(service, job_id: int, *, quiet: bool = False):
-    """Follow the job until it finishes; the finished job."""
+def watch(service, job_id: int, *, quiet: bool = False, refresh: float = POLL_SECONDS):
+    """Follow the job until it finishes; the finished job. ``refresh``: seconds between the bar's
+    updates (a head node across the network is asked less often)."""
     if quiet:
         return _wait(service, job_id)
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
@@ -15,7 +16,7 @@ def watch(service, job_id: int, *, quiet: bool = False):
     with Progress(*columns) as progress:
         bar = progress.add_task("planning", total=None)
         while True:
-            job = service.await_finish(job_id, timeout=POLL_SECONDS)
+            job = service.await_finish(job_id, timeout=refresh)
             settled = job.objects_done + job.objects_skipped + job.objects_failed
             progress.update(bar, completed=job.bytes_done, total=job.bytes_total if job.planning_done else None,
                             description=f"{job.state.replace('_', ' ')} {settled}/{job.objects_total} objects")

@@ -2,7 +2,7 @@
 bus, and the list / get / cancel / retry endpoints, authentication, missing
 jobs and the OpenAPI document."""
 from __future__ import annotations
-
+from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
@@ -99,6 +99,21 @@ def test_cancel_a_running_job(idle_node, buckets, s3_env):
     again = rest.post(f"/jobs/{job['id']}/cancel")
     assert again.status_code == 409 and again.json()["code"] == "conflict"
     assert rest.get(f"/jobs/{job['id']}").json()["state"] == "cancelled"
+
+
+def test_a_long_poll_answers_when_the_job_ends(idle_node, buckets, s3_env):
+    """GET /jobs/ID?wait=S: the job as it stands after S seconds, or at once when it ends."""
+    node, rest = idle_node
+    source, dest = buckets
+    put_objects(s3_env.client(), source, {"k": b"x"})
+    job = submit(rest, f"s3://{source}/", f"s3://{dest}/", s3_env.endpoint_url)   # no workers: it waits
+    assert rest.get(f"/jobs/{job['id']}", params={"wait": 0.2}).json()["state"] in ("queued", "planning", "running")
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(rest.get, f"/jobs/{job['id']}", params={"wait": 30})
+        rest.post(f"/jobs/{job['id']}/cancel").raise_for_status()
+        assert answer.result().json()["state"] == "cancelled"
+    too_long = rest.get(f"/jobs/{job['id']}", params={"wait": 31})
+    assert too_long.status_code == 422 and "wait" in too_long.text
 
 
 def test_retry_copies_the_failed_objects_again(idle_node, start_worker, buckets, s3_env):
