@@ -2,7 +2,8 @@
 ``restore`` (``backup_cli``).
 
 ``cp`` runs an embedded head node in-process, with local worker processes and
-a throwaway data directory, unless ``--data-dir`` names one to keep.
+a throwaway data directory, unless ``--data-dir`` names one to keep; with
+``--head-node`` it runs the job on a head node already serving (``remote``).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 from pipeline import errors
 from pipeline.exiting import exit_now
@@ -135,7 +137,8 @@ def _cp_remote(args) -> int:
         print("cloudmover: --data-dir is for an embedded head node; not with --head-node", file=sys.stderr)
         return EXIT_USAGE
     try:
-        token = (open(args.token_file).read() if args.token_file else os.environ.get("CLOUDMOVER_API_TOKEN", ""))
+        token = (Path(args.token_file).read_text() if args.token_file
+                 else os.environ.get("CLOUDMOVER_API_TOKEN", ""))
     except OSError as exc:
         print(f"cloudmover: cannot read the token file: {exc}", file=sys.stderr)
         return EXIT_USAGE
