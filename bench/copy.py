@@ -19,8 +19,9 @@ CloudMover runs twice: ``cloudmover`` is ``cloudmover cp`` as typed, which start
 head node and a worker process of its own for each copy (a fixed cost of a few
 tenths of a second), and ``cloudmover-served`` sends the same job to a head node
 already serving (``cloudmover up``, started once per benchmark run) with
-``cp --head-node``: its worker process stays up between jobs (it is retired after
-15 idle seconds). The served row's peak RSS is that of the ``cp`` process only.
+``cp --head-node``: its worker process stays up between jobs (``LOCAL_IDLE_SECONDS``
+is raised from 15 s to an hour, so that the other tools' runs in between do not
+retire it). The served row's peak RSS is that of the ``cp`` process only.
 
     .venv/bin/python bench/copy.py --quick
     .venv/bin/python bench/copy.py --json-out copy-results.json
@@ -331,7 +332,8 @@ def served_head_node(target: S3Target, workdir: Path, wanted: bool) -> Iterator[
         port = probe.getsockname()[1]
     log = open(workdir / "headnode.log", "wb")
     proc = subprocess.Popen([str(VENV_BIN / "cloudmover"), "up", "--data-dir", str(data_dir), "--port", str(port)],
-                            env=tool_env(target, workdir) | {"CLOUDMOVER_INSTANCE_METADATA_URL": ""},
+                            env=tool_env(target, workdir) | {"CLOUDMOVER_INSTANCE_METADATA_URL": "",
+                                                             "CLOUDMOVER_LOCAL_IDLE_SECONDS": "3600"},
                             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120

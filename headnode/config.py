@@ -39,6 +39,7 @@ DEFAULTS: dict = {
     # one process already keeps OBJECT_THREADS copies (WORKER_THREADS parts) in flight; on 2 cores
     # shared with a local S3 server a second one cost more than it gave (bench/README.md)
     "LOCAL_WORKERS": {"express": 1, "plus": 4, "ultra": 8},
+    "LOCAL_IDLE_SECONDS": 15.0,              # local workers of a region stop after it has been idle this long
     "WORKER_THREADS": 4,
     "OBJECT_THREADS": 16,
     "FOLDERS": {},                           # name -> {bucket, region, endpoint_url, access_key_id, …}
@@ -117,6 +118,8 @@ def _complete(config: dict) -> dict:
         raise ValueError("FLEET must be 'local', 'ec2' or 'none'")
     if config["FLEET"] == "ec2":
         _check_ec2(config)
+    if float(config["LOCAL_IDLE_SECONDS"]) < 0:
+        raise ValueError("LOCAL_IDLE_SECONDS must not be negative")
     for tier in ("express", "plus", "ultra"):
         if int(config["LOCAL_WORKERS"].get(tier, 0)) < 1:
             raise ValueError(f"LOCAL_WORKERS needs a positive count for tier {tier!r}")

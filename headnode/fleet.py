@@ -34,7 +34,7 @@ def local_fleet(config: dict) -> "LocalFleet | None":
     if config["FLEET"] != "local":
         return None
     return LocalFleet(tier_sizes=config["LOCAL_WORKERS"], env=worker_env(config),
-                      log_dir=f"{config['DATA_DIR']}/logs")
+                      idle_seconds=float(config["LOCAL_IDLE_SECONDS"]), log_dir=f"{config['DATA_DIR']}/logs")
 
 
 def worker_env(config: dict) -> dict[str, str]:

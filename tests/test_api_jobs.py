@@ -54,6 +54,18 @@ def test_copy_job_through_the_api_with_three_worker_processes(bus, head_node, ap
     assert len(node.fleet.pids(REGION)) == 3
 
 
+def test_local_workers_stop_once_their_region_is_idle(head_node, api, buckets, s3_env):
+    source, dest = buckets
+    put_objects(s3_env.client(), source, {"a": b"1"})
+    node = head_node(workers=1, LOCAL_IDLE_SECONDS=2)
+    rest = api(node)
+    created = submit(rest, f"s3://{source}/", f"s3://{dest}/", s3_env.endpoint_url)
+    worker = psutil.Process(wait_for(lambda: node.fleet.pids(REGION), timeout=30, what="the worker")[0])
+    assert wait_job(rest, created["id"])["state"] == "complete"
+    wait_for(lambda: not node.fleet.pids(REGION), timeout=60, what="the idle worker to be retired")
+    assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+
+
 # -- the other endpoints, on a head node whose workers are started by hand -----------
 @pytest.fixture
 def idle_node(head_node, api):
