@@ -59,7 +59,8 @@ class Worker:
             thread.start()
         keeper.start()
         for thread in threads:
-            thread.join()
+            while thread.is_alive():   # bounded waits: the main thread must get back to run the SIGTERM
+                thread.join(0.5)       # handler (an unbounded join can miss it: seen under strace)
         self._heartbeat("stopping")
         self.executor.close()
 
