@@ -33,7 +33,7 @@ from codec.raster import Raster
 
 MAGIC = b"\x89CMV\r\n\x1a\n"
 VERSION = 1
-PARALLEL_BYTES = 1 << 18    # below this much work per thread, threads cost more than they give
+PARALLEL_BYTES = 1 << 16    # below this much work per thread, threads cost more than they give
 STORED, ZSTD = 0, 1
 PIXELS, SHUFFLED = 1, 2
 MAX_ORIGINAL = 1 << 40          # refuse to allocate more than this when decoding
@@ -95,14 +95,16 @@ def encode(data, *, kind: str | None, rasters: list[Raster], level: int, threads
     parts = []
     placed = []
     with pool_of(threads_for(len(view), threads)) as pool:
+        digest = pool.submit(checksum, view)     # alongside the rasters, when there are threads
         for raster in rasters:
             payload = encode_raster(view, raster, level=level, pool=pool)
             if payload is not None:
                 placed.append(payload)
+        digest = digest.result()
     spans = covered_spans([p for p, _, _ in placed], len(view))
     verbatim = gather_verbatim(view, spans)
     name = (kind or "").encode("ascii")
-    parts.append(MAGIC + bytes([VERSION, len(name)]) + name + FIXED.pack(len(view), checksum(view)))
+    parts.append(MAGIC + bytes([VERSION, len(name)]) + name + FIXED.pack(len(view), digest))
     parts.append(pack_stream(verbatim, level))
     parts.append(struct.pack("<I", len(placed)))
     for where, method, payload in placed:
@@ -127,6 +129,13 @@ def encode_raster(view: memoryview, raster: Raster, *, level: int, pool):
             return where, SHUFFLED, shuffle_compress(rows, layouts.element_size(raster), level)
         if not 1 <= raster.bits <= 16:
             return None
+        order = layouts.plain_word_order(raster)
+        if order is not None:
+            # samples stored as plain words: the kernels read the file's bytes themselves
+            samples = rastercoder.Samples(np.frombuffer(rows, dtype=np.uint8), raster.height, raster.width,
+                                          raster.channels, 1 if raster.bits <= 8 else 2, order == ">")
+            payload = rastercoder.encode_samples(samples, raster.bits, level=level, pool=pool)
+            return None if payload is None else (where, PIXELS, payload)
         pixels = conversion.unpack_exact(compact(raster), rows, row=row_bytes(raster), pool=pool)
         if pixels is None:
             return None         # bits the layout does not model (e.g. padding): keep them verbatim
@@ -284,13 +293,21 @@ def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memor
             raise CodecError("container is corrupt: a raster decoded to the wrong length")
         scatter_rows(target, where, rows)
         return
-    pixels, bits = rastercoder.decode(payload, shape=(raster.height, raster.width, raster.channels), pool=pool)
-    if bits != raster.bits:
-        raise CodecError("container is corrupt: a raster's depth does not match its descriptor")
-    if raster.bits <= 8:
-        pixels = pixels.astype(np.uint8)
     place = target[raster.offset:raster.offset + row * raster.height] if contiguous \
         else np.empty(row * raster.height, dtype=np.uint8)
+    shape = (raster.height, raster.width, raster.channels)
+    order = layouts.plain_word_order(raster)
+    if order is not None:
+        # samples stored as plain words: the kernel writes the file's bytes itself
+        _, bits = rastercoder.decode(payload, shape=shape, pool=pool, into=place, big_endian=order == ">")
+        if bits != raster.bits:
+            raise CodecError("container is corrupt: a raster's depth does not match its descriptor")
+        if not contiguous:
+            scatter_rows(target, where, place.tobytes())
+        return
+    pixels, bits = rastercoder.decode(payload, shape=shape, pool=pool)
+    if bits != raster.bits:
+        raise CodecError("container is corrupt: a raster's depth does not match its descriptor")
     try:
         conversion.pack_into(memoryview(place), compact(raster), pixels, row=row, pool=pool)
     except ValueError as error:

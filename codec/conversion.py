@@ -9,9 +9,10 @@ from dataclasses import replace
 import numpy as np
 
 from codec import layouts
+from codec.pyx import lossless
 from codec.raster import Raster
 
-BAND_BYTES = 1 << 20
+BAND_BYTES = 1 << 18
 
 
 def bands(raster: Raster, row: int) -> list[tuple[int, int]]:
@@ -28,13 +29,21 @@ def unpack_exact(raster: Raster, rows: bytes, *, row: int, pool) -> np.ndarray |
     """The samples of ``rows`` (the raster's rows back to back), or None when
     packing them again would not give the same bytes (bits the layout does not
     model, such as non-zero padding)."""
+    fields = layouts.word_fields(raster)
+    if fields is not None:
+        return unpack_fields(raster, np.frombuffer(rows, dtype=np.uint8), fields, row=row, pool=pool)
+
     def convert(band):
         start, end = band
         part = band_raster(raster, start, end, row)
         chunk = memoryview(rows)[start * row:end * row]
+        same = layouts.exact(part, chunk)
+        if same is False:
+            return None
         pixels = layouts.unpack(part, chunk)
-        same = np.array_equal(np.frombuffer(layouts.pack(part, pixels), dtype=np.uint8),
-                              np.frombuffer(chunk, dtype=np.uint8))
+        if same is None:
+            same = np.array_equal(np.frombuffer(layouts.pack(part, pixels), dtype=np.uint8),
+                                  np.frombuffer(chunk, dtype=np.uint8))
         return pixels if same else None
 
     parts = list(pool.map(convert, bands(raster, row)))
@@ -48,10 +57,43 @@ def pack_into(target: memoryview, raster: Raster, pixels: np.ndarray, *, row: in
     (height, width, channels); raises ValueError when they do not fit."""
     if len(target) != row * raster.height:
         raise ValueError("the raster's rows do not fit their place")
+    fields = layouts.word_fields(raster)
+    if fields is not None:
+        pack_fields(np.frombuffer(target, dtype=np.uint8), raster, pixels, fields, row=row, pool=pool)
+        return
 
     def convert(band):
         start, end = band
         part = band_raster(raster, start, end, row)
         target[start * row:end * row] = layouts.pack(part, pixels[start:end])
+
+    list(pool.map(convert, bands(raster, row)))
+
+
+# Layouts of whole samples in single words (filled 10-bit DPX, 12-bit DPX) convert in
+# one C pass each way, the exactness check included; numpy takes several.
+
+def unpack_fields(raster: Raster, data: np.ndarray, fields: tuple, *, row: int, pool) -> np.ndarray | None:
+    word_bytes, big_endian, shifts = fields
+    count = raster.width * raster.channels
+    out = np.empty((raster.height, raster.width, raster.channels), dtype=np.uint16)
+
+    def convert(band):
+        start, end = band
+        return lossless.unpack_fields(data[start * row:end * row], end - start, count, row, word_bytes, big_endian,
+                                      shifts, raster.bits, out[start:end].reshape(-1))
+
+    return out if all(list(pool.map(convert, bands(raster, row)))) else None
+
+
+def pack_fields(target: np.ndarray, raster: Raster, pixels: np.ndarray, fields: tuple, *, row: int, pool) -> None:
+    word_bytes, big_endian, shifts = fields
+    count = raster.width * raster.channels
+    values = np.ascontiguousarray(pixels, dtype=np.uint16).reshape(raster.height, count)
+
+    def convert(band):
+        start, end = band
+        lossless.pack_fields(values[start:end].reshape(-1), end - start, count, row, word_bytes, big_endian, shifts,
+                             raster.bits, target[start * row:end * row])
 
     list(pool.map(convert, bands(raster, row)))

@@ -51,6 +51,7 @@ Layouts (``le``/``be``: byte order of the storage word):
 Every row of a multi-sample-per-word layout starts on a fresh storage word
 (DPX rows are padded to a 32-bit boundary).
 """
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +92,16 @@ class Whole:
         if bits < 8 * self.word_bytes:
             out &= (1 << bits) - 1
         return out
+
+    def exact(self, rows: np.ndarray, count: int, bits: int) -> bool | None:
+        """Whether packing the unpacked rows gives them back, when that is
+        cheap to tell without packing (None: pack and compare)."""
+        if self.kind != "unsigned":
+            return None
+        if bits >= 8 * self.word_bytes:
+            return True
+        words = rows[:, :self.row_bytes(count)].view(self.word)
+        return int(words.max(initial=0)) < (1 << bits)
 
     def pack_rows(self, values: np.ndarray, bits: int) -> np.ndarray:
         storage = np.dtype(self.word).newbyteorder("=")
@@ -149,6 +160,22 @@ class Bitfield:
                 value = value | (field << at) if at else field
             out[:, :, s] = value
         return out.reshape(height, -1)[:, :count]
+
+    def exact(self, rows: np.ndarray, count: int, bits: int) -> bool | None:
+        """As ``Whole.exact``, for one-word periods whose fields hold whole
+        samples (filled DPX): exact when every bit outside the fields the
+        row's samples use is zero."""
+        if self.period_words != 1 or any(len(parts) != 1 or parts[0][2] != bits or parts[0][3]
+                                         for parts in self.fields):
+            return None
+        def kept(samples: int) -> int:
+            return sum(((1 << width) - 1) << shift for (_, shift, width, _), in self.fields[:samples])
+        words = rows[:, :self.row_words(count) * self.word_bytes].view(self.word)
+        whole, rest = divmod(count, self.period_samples)
+        everything = (1 << 8 * self.word_bytes) - 1
+        if np.bitwise_and(words[:, :whole], everything & ~kept(self.period_samples)).any():
+            return False
+        return not rest or not np.bitwise_and(words[:, whole:], everything & ~kept(rest)).any()
 
     def pack_rows(self, values: np.ndarray, bits: int) -> np.ndarray:
         height, count = values.shape
@@ -233,6 +260,47 @@ def unpack(raster: Raster, buf) -> np.ndarray:
     count = raster.width * raster.channels
     values = np.ascontiguousarray(layout.unpack_rows(rows, count, raster.bits))
     return values.reshape(raster.height, raster.width, raster.channels)
+
+
+def plain_word_order(raster: Raster) -> str | None:
+    """"<" or ">" (or "|" for bytes) when the raster's samples are plain
+    unsigned words of the width the raster coder returns (one byte up to 8
+    bits, else two), whose bytes it can write itself; else None."""
+    layout = LAYOUTS.get(raster.sample)
+    if not isinstance(layout, Whole) or layout.kind != "unsigned":
+        return None
+    if layout.word_bytes != (1 if raster.bits <= 8 else 2):
+        return None
+    if layout.word_bytes == 1:
+        return "|"
+    order = np.dtype(layout.word).byteorder
+    return order if order != "=" else "<" if sys.byteorder == "little" else ">"
+
+
+def word_fields(raster: Raster) -> tuple | None:
+    """(word bytes, big-endian, shifts) when every storage word holds up to
+    len(shifts) whole samples of ``raster.bits`` bits at those shifts (filled
+    10-bit DPX, 12-bit DPX): the kernels then convert them directly."""
+    layout = LAYOUTS.get(raster.sample)
+    if not isinstance(layout, Bitfield) or layout.period_words != 1:
+        return None
+    if any(len(parts) != 1 or parts[0][0] != 0 or parts[0][2] != raster.bits or parts[0][3]
+           for parts in layout.fields):
+        return None
+    order = np.dtype(layout.word).byteorder
+    big = order == ">" or (order == "=" and sys.byteorder == "big")
+    return layout.word_bytes, big, tuple(parts[0][1] for parts in layout.fields)
+
+
+def exact(raster: Raster, buf) -> bool | None:
+    """Whether ``pack(unpack(raster, buf))`` gives the raster's bytes back,
+    when the layout can tell that cheaply; None when it cannot (then pack
+    and compare).  Rows must lie back to back."""
+    layout, rows = _layout(raster.sample), _rows(raster, buf)
+    count = raster.width * raster.channels
+    if _stride(raster) != layout.row_bytes(count):
+        return None
+    return layout.exact(rows, count, raster.bits)
 
 
 def pack(raster: Raster, array) -> bytes:

@@ -2,18 +2,24 @@
 
 Wire format of a coded raster (all integers little-endian)::
 
-    u8  coder version (4)
+    u8  coder version (5)
     u32 height, u32 width, u16 channels, u8 bits, u8 coded bits, u32 tile rows
     channel palettes (see codec/palette.py)
     u32 length of the entropy tables, then the tables (see codec/tables.py)
     per tile: channels × u8 predictor, u8 decorrelate, u32 rANS bytes, u32 extra-bit bytes
     per tile: its rANS bytes, then its extra-bit bytes
 
-Tiles are bands of rows.  They share the raster's entropy tables (one set of
-statistics, paid for once) but are otherwise independent, so they encode and
-decode in parallel threads (the kernels release the GIL).
+Tiles are bands of rows.  They share the raster's
+entropy tables (one set of statistics, paid for once) but are otherwise
+independent, so they encode and decode in parallel threads (the kernels
+release the GIL).  Version 5 codes each row as two interleaved lanes (see
+codec/pyx/lossless.pyx).  The kernels read and write samples as bytes, so a
+file's plain 8- and 16-bit words go in and come out without conversion.
 """
+import math
 import struct
+import sys
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,13 +29,15 @@ from codec.errors import CodecError
 from codec.pyx import lossless
 from codec.threads import pool_of
 
-VERSION = 4
+VERSION = 5
 TILE_SAMPLES = 1 << 17      # samples per tile (at least MIN_TILE_ROWS rows)
 MIN_TILE_ROWS = 16
 HEADER = struct.Struct("<BIIHBBI")
 TILE_ENTRY_TAIL = struct.Struct("<BII")
 NTABLES = lossless.TABLES
 NTOKENS = lossless.TOKENS
+MARK_TILES = 4              # tiles of rows one task marks the used levels of
+CODE_TILES = 4              # tiles rANS-coded by one task
 # rows sampled to choose the predictors, by level
 CHOICE_STEP = {1: 64, 2: 16, 3: 2}
 
@@ -37,28 +45,68 @@ CHOICE_STEP = {1: 64, 2: 16, 3: 2}
 def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, pool=None) -> bytes:
     """Code ``pixels`` (height, width, channels) of values below 2**bits, on
     ``pool`` (an executor) or on ``threads`` threads of its own."""
+    if pixels.dtype not in (np.uint8, np.uint16):
+        pixels = pixels.astype(np.uint16)
+    pixels = np.ascontiguousarray(pixels)
+    samples = Samples(pixels.reshape(-1).view(np.uint8), *pixels.shape, pixels.dtype.itemsize,
+                      sys.byteorder == "big")
+    return encode_samples(samples, bits, level=level, threads=threads, pool=pool, checked=False)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A raster's samples as bytes (a file's, or an array's): ``height`` rows
+    of ``width`` pixels of ``channels`` samples of ``itemsize`` (1 or 2) bytes."""
+    data: np.ndarray            # uint8, one dimension
+    height: int
+    width: int
+    channels: int
+    itemsize: int
+    big_endian: bool
+
+    def rows(self, y: int, count: int) -> np.ndarray:
+        row = self.width * self.channels * self.itemsize
+        return self.data[y * row:(y + count) * row]
+
+
+def encode_samples(samples: Samples, bits: int, *, level: int = 2, threads: int = 1, pool=None,
+                   checked: bool = True) -> bytes | None:
+    """Code ``samples``; with ``checked``, None when one is 2**bits or more
+    (the caller keeps such bytes verbatim)."""
     if pool is None:
         with pool_of(threads) as own:
-            return encode(pixels, bits, level=level, pool=own)
-    height, width, channels = pixels.shape
+            return encode_samples(samples, bits, level=level, pool=own, checked=checked)
+    height, width, channels = samples.height, samples.width, samples.channels
     rows = tile_rows(width * channels)
-    tiles = list(pool.map(lambda y: split(pixels[y:y + rows], bits), range(0, height, rows)))
-    palettes = find_palettes([used for _, used in tiles], bits, channels=channels, samples=height * width)
+    channel_of = np.array(plane_order(channels), dtype=np.uint16)
+    used = None
+    if bits >= palette.MIN_BITS or checked:
+        # the tasks mark one shared array (racing stores of the same 1 are harmless)
+        used = np.zeros((channels, 1 << 8 * samples.itemsize), dtype=np.uint8)
+        list(pool.map(lambda y: lossless.mark_levels(samples.rows(y, MARK_TILES * rows), samples.itemsize,
+                                                     samples.big_endian, width, channels, channel_of, used),
+                      range(0, height, MARK_TILES * rows)))
+        if checked and used[:, 1 << bits:].any():
+            return None
+        used = used[:, :1 << bits]
+    if used is not None and bits >= palette.MIN_BITS:
+        palettes = palette.choose(used, height * width)
+    else:
+        palettes = palette.Palettes([None] * channels)
     coded_bits = palettes.coded_bits(bits)
-    ranks = palettes.ranks(bits) if palettes.active else None
+    if palettes.active:
+        ranks = palettes.ranks(bits)
+    else:
+        ranks = np.zeros((channels, 1), dtype=np.uint16), np.zeros(channels, dtype=np.int32)
     step = CHOICE_STEP.get(level, 8)
-    planes = [tile[0] for tile in tiles]
-    del tiles
-
-    def model_and_free(index):
-        # a tile's planes are not needed once modelled: let them go at once (memory)
-        modelled, planes[index] = model(planes[index], ranks, coded_bits, step), None
-        return modelled
-
-    modelled = list(pool.map(model_and_free, range(len(planes))))
+    modelled = list(pool.map(lambda y: model(samples, y, rows, channel_of, ranks, coded_bits, step),
+                             range(0, height, rows)))
     freq = tables.normalize(tables.pool(sum(m.histogram.astype(np.uint64) for m in modelled)))
     encoder = tables.encoder(freq)
-    coded = list(pool.map(lambda m: code(m.symbols, encoder), modelled))
+    # a tile codes in a fraction of a millisecond: hand them out a few at a time
+    batches = [modelled[i:i + CODE_TILES] for i in range(0, len(modelled), CODE_TILES)]
+    coded = [rans for batch in pool.map(lambda ms: [code(m.symbols, encoder) for m in ms], batches)
+             for rans in batch]
 
     entropy = tables.serialize(freq)
     parts = [HEADER.pack(VERSION, height, width, channels, bits, coded_bits, rows), palette.serialize(palettes),
@@ -72,25 +120,6 @@ def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, p
     return b"".join(parts)
 
 
-def split(band: np.ndarray, bits: int):
-    """A tile's planes in coding order, and which levels each plane uses."""
-    planes = np.ascontiguousarray(band.transpose(2, 0, 1)[plane_order(band.shape[2])], dtype=np.uint16)
-    if bits < palette.MIN_BITS:
-        return planes, None
-    used = np.zeros((planes.shape[0], 1 << bits), dtype=np.uint8)
-    lossless.mark_levels(planes, used)
-    return planes, used
-
-
-def find_palettes(marks: list, bits: int, *, channels: int, samples: int) -> palette.Palettes:
-    if marks[0] is None:
-        return palette.Palettes([None] * channels)
-    used = marks[0]
-    for more in marks[1:]:
-        np.bitwise_or(used, more, out=used)
-    return palette.choose(used, samples)
-
-
 @dataclass(frozen=True)
 class Modelled:
     predictors: np.ndarray
@@ -100,25 +129,47 @@ class Modelled:
     histogram: np.ndarray
 
 
-def model(planes: np.ndarray, ranks, bits: int, step: int) -> Modelled:
-    """Pass one on a tile: its predictors, tokens, extra bits and token counts."""
-    if ranks is not None:
-        lossless.remap(planes, *ranks)
+def model(samples: Samples, y: int, rows: int, channel_of: np.ndarray, ranks, bits: int, step: int) -> Modelled:
+    """Pass one on a tile (``rows`` rows of the samples from ``y``): its
+    predictors, tokens, extra bits and token counts."""
+    band = samples.rows(y, rows)
+    rows = len(band) // (samples.width * samples.channels * samples.itemsize)
+    planes = reused("planes", (samples.channels, rows, samples.width), np.uint16)
+    # planes in coding order, as ranks where there are palettes
+    lossless.gather(band, samples.itemsize, samples.big_endian, samples.width, samples.channels, channel_of,
+                    *ranks, planes)
     predictors, decorrelate = lossless.choose(planes, bits, step)
     predictors = np.array(predictors, dtype=np.uint8)
     symbols = np.empty(planes.size, dtype=np.uint16)
-    extra = np.empty(planes.size * 2 + 16, dtype=np.uint8)
+    extra = reused("extra", (planes.size * 2 + 16,), np.uint8)
     histogram = np.zeros((NTABLES, NTOKENS), dtype=np.uint32)
     used = lossless.model_tile(planes, bits, predictors, decorrelate, symbols, extra, histogram,
-                               scratch_for(planes.shape[1], planes.shape[2]))
+                               scratch_for(rows, samples.width))
     return Modelled(predictors, decorrelate, symbols, extra[:used].tobytes(), histogram)
 
 
 def code(symbols: np.ndarray, encoder) -> bytes:
     """Pass two on a tile: its tokens, rANS-coded with the raster's tables."""
-    out = np.empty(symbols.size * 2 + 24, dtype=np.uint8)
+    out = reused("rans", (symbols.size * 2 + 24,), np.uint8)
     begin = lossless.rans_tile(symbols, *encoder, out)
     return out[begin:].tobytes()
+
+
+_buffers = threading.local()
+
+
+def reused(name: str, shape: tuple, dtype) -> np.ndarray:
+    """A scratch array of this thread's, kept between tiles: fresh arrays of
+    this size cost a page fault per 4 KiB touched, about as much as the
+    kernels' own work on them.  Valid until the thread asks for ``name`` again."""
+    size = math.prod(shape) * np.dtype(dtype).itemsize
+    store = getattr(_buffers, "store", None)
+    if store is None:
+        store = _buffers.store = {}
+    buffer = store.get(name)
+    if buffer is None or buffer.size < size:
+        buffer = store[name] = np.empty(max(size, 1), dtype=np.uint8)
+    return buffer[:size].view(dtype).reshape(shape)
 
 
 @dataclass(frozen=True)
@@ -131,13 +182,16 @@ class Tile:
     extra: memoryview
 
 
-def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads: int = 1,
-           pool=None) -> tuple[np.ndarray, int]:
-    """The pixels (height, width, channels, uint16) and bit depth of a coded
-    raster, which must have the ``shape`` its container describes."""
+def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads: int = 1, pool=None,
+           into: np.ndarray | None = None, big_endian: bool = False) -> tuple[np.ndarray | None, int]:
+    """The pixels (height, width, channels; uint8 up to 8 bits, else uint16)
+    and bit depth of a coded raster, which must have the ``shape`` its
+    container describes.  With ``into`` (uint8, the raster's bytes: one byte
+    a sample up to 8 bits, else two, in the byte order ``big_endian`` says)
+    the samples are written there instead, and None is returned for them."""
     if pool is None:
         with pool_of(threads) as own:
-            return decode(payload, shape=shape, pool=own)
+            return decode(payload, shape=shape, pool=own, into=into, big_endian=big_endian)
     view = memoryview(payload)
     if len(view) < HEADER.size + 4:
         raise CodecError("coded raster is truncated")
@@ -149,21 +203,29 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
     palettes, position = palette.parse(view, HEADER.size, planes=channels, bits=bits)
     if palettes.coded_bits(bits) != coded_bits:
         raise CodecError("coded raster's depth does not match its palettes")
-    levels = palettes.levels() if palettes.active else None
+    if palettes.active:
+        levels, sizes = palettes.levels()
+    else:
+        levels, sizes = np.zeros((channels, 1), dtype=np.uint16), np.zeros(channels, dtype=np.int32)
     (entropy_length,) = struct.unpack("<I", read_window(view, position, 4))
     decoder = tables.decoder(read_window(view, position + 4, entropy_length))
     tiles = read_tiles(view, position + 4 + entropy_length, height=height, rows=rows, channels=channels)
-    pixels = np.empty((height, width, channels), dtype=np.uint16)
-    inverse = np.argsort(plane_order(channels))
+    itemsize = 1 if bits <= 8 else 2        # 8-bit rasters come back as bytes, as files hold them
+    pixels = None
+    if into is None:
+        pixels = np.empty((height, width, channels), dtype=np.uint8 if itemsize == 1 else np.uint16)
+        into, big_endian = pixels.reshape(-1).view(np.uint8), sys.byteorder == "big"
+    elif into.dtype != np.uint8 or into.shape != (height * width * channels * itemsize,):
+        raise CodecError("coded raster's depth does not match its descriptor")
+    row_bytes = width * channels * itemsize
+    channel_of = np.array(plane_order(channels), dtype=np.uint16)
 
     def run(tile: Tile) -> bool:
-        planes = np.empty((channels, tile.rows, width), dtype=np.uint16)
-        clean = lossless.decode_tile(planes, coded_bits, tile.predictors, tile.decorrelate, padded(tile.rans),
-                                     padded(tile.extra), *decoder, scratch_for(tile.rows, width))
-        if levels is not None:
-            clean = lossless.remap(planes, *levels) and clean
-        pixels[tile.y:tile.y + tile.rows] = planes[inverse].transpose(1, 2, 0)
-        return clean
+        # the kernel writes the tile's rows in place: channels interleaved, palettes applied
+        return lossless.decode_tile(into[tile.y * row_bytes:(tile.y + tile.rows) * row_bytes], itemsize, big_endian,
+                                    width, channels, coded_bits, tile.predictors, tile.decorrelate,
+                                    padded(tile.rans), padded(tile.extra), *decoder, scratch_for(tile.rows, width),
+                                    channel_of, levels, sizes)
 
     if not all(list(pool.map(run, tiles))):
         raise CodecError("coded raster is corrupt: a tile did not decode cleanly")
@@ -197,7 +259,8 @@ def plane_order(channels: int) -> list[int]:
 
 
 def scratch_for(rows: int, width: int) -> np.ndarray:
-    return np.empty((2 * rows + 6, width + 2), dtype=np.uint16)
+    """The kernels' working rows for a tile (see ``lossless.model_tile``)."""
+    return reused("scratch", (2 * rows + 10, width + 2), np.uint16)
 
 
 def padded(stream: memoryview) -> np.ndarray:
@@ -207,6 +270,9 @@ def padded(stream: memoryview) -> np.ndarray:
 
 
 def tile_rows(row_samples: int) -> int:
+    """Rows per tile: about TILE_SAMPLES samples, at least MIN_TILE_ROWS rows.
+    (Evening the tiles out, for threads, cost 1% on some small images: a
+    tile's first row is predicted from W alone, and where it falls matters.)"""
     return max(MIN_TILE_ROWS, -(-TILE_SAMPLES // max(1, row_samples)))
 
 

@@ -81,7 +81,8 @@ def serialize(freq: np.ndarray) -> bytes:
     entries = np.empty(len(tokens), dtype=ENTRY)
     entries["token"] = tokens
     entries["freq"] = freq[tables, tokens]
-    return zstandard.ZstdCompressor(level=19).compress(counts.tobytes() + entries.tobytes())
+    # level 12: within 1% of level 19 on these few kB, at a third of the time (serial work)
+    return zstandard.ZstdCompressor(level=12).compress(counts.tobytes() + entries.tobytes())
 
 
 def parse(blob: memoryview) -> np.ndarray:
@@ -144,12 +145,11 @@ def encoder(freq: np.ndarray):
 
 
 def decoder(blob: memoryview):
+    """The decoder's one table: per (table << SCALE_BITS | slot), the slot's
+    token with its frequency and the slot's offset in the token's range,
+    packed as freq | offset << 11 | token << 21 (one load per sample)."""
     freq = parse(blob)
     for table in np.flatnonzero(freq.sum(axis=1) == 0):
         freq[table, 0] = SCALE      # never used by a sound stream; keeps a damaged one bounded
     start = np.cumsum(freq, axis=1) - freq
-    # each table's SCALE slots, in token order, each naming its token
-    slot_symbol = np.repeat(np.tile(np.arange(NTOKENS, dtype=np.uint8), NTABLES), freq.reshape(-1))
-    return (slot_symbol,
-            np.ascontiguousarray(freq.reshape(-1), dtype=np.uint16),
-            np.ascontiguousarray(start.reshape(-1), dtype=np.uint16))
+    return (lossless.decoder_entries(np.ascontiguousarray(freq, dtype=np.int64)),)

@@ -5,7 +5,7 @@ in the same order.  Pools are kept for the life of the process, so a small
 file does not pay for starting threads each time it is coded.
 """
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 _pools: dict[int, ThreadPoolExecutor] = {}
@@ -18,6 +18,12 @@ class Inline:
     @staticmethod
     def map(function, *iterables):
         return map(function, *iterables)
+
+    @staticmethod
+    def submit(function, *args) -> Future:
+        future = Future()
+        future.set_result(function(*args))
+        return future
 
 
 def _shared(threads: int) -> ThreadPoolExecutor:
