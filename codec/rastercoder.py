@@ -27,7 +27,7 @@ import numpy as np
 from codec import palette, tables
 from codec.errors import CodecError
 from codec.pyx import lossless
-from codec.threads import pool_of
+from codec.threads import pool_of, runs, workers
 
 VERSION = 5
 TILE_SAMPLES = 1 << 17      # samples per tile (at least MIN_TILE_ROWS rows)
@@ -36,7 +36,6 @@ HEADER = struct.Struct("<BIIHBBI")
 TILE_ENTRY_TAIL = struct.Struct("<BII")
 NTABLES = lossless.TABLES
 NTOKENS = lossless.TOKENS
-MARK_TILES = 4              # tiles of rows one task marks the used levels of
 CODE_TILES = 4              # tiles rANS-coded by one task
 # rows sampled to choose the predictors, by level
 CHOICE_STEP = {1: 64, 2: 16, 3: 2}
@@ -73,19 +72,24 @@ def encode_samples(samples: Samples, bits: int, *, level: int = 2, threads: int 
                    checked: bool = True) -> bytes | None:
     """Code ``samples``; with ``checked``, None when one is 2**bits or more
     (the caller keeps such bytes verbatim)."""
+    parts = encode_parts(samples, bits, level=level, threads=threads, pool=pool, checked=checked)
+    return None if parts is None else b"".join(parts)
+
+
+def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 1, pool=None,
+                 checked: bool = True) -> list[bytes] | None:
+    """``encode_samples``'s coded raster as the pieces it is joined from: a
+    caller that joins it into more keeps a serial copy of megabytes (and the
+    page faults of a fresh buffer) out of the way."""
     if pool is None:
         with pool_of(threads) as own:
-            return encode_samples(samples, bits, level=level, pool=own, checked=checked)
+            return encode_parts(samples, bits, level=level, pool=own, checked=checked)
     height, width, channels = samples.height, samples.width, samples.channels
     rows = tile_rows(width * channels)
     channel_of = np.array(plane_order(channels), dtype=np.uint16)
     used = None
     if bits >= palette.MIN_BITS or checked:
-        # the tasks mark one shared array (racing stores of the same 1 are harmless)
-        used = np.zeros((channels, 1 << 8 * samples.itemsize), dtype=np.uint8)
-        list(pool.map(lambda y: lossless.mark_levels(samples.rows(y, MARK_TILES * rows), samples.itemsize,
-                                                     samples.big_endian, width, channels, channel_of, used),
-                      range(0, height, MARK_TILES * rows)))
+        used = mark_used(samples, channel_of, pool)
         if checked and used[:, 1 << bits:].any():
             return None
         used = used[:, :1 << bits]
@@ -103,12 +107,14 @@ def encode_samples(samples: Samples, bits: int, *, level: int = 2, threads: int 
                              range(0, height, rows)))
     freq = tables.normalize(tables.pool(sum(m.histogram.astype(np.uint64) for m in modelled)))
     encoder = tables.encoder(freq)
-    # a tile codes in a fraction of a millisecond: hand them out a few at a time
-    batches = [modelled[i:i + CODE_TILES] for i in range(0, len(modelled), CODE_TILES)]
-    coded = [rans for batch in pool.map(lambda ms: [code(m.symbols, encoder) for m in ms], batches)
-             for rans in batch]
+    # a tile codes in a fraction of a millisecond: hand them out a few at a time,
+    # in enough batches to keep every thread busy to the end
+    batches = [modelled[start:start + count] for start, count in
+               runs(len(modelled), max(-(-len(modelled) // CODE_TILES), 2 * workers(pool)))]
+    coding = pool.map(lambda ms: [code(m.symbols, encoder) for m in ms], batches)
+    entropy = tables.serialize(freq)        # while the tiles code (zstd releases the GIL)
+    coded = [rans for batch in coding for rans in batch]
 
-    entropy = tables.serialize(freq)
     parts = [HEADER.pack(VERSION, height, width, channels, bits, coded_bits, rows), palette.serialize(palettes),
              struct.pack("<I", len(entropy)), entropy]
     for m, rans in zip(modelled, coded):
@@ -117,7 +123,23 @@ def encode_samples(samples: Samples, bits: int, *, level: int = 2, threads: int 
     for m, rans in zip(modelled, coded):
         parts.append(rans)
         parts.append(m.extra)
-    return b"".join(parts)
+    return parts
+
+
+def mark_used(samples: Samples, channel_of: np.ndarray, pool) -> np.ndarray:
+    """Per plane, a mark (1) for each level its samples use.  Each band of rows
+    marks an array of its own: threads storing into one shared array fight
+    over its cache lines (that ran 3x slower on two threads than on one)."""
+    def mark(band: tuple[int, int]) -> np.ndarray:
+        used = np.zeros((samples.channels, 1 << 8 * samples.itemsize), dtype=np.uint8)
+        lossless.mark_levels(samples.rows(*band), samples.itemsize, samples.big_endian, samples.width,
+                             samples.channels, channel_of, used)
+        return used
+
+    # two bands a thread, so one busy with the file's checksum holds no one up for long
+    bands = 1 if workers(pool) == 1 else 2 * workers(pool)
+    marks = list(pool.map(mark, runs(samples.height, bands)))
+    return marks[0] if len(marks) == 1 else np.bitwise_or.reduce(marks)
 
 
 @dataclass(frozen=True)

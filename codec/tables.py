@@ -26,27 +26,31 @@ ENTRY = np.dtype([("token", "u1"), ("freq", "<u2")])
 def pool(histogram: np.ndarray) -> np.ndarray:
     """Counts with each run of rare neighbouring contexts sharing their sum.
     A table costs about two bytes a token; a context pools until its run has
-    enough samples for its own statistics to pay for that."""
+    enough samples for its own statistics to pay for that.  (Plain Python
+    integers: this runs once a raster, serially, and numpy per table cost
+    more than the tables' sums.)"""
     histogram = histogram.astype(np.int64)
     pooled = histogram.copy()
-    totals = histogram.sum(axis=1)
-    floor = max(2048, int(totals.sum()) // 256)
+    totals = histogram.sum(axis=1).tolist()
+    floor = max(2048, sum(totals) // 256)
     for first in range(0, NTABLES, NCONTEXTS):
-        groups, run = [], []
+        groups, run, count = [], [], 0
         for table in range(first, first + NCONTEXTS):
             if totals[table] == 0:
                 continue
             run.append(table)
-            if totals[run].sum() >= floor:
+            count += totals[table]
+            if count >= floor:
                 groups.append(run)
-                run = []
+                run, count = [], 0
         if run:
             if groups:
                 groups[-1] += run
             else:
                 groups.append(run)
         for group in groups:
-            pooled[group] = histogram[group].sum(axis=0)
+            if len(group) > 1:          # a table alone keeps its own counts
+                pooled[group] = histogram[group].sum(axis=0)
     return pooled
 
 
@@ -56,10 +60,18 @@ def normalize(histogram: np.ndarray) -> np.ndarray:
     totals = histogram.sum(axis=1, keepdims=True)
     freq = np.floor(histogram * SCALE / np.maximum(totals, 1)).astype(np.int64)
     freq[(histogram > 0) & (freq == 0)] = 1
-    for table in np.flatnonzero(totals[:, 0]):
+    # settle rounding on the most frequent token: one step for every table
+    # whose biggest token can take it all, the loop below for the rest
+    used = np.flatnonzero(totals[:, 0])
+    surplus = freq[used].sum(axis=1) - SCALE
+    biggest = np.argmax(freq[used], axis=1)
+    room = freq[used, biggest] - 1
+    easy = surplus <= room
+    freq[used[easy], biggest[easy]] -= surplus[easy]
+    for table in used[~easy]:
         row = freq[table]
         surplus = int(row.sum()) - SCALE
-        while surplus != 0:        # settle rounding on the most frequent token
+        while surplus != 0:
             biggest = int(np.argmax(row))
             change = surplus if surplus < 0 else min(surplus, int(row[biggest]) - 1)
             row[biggest] -= change

@@ -37,3 +37,15 @@ def _shared(threads: int) -> ThreadPoolExecutor:
 @contextmanager
 def pool_of(threads: int):
     yield Inline() if threads <= 1 else _shared(threads)
+
+
+def workers(pool) -> int:
+    """How many threads ``pool`` (from ``pool_of``) runs its work on."""
+    return getattr(pool, "_max_workers", 1)
+
+
+def runs(count: int, pieces: int) -> list[tuple[int, int]]:
+    """``count`` items cut into at most ``pieces`` runs as even as can be, as (start, length)."""
+    pieces = max(1, min(pieces, count))
+    edges = [count * i // pieces for i in range(pieces + 1)]
+    return [(start, end - start) for start, end in zip(edges, edges[1:])]

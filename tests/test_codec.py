@@ -72,6 +72,16 @@ def test_many_tiles_round_trip_in_parallel(shape, monkeypatch):
     np.testing.assert_array_equal(decoded, pixels)
 
 
+def test_threads_change_neither_the_encoding_nor_the_decoded_bytes():
+    # large enough for two threads, and for decoding straight into the returned bytes
+    data = samples.write_pnm(smooth_image((300, 200, 3), 16, salt=5), maxval=65535)
+    encoded = [codec.encode(data, threads=threads) for threads in (1, 2, 3)]
+    assert encoded[0] == encoded[1] == encoded[2]
+    for threads in (1, 2, 3):
+        decoded = codec.decode(encoded[0], threads=threads)
+        assert type(decoded) is bytes and decoded == data
+
+
 def image_files():
     """Whole files of several kinds, each with pixels the codec should find."""
     rgb10 = smooth_image((48, 40, 3), 10, salt=1)

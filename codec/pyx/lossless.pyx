@@ -48,6 +48,7 @@ out of bounds (the container's checksum then refuses the result).
 """
 import numpy as np
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
+from cpython.bytes cimport PyBytes_AS_STRING
 
 cdef extern from *:
     """
@@ -1148,3 +1149,15 @@ def pack_fields(const uint16_t[::1] values, int64_t rows, int64_t count, int64_t
     with nogil:
         cm_pack_fields(&values[0], rows, count, row_bytes, word_bytes, big_endian, period, spec, width, &data[0])
     return None
+
+
+def writable(bytes data):
+    """A writable uint8 array over ``data``'s own buffer (it does not keep
+    ``data`` alive).  Only for a bytes object its caller has just made
+    (``bytes(n)``, large) and nobody else sees until it is filled: the decoder
+    writes the original straight into the bytes it returns, instead of
+    copying megabytes there, serially, at the end."""
+    if len(data) < 2:
+        raise ValueError("bytes this short may be shared")
+    cdef uint8_t[::1] view = <uint8_t[:len(data)]> <uint8_t*> PyBytes_AS_STRING(data)
+    return np.asarray(view)
