@@ -146,8 +146,8 @@ def _cp_remote(args) -> int:
         print("cloudmover: --head-node needs an API token: set CLOUDMOVER_API_TOKEN or use --token-file",
               file=sys.stderr)
         return EXIT_USAGE
-    jobs = RemoteJobs(args.head_node, token.strip(), ca_file=args.ca_file)
     try:
+        jobs = RemoteJobs(args.head_node, token.strip(), ca_file=args.ca_file)
         job = jobs.create(source=args.source, destination=args.destination, move=args.move,
                           recursive=args.recursive, sync=args.sync, tier=args.tier, codec=args.codec,
                           endpoint_url=args.endpoint_url)

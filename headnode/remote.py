@@ -31,7 +31,10 @@ class RemoteJobs:
     def __init__(self, url: str, token: str, *, ca_file: str | None = None, timeout: float = 60.0):
         self.base = url.rstrip("/") + "/api/v1"
         self._token, self._timeout = token, timeout
-        self._tls = ssl.create_default_context(cafile=ca_file) if url.startswith("https:") else None
+        try:
+            self._tls = ssl.create_default_context(cafile=ca_file) if url.startswith("https:") else None
+        except (OSError, ssl.SSLError) as exc:
+            raise RemoteError(f"cannot use {ca_file} as the head node's certificate: {exc}") from None
 
     def create(self, **fields) -> SimpleNamespace:
         return _job(self._call("POST", "/jobs", fields))

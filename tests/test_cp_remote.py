@@ -95,6 +95,9 @@ def test_cp_to_a_head_node_says_what_is_wrong_and_copies_nothing(served, seaweed
                "--token-file", str(served.data_dir / "api.token"), *ca), "cannot reach the head node"),
         "missing bucket": (cp(f"s3://{source}/a/", f"s3://no-such-bucket-{dest}/b/", "--recursive",
                               "--endpoint-url", seaweed.endpoint_url, *trusted(served)), "no-such-bucket"),
+        "missing CA file": (cp(*location, "--head-node", served.base, "--token-file",
+                               str(served.data_dir / "api.token"), "--ca-file", str(tmp_path / "nothing.pem")),
+                            "as the head node's certificate"),
         "both kinds of head node": (cp(*location, *trusted(served), "--data-dir", str(tmp_path / "d")),
                                     "--data-dir is for an embedded head node"),
     }
