@@ -1114,6 +1114,13 @@ cdef int field_spec(tuple shifts, int width, int word_bytes, int* out) except -1
     return 0
 
 
+cdef _check_rows(int64_t rows, int64_t count, int64_t row_bytes, int word_bytes, int period,
+                 int64_t data_bytes, int64_t samples):
+    """Refuse a layout whose rows overrun the bytes or the samples given."""
+    if row_bytes < -(-count // period) * word_bytes or data_bytes < rows * row_bytes or samples < rows * count:
+        raise ValueError("rows do not fit")
+
+
 def unpack_fields(const uint8_t[::1] data, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
                   bint big_endian, tuple shifts, int width, uint16_t[::1] out):
     """Samples of a one-word bitfield layout (each ``word_bytes`` word holds
@@ -1124,9 +1131,7 @@ def unpack_fields(const uint8_t[::1] data, int64_t rows, int64_t count, int64_t 
     cdef int spec[4]
     cdef int period = len(shifts), clean
     field_spec(shifts, width, word_bytes, spec)
-    if row_bytes < -(-count // period) * word_bytes or data.shape[0] < rows * row_bytes \
-            or out.shape[0] < rows * count:
-        raise ValueError("rows do not fit")
+    _check_rows(rows, count, row_bytes, word_bytes, period, data.shape[0], out.shape[0])
     if rows * count == 0:
         return True
     with nogil:
@@ -1141,9 +1146,7 @@ def pack_fields(const uint16_t[::1] values, int64_t rows, int64_t count, int64_t
     cdef int spec[4]
     cdef int period = len(shifts)
     field_spec(shifts, width, word_bytes, spec)
-    if row_bytes < -(-count // period) * word_bytes or data.shape[0] < rows * row_bytes \
-            or values.shape[0] < rows * count:
-        raise ValueError("rows do not fit")
+    _check_rows(rows, count, row_bytes, word_bytes, period, data.shape[0], values.shape[0])
     if rows * count == 0:
         return None
     with nogil:
