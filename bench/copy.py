@@ -321,8 +321,9 @@ def s5cmd_binary() -> Path | None:
 
 
 @contextlib.contextmanager
-def served_head_node(target: S3Target, workdir: Path, wanted: bool) -> Iterator[Path | None]:
-    """``cloudmover up`` on a free port for the whole run (its data directory), or None if not wanted."""
+def served_head_node(target: S3Target, workdir: Path, wanted: bool) -> Iterator[list[str] | None]:
+    """``cloudmover up`` on a free port for the whole run: the ``cp`` arguments that reach it,
+    or None if not wanted."""
     if not wanted:
         yield None
         return
@@ -341,8 +342,8 @@ def served_head_node(target: S3Target, workdir: Path, wanted: bool) -> Iterator[
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"cloudmover up did not start: {log_tail(workdir / 'headnode.log')}")
             time.sleep(0.2)
-        (data_dir / "url").write_text(f"https://127.0.0.1:{port}")
-        yield data_dir
+        yield ["--head-node", f"https://127.0.0.1:{port}", "--token-file", str(data_dir / "api.token"),
+               "--ca-file", str(data_dir / "tls" / "cert.pem")]
     finally:
         stop_process_group(proc, grace_s=60)
         log.close()
@@ -353,12 +354,9 @@ def port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def build_tools(target: S3Target, workdir: Path, served: Path | None) -> list[Tool]:
+def build_tools(target: S3Target, workdir: Path, served: list[str] | None) -> list[Tool]:
     url = target.endpoint_url
     env = tool_env(target, workdir)
-    on_served = [] if served is None else [
-        "--head-node", (served / "url").read_text(), "--token-file", str(served / "api.token"),
-        "--ca-file", str(served / "tls" / "cert.pem")]
     return [
         Tool(
             "cloudmover", VENV_BIN / "cloudmover", ("--help",),
@@ -366,7 +364,7 @@ def build_tools(target: S3Target, workdir: Path, served: Path | None) -> list[To
         ),
         Tool(
             "cloudmover-served", VENV_BIN / "cloudmover" if served else None, ("--help",),
-            lambda s, d: ["cp", s.url, d.url, "--recursive", "--endpoint-url", url, "--json", *on_served], env,
+            lambda s, d: ["cp", s.url, d.url, "--recursive", "--endpoint-url", url, "--json", *(served or [])], env,
         ),
         Tool(
             "s5cmd", s5cmd_binary(), ("version",),
