@@ -20,9 +20,6 @@ import urllib.error
 import urllib.request
 from types import SimpleNamespace
 
-FINAL_STATES = ("complete", "complete_with_warnings", "failed", "cancelled")
-
-
 class RemoteError(Exception):
     """The head node refused a request, or could not be reached; the message says why."""
 
@@ -80,10 +77,11 @@ def _refusal(exc: urllib.error.HTTPError) -> str:
 
 
 def _job(found: dict) -> SimpleNamespace:
-    """A job as the API shows it, with the datetimes parsed and ``finished`` as the model has it."""
+    """A job as the API shows it, with the datetimes parsed and ``finished`` as the model has it
+    (every way a job ends sets its ``finished_at``)."""
     job = SimpleNamespace(**found)
     for name in ("created_at", "started_at", "finished_at"):
         value = getattr(job, name, None)
         setattr(job, name, dt.datetime.fromisoformat(value) if value else None)
-    job.finished = job.state in FINAL_STATES
+    job.finished = job.finished_at is not None
     return job
