@@ -52,11 +52,11 @@ class HeadNode:
         self.mail = MailService(self.config, Sealer(secret))
         self.notifier = Notifier(self.mail)   # emails finished jobs' outcomes from a thread of its own
         self.service.finished_hooks.append(self.notifier.job_finished)
-        self.planner = Planner(self.service, page_size=self.config["LIST_PAGE_SIZE"])
+        self.stopping = threading.Event()
+        self.planner = Planner(self.service, page_size=self.config["LIST_PAGE_SIZE"], stopping=self.stopping)
         self.aggregator = Aggregator(self.service)
         self.submissions = SubmissionConsumer(self.service, self.bus)
         self.fleet = fleet if fleet is not None else self._default_fleet()
-        self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def _default_fleet(self):
@@ -79,9 +79,13 @@ class HeadNode:
             self._threads.append(thread)
         return self
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Tell every loop to end after the step at hand (planning: after the listing page at hand)."""
         self.stopping.set()
         self.service.plan_requested.set()   # the planning loop waits on it
+
+    def stop(self) -> None:
+        self.halt()
         if self.fleet:   # workers wind down while the loops do
             self.fleet.stop_all()
         for thread in self._threads:

@@ -8,6 +8,7 @@ last committed key and republishes what was committed but not yet sent.
 from __future__ import annotations
 
 import logging
+import threading
 
 from pipeline import errors
 from pipeline.checksums import already_present
@@ -22,9 +23,12 @@ log = logging.getLogger("cloudmover.planning")
 
 
 class Planner:
-    def __init__(self, service: JobService, *, page_size: int = 1000):
+    def __init__(self, service: JobService, *, page_size: int = 1000, stopping: threading.Event | None = None):
+        """``stopping``: set when the head node stops; planning then ends after the page at hand,
+        and a restarted head node resumes after it."""
         self.service = service
         self.page_size = page_size
+        self.stopping = stopping or threading.Event()
 
     def resume_unsent(self) -> None:
         """At start: publish tasks that were committed but never sent."""
@@ -57,10 +61,12 @@ class Planner:
         source, destination = self.service.store(job.source), self.service.store(job.destination)
         for page in self._pages(job, source):
             job = Job.get_by_id(job.id)
-            if job.state == "cancelled":
+            if job.state == "cancelled" or self.stopping.is_set():
                 return
             self._commit_page(job, page, source, destination)
             self.service.publish_pending(job)
+        if self.stopping.is_set():   # the last page may have been the one at hand: still not done here
+            return
         with db.atomic("IMMEDIATE"):
             job = Job.get_by_id(job.id)
             if job.state == "cancelled":

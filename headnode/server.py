@@ -9,6 +9,7 @@ import datetime as dt
 import ipaddress
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from headnode.app import create_app
 from headnode.node import HeadNode
 
 log = logging.getLogger("cloudmover.headnode")
+WORKER_CHECK_SECONDS = 0.05
 
 
 def ensure_certificate(data_dir: str, host: str) -> tuple[str, str]:
@@ -104,6 +106,8 @@ class _HeadNodeServer(BaseApplication):
     def load_config(self):
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        self.cfg.set("post_worker_init", lambda worker: threading.Thread(
+            target=self._watch_worker, args=(worker,), name="shutdown-watch", daemon=True).start())
         self.cfg.set("worker_exit", self._stop_node)
 
     def load(self):
@@ -112,6 +116,16 @@ class _HeadNodeServer(BaseApplication):
         app = create_app(node=self.node)
         self.node.start()
         return app
+
+    def _watch_worker(self, worker) -> None:
+        """gunicorn's worker notices SIGTERM or its master's death only after a second or more,
+        then waits for requests in flight; meanwhile the head node would go on planning, beside
+        the one that may replace it. Halt its loops at once; the exit hook stops the rest."""
+        while not self.node.stopping.wait(WORKER_CHECK_SECONDS):
+            if not worker.alive or os.getppid() != worker.ppid:
+                log.warning("the head node is shutting down: its loops stop now")
+                self.node.halt()
+                return
 
     def _stop_node(self, server, worker) -> None:
         if self.node is not None:

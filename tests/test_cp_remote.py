@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from localservers import free_ports  # noqa: E402
 from support.liveserver import LiveServer  # noqa: E402
+from support.waiting import wait_for  # noqa: E402
 from test_cp import put_corpus  # noqa: E402
 
 MiB = 1 << 20
@@ -107,3 +109,43 @@ def test_cp_to_a_head_node_says_what_is_wrong_and_copies_nothing(served, seaweed
         assert served.api_token not in result.stdout + result.stderr, name
     assert client.list_objects_v2(Bucket=dest).get("KeyCount", 0) == 0
     assert client.get_object(Bucket=source, Key="a/one")["Body"].read() == b"1"
+
+
+def test_cp_that_loses_its_head_node_says_so_and_the_job_survives(seaweed, buckets, tmp_path):
+    """The head node dies while cp follows a move: cp exits 1 naming the job, nothing is deleted,
+    and the head node started again on its data directory finishes the move."""
+    source, dest = buckets
+    client = seaweed.client()
+    objects = {f"m/{i:02d}": os.urandom(500 + i) for i in range(12)}
+    put_corpus(client, source, objects)
+    env = {"AWS_ACCESS_KEY_ID": seaweed.access_key, "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+           "AWS_DEFAULT_REGION": seaweed.region}
+    data_dir, port = tmp_path / "headnode", free_ports(1)[0]
+    with LiveServer(data_dir, port, env={**env, "CLOUDMOVER_FLEET": "none"}) as server:   # no workers: it waits
+        following = subprocess.Popen(
+            [sys.executable, "-m", "headnode.cli", "cp", f"s3://{source}/m/", f"s3://{dest}/m/", "--recursive",
+             "--move", "--endpoint-url", seaweed.endpoint_url, *trusted(server)],
+            env={key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "CLOUDMOVER_"))},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        headers = {"Authorization": f"Bearer {server.api_token}"}
+        ca = str(data_dir / "tls" / "cert.pem")
+        wait_for(lambda: requests.get(f"{server.base}/api/v1/jobs", headers=headers, verify=ca, timeout=30).json(),
+                 timeout=60, what="cp's job on the head node")
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(30)
+        stdout, stderr = following.communicate(timeout=120)
+    assert following.returncode == 1, (stdout, stderr)
+    assert "cloudmover: lost the head node while following job 1: cannot reach the head node" in stderr, stderr
+    assert server.api_token not in stdout + stderr
+    for key, body in objects.items():   # a move deletes nothing it has not copied and verified
+        assert client.get_object(Bucket=source, Key=key)["Body"].read() == body, key
+
+    with LiveServer(data_dir, port, env=env) as again:
+        def finished():
+            job = requests.get(f"{again.base}/api/v1/jobs/1", headers=headers, verify=ca, timeout=30).json()
+            return job if job["finished_at"] else None
+        job = wait_for(finished, timeout=180, what="the move to finish on the restarted head node")
+    assert job["state"] == "complete" and job["objects_done"] == len(objects), job
+    for key, body in objects.items():
+        assert client.get_object(Bucket=dest, Key=key)["Body"].read() == body, key
+    assert client.list_objects_v2(Bucket=source).get("KeyCount", 0) == 0

@@ -1,6 +1,6 @@
-"""A head node (``cloudmover up``) SIGKILLed in the middle of planning a job is
-started again on the same data directory: it resumes planning after the last
-persisted listing position, and the job completes with every object copied
+"""A head node (``cloudmover up``) stopped or SIGKILLed in the middle of planning a
+job is started again on the same data directory: it resumes planning after the
+last persisted listing position, and the job completes with every object copied
 exactly once."""
 from __future__ import annotations
 
@@ -94,8 +94,8 @@ def planned_keys(data_dir: Path, job_id: int) -> collections.Counter:
         return collections.Counter(o["key"] for (payload,) in rows for o in json.loads(payload)["objects"])
 
 
-@pytest.mark.parametrize("killed", ["head-node", "head-node-and-workers"])
-def test_a_head_node_killed_while_planning_resumes_after_restart(killed, serve, buckets, s3_env):
+@pytest.mark.parametrize("ending", ["stopped", "head-node-killed", "machine-down"])
+def test_a_head_node_ended_while_planning_resumes_after_restart(ending, serve, buckets, s3_env):
     source, dest = buckets
     client = s3_env.client()
     objects = small_and_large(21, small=OBJECTS - 1)
@@ -108,11 +108,13 @@ def test_a_head_node_killed_while_planning_resumes_after_restart(killed, serve, 
 
     def mid_plan():
         marker, done = planning_state(first.data_dir, job_id) or (None, 0)
-        assert not done, "planning finished before the head node could be killed"
+        assert not done, "planning finished before the head node could be ended"
         return marker is not None
     wait_for(mid_plan, timeout=120, interval=0.02, what="a persisted listing position")
     orphans = first.worker_pids()
-    if killed == "head-node":
+    if ending == "stopped":   # planning ends with the listing page at hand, not with the job
+        os.kill(first.process.pid, signal.SIGTERM)
+    elif ending == "head-node-killed":
         os.kill(first.process.pid, signal.SIGKILL)   # the rest of the head node and its workers then stop
     else:
         os.killpg(first.process.pid, signal.SIGKILL)   # the machine went down: workers too
