@@ -200,8 +200,8 @@ class Tile:
     rows: int
     predictors: np.ndarray
     decorrelate: bool
-    rans: memoryview
-    extra: memoryview
+    rans: np.ndarray        # each stream followed by PADDING bytes the decoder may read (see ``padded``)
+    extra: np.ndarray
 
 
 def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads: int = 1, pool=None,
@@ -246,8 +246,8 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
         # the kernel writes the tile's rows in place: channels interleaved, palettes applied
         return lossless.decode_tile(into[tile.y * row_bytes:(tile.y + tile.rows) * row_bytes], itemsize, big_endian,
                                     width, channels, coded_bits, tile.predictors, tile.decorrelate,
-                                    padded(tile.rans), padded(tile.extra), *decoder, scratch_for(tile.rows, width),
-                                    channel_of, levels, sizes)
+                                    tile.rans, tile.extra, *decoder, scratch_for(tile.rows, width), channel_of,
+                                    levels, sizes)
 
     if not all(list(pool.map(run, tiles))):
         raise CodecError("coded raster is corrupt: a tile did not decode cleanly")
@@ -265,8 +265,9 @@ def read_tiles(view: memoryview, position: int, *, height: int, rows: int, chann
         position += len(entry)
     tiles = []
     for y, predictors, decorrelate, rans_length, extra_length in entries:
-        rans = read_window(view, position, rans_length)
-        extra = read_window(view, position + rans_length, extra_length)
+        read_window(view, position, rans_length + extra_length)     # both streams lie inside the payload
+        rans = padded(view, position, rans_length)
+        extra = padded(view, position + rans_length, extra_length)
         position += rans_length + extra_length
         tiles.append(Tile(y, min(rows, height - y), predictors, decorrelate, rans, extra))
     if position != len(view):
@@ -285,9 +286,15 @@ def scratch_for(rows: int, width: int) -> np.ndarray:
     return reused("scratch", (2 * rows + 10, width + 2), np.uint16)
 
 
-def padded(stream: memoryview) -> np.ndarray:
-    out = np.zeros(len(stream) + lossless.PADDING, dtype=np.uint8)
-    out[:len(stream)] = np.frombuffer(stream, dtype=np.uint8)
+def padded(view: memoryview, position: int, length: int) -> np.ndarray:
+    """The stream of ``length`` bytes at ``position`` and the PADDING bytes
+    after it, which the decoder may read but never uses: the payload's own
+    where it has them (copying every stream took 0.8 ms of a 6 MB frame's
+    30 on one thread, 1.8 ms of thread time on two), else zeros after a copy."""
+    if position + length + lossless.PADDING <= len(view):
+        return np.frombuffer(view[position:position + length + lossless.PADDING], dtype=np.uint8)
+    out = np.zeros(length + lossless.PADDING, dtype=np.uint8)
+    out[:length] = np.frombuffer(view[position:position + length], dtype=np.uint8)
     return out
 
 

@@ -130,38 +130,14 @@ def parse(blob: memoryview) -> np.ndarray:
     return freq
 
 
-def reciprocals() -> tuple[np.ndarray, np.ndarray]:
-    """Per frequency 1..SCALE: the 64-bit reciprocal and shift of Granlund and
-    Montgomery's division by an invariant integer, as rans64 uses them."""
-    rcp, rcp_shift = [(1 << 64) - 1], [0]
-    for f in range(2, SCALE + 1):
-        shift = (f - 1).bit_length()
-        rcp.append(-(-(1 << (shift + 63)) // f))
-        rcp_shift.append(shift - 1)
-    return np.array([0] + rcp, dtype=np.uint64), np.array([0] + rcp_shift, dtype=np.uint32)
-
-
-RECIPROCALS = reciprocals()
-
-
-def encoder(freq: np.ndarray):
-    """x_max, reciprocal, shift, bias and complement per symbol (Giesen's rans64)."""
-    f = np.maximum(freq.reshape(-1), 1).astype(np.uint64)
-    start = (np.cumsum(freq, axis=1) - freq).reshape(-1).astype(np.uint64)
-    x_max = f << np.uint64(32 + 31 - lossless.SCALE_BITS)
-    rcp = RECIPROCALS[0][f]
-    rcp_shift = RECIPROCALS[1][f]
-    bias = np.where(f < 2, start + np.uint64(SCALE - 1), start).astype(np.uint32)
-    cmpl = (np.uint64(SCALE) - f).astype(np.uint32)
-    return x_max, rcp, rcp_shift, bias, cmpl
+def encoder(freq: np.ndarray) -> tuple[np.ndarray]:
+    """The rANS encoder's table: per symbol, its frequency's reciprocal,
+    bias and complement (Giesen's rans64), packed by the kernels."""
+    return (lossless.encoder_entries(np.ascontiguousarray(freq, dtype=np.int64)),)
 
 
 def decoder(blob: memoryview):
     """The decoder's one table: per (table << SCALE_BITS | slot), the slot's
     token with its frequency and the slot's offset in the token's range,
     packed as freq | offset << 11 | token << 21 (one load per sample)."""
-    freq = parse(blob)
-    for table in np.flatnonzero(freq.sum(axis=1) == 0):
-        freq[table, 0] = SCALE      # never used by a sound stream; keeps a damaged one bounded
-    start = np.cumsum(freq, axis=1) - freq
-    return (lossless.decoder_entries(np.ascontiguousarray(freq, dtype=np.int64)),)
+    return (lossless.decoder_entries(parse(blob)),)
