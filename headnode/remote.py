@@ -56,14 +56,14 @@ class RemoteJobs:
                 return json.load(answer)
         except urllib.error.HTTPError as exc:
             raise RemoteError(_refusal(exc)) from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
+        except (urllib.error.URLError, ConnectionError, ssl.SSLEOFError) as exc:   # not there, or gone mid-answer
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
             if isinstance(reason, ssl.SSLCertVerificationError):
                 raise RemoteError(f"the head node's certificate is not trusted ({reason.verify_message}); "
                                   "name its certificate with --ca-file (DATA_DIR/tls/cert.pem on the head node)") \
                     from None
             raise RemoteError(f"cannot reach the head node at {self.base}: {reason}") from None
-        except (OSError, ValueError) as exc:   # a dropped connection, or an answer that is not JSON
+        except (OSError, ValueError) as exc:   # a timeout, or an answer that is not JSON
             raise RemoteError(f"the head node at {self.base} did not answer properly: {exc}") from None
 
 

@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,19 @@ def test_cp_runs_the_job_on_the_running_head_node(served, seaweed, buckets):
     assert served.api_token not in again.stdout + again.stderr
 
 
+def hanging_up() -> int:
+    """A port whose server reads each request and closes the connection without answering."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1]
+
+
 def test_cp_to_a_head_node_says_what_is_wrong_and_copies_nothing(served, seaweed, buckets, tmp_path):
     source, dest = buckets
     client = seaweed.client()
@@ -95,6 +110,9 @@ def test_cp_to_a_head_node_says_what_is_wrong_and_copies_nothing(served, seaweed
         "nothing listening": (
             cp(*location, "--head-node", f"https://127.0.0.1:{free_ports(1)[0]}",
                "--token-file", str(served.data_dir / "api.token"), *ca), "cannot reach the head node"),
+        "connection closed without an answer": (
+            cp(*location, "--head-node", f"http://127.0.0.1:{hanging_up()}",
+               "--token-file", str(served.data_dir / "api.token")), "cannot reach the head node"),
         "missing bucket": (cp(f"s3://{source}/a/", f"s3://no-such-bucket-{dest}/b/", "--recursive",
                               "--endpoint-url", seaweed.endpoint_url, *trusted(served)), "no-such-bucket"),
         "missing CA file": (cp(*location, "--head-node", served.base, "--token-file",
