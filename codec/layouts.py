@@ -32,6 +32,8 @@ Layouts (``le``/``be``: byte order of the storage word):
                    as their raw bit patterns in a ``uint32`` array; listed in
                    ``SHUFFLED`` so the container byte-shuffles and zstd-
                    compresses them instead
+``u64 i64 f64``    64-bit samples (FITS BITPIX 64/-64, TIFF): the same, in
+                   ``uint64`` words
 ``dpx10a_be/le``   DPX 10-bit filled, method A: three samples per 32-bit word
                    at bits 31-22, 21-12, 11-2 (first sample highest, 2 padding
                    bits at the LSB end); Cineon 10-bit is ``dpx10a_be``
@@ -225,6 +227,9 @@ def _build() -> dict:
             f"u32{suffix}": Whole(order + "u4", "raw"),
             f"i32{suffix}": Whole(order + "u4", "raw"),
             f"f32{suffix}": Whole(order + "u4", "raw"),
+            f"u64{suffix}": Whole(order + "u8", "raw"),
+            f"i64{suffix}": Whole(order + "u8", "raw"),
+            f"f64{suffix}": Whole(order + "u8", "raw"),
             f"dpx10a_{suffix}": _filled10(order + "u4", (22, 12, 2)),
             f"dpx10b_{suffix}": _filled10(order + "u4", (20, 10, 0)),
             f"dpx10a_rev_{suffix}": _filled10(order + "u4", (2, 12, 22)),
@@ -239,13 +244,13 @@ def _build() -> dict:
 
 LAYOUTS: dict = _build()
 
-# 32-bit samples: the container byte-shuffles and zstd-compresses these
-# instead of pixel-coding them.
-SHUFFLED = frozenset(f"{kind}32{order}" for kind in "uif" for order in ("le", "be"))
+# 32- and 64-bit samples: the container byte-shuffles and zstd-compresses
+# these instead of pixel-coding them.
+SHUFFLED = frozenset(f"{kind}{size}{order}" for kind in "uif" for size in (32, 64) for order in ("le", "be"))
 
 
 def element_size(raster: Raster) -> int:
-    """Bytes of the storage word the raster's samples live in (4 for ``SHUFFLED``)."""
+    """Bytes of the storage word the raster's samples live in (4 or 8 for ``SHUFFLED``)."""
     return _layout(raster.sample).word_bytes
 
 

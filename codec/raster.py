@@ -17,7 +17,7 @@ class Raster:
     height: int
     width: int
     channels: int    # samples per pixel, interleaved; planar data is one raster per plane
-    bits: int        # significant bits per sample (1..16 for integer layouts, 32 for f32)
+    bits: int        # significant bits per sample (1..16 for pixel-coded layouts, 32 or 64 for shuffled ones)
     sample: str      # storage layout: a key of codec.layouts.LAYOUTS
     row_stride: int = 0   # bytes from one row's start to the next; 0 when rows are back to back
 

@@ -106,7 +106,7 @@ def test_layout_round_trip(sample, padding):
         stride = layouts.row_bytes(sample, width * channels) + padding
         raster = Raster(offset=0, length=stride * height, height=height, width=width,
                         channels=channels, bits=bits, sample=sample)
-        dtype = np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32
+        dtype = np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32 if bits <= 32 else np.uint64
         values = rng(index, bits).integers(0, 1 << bits, (height, width, channels),
                                             dtype=np.uint64).astype(dtype)
         data = layouts.pack(raster, values)
@@ -290,7 +290,8 @@ def fits_variant(dtype, planes, extension):
     array = image(shape + (1,), dtype)[..., 0]
     data = samples.write_fits(None if extension else array,
                               extensions=[array] if extension else ())
-    sample = {"u1": "u8", "i2": "i16be", "u2": "i16be", "i4": "i32be", "f4": "f32be"}[
+    sample = {"u1": "u8", "i2": "i16be", "u2": "i16be", "i4": "i32be", "f4": "f32be", "i8": "i64be",
+              "f8": "f64be"}[
         np.dtype(dtype).str[1:]]
     stack = array.reshape(-1, 7, 9)
     return "fits", data, [(plane, sample, 8 * array.dtype.itemsize) for plane in stack]
@@ -335,7 +336,7 @@ def variants():
         for channels in (1, 3):
             yield pytest.param(cineon_variant, (big_endian, channels),
                                id=f"cineon-{order(big_endian)}-c{channels}")
-    for dtype in ("u1", "u2", "i2", "f2", "f4"):
+    for dtype in ("u1", "u2", "i2", "f2", "f4", "f8"):
         for tiles in (None, (16, 16)):
             for planar in (False, True):
                 for big_endian in (False, True):
@@ -354,7 +355,7 @@ def variants():
                         dicom_variant, (dtype, bits_stored, channels, frames, planar, syntax),
                         id=f"dicom-{dtype}{bits_stored or ''}-c{channels}"
                            f"{'-planar' if planar else ''}-f{frames}-{syntax}")
-    for dtype in ("u1", "i2", "u2", "i4", "f4"):
+    for dtype in ("u1", "i2", "u2", "i4", "f4", "i8", "f8"):
         for planes in (0, 3):
             for extension in (False, True):
                 yield pytest.param(fits_variant, (dtype, planes, extension),

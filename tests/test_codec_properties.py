@@ -60,7 +60,7 @@ class Sample:
 
     @property
     def method(self) -> str:
-        return "shuffled" if self.itemsize == 4 else "pixels"
+        return "shuffled" if self.itemsize >= 4 else "pixels"
 
     def range(self) -> tuple[int, int]:
         if np.dtype(self.dtype).kind == "i":
@@ -219,6 +219,7 @@ def cases():
     u16 = {bits: Sample("u2", bits) for bits in range(9, 17)}
     i16, i16_12 = Sample("i2", 16), Sample("i2", 12)
     f16, f32, u32, i32 = Sample("f2", 16), Sample("f4", 32), Sample("u4", 32), Sample("i4", 32)
+    f64, u64, i64 = Sample("f8", 64), Sample("u8", 48), Sample("i8", 48)   # 48: values the generator can draw
     pairs = [(tiff, u8), (pnm, u8), (dpx, u8), (dicom, u8), (fits, u8), (tiff, i8)]
     for sample in u16.values():
         pairs += [(tiff, sample), (pnm, sample), (dicom, sample), (fits, sample)]
@@ -228,6 +229,7 @@ def cases():
     pairs += [(exr, f32), (tiff, f32), (fits, f32), (dpx, f32)]
     pairs += [(exr, u32), (tiff, u32), (dicom, u32)]
     pairs += [(tiff, i32), (fits, i32), (dicom, i32)]
+    pairs += [(tiff, f64), (fits, f64), (tiff, u64), (tiff, i64), (fits, i64)]
     return [pytest.param(writer, sample, id=f"{writer.__name__}-{sample.name}")
             for writer, sample in pairs]
 

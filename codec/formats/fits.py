@@ -6,9 +6,10 @@ to a whole block.  Data are big-endian; the data size of any HDU is
 ``|BITPIX|/8 * GCOUNT * (PCOUNT + NAXIS1 * ... * NAXISn)``, which lets the
 reader step over tables and other extensions.  Images with BITPIX 8 (``u8``),
 16 (``i16be``: signed, so BZERO=32768 unsigned data map straight back to
-their unsigned values), 32 (``i32be``) and -32 (``f32be``) become one raster
-per plane: NAXIS1 is the width, NAXIS2 the height, and every further axis
-counts planes.  BITPIX 64/-64, random groups and truncated data stay verbatim.
+their unsigned values), 32 (``i32be``), 64 (``i64be``), -32 (``f32be``) and
+-64 (``f64be``) become one raster per plane: NAXIS1 is the width, NAXIS2 the
+height, and every further axis counts planes.  Random groups and truncated
+data stay verbatim.
 """
 from math import prod
 
@@ -18,7 +19,7 @@ KIND = "fits"
 
 BLOCK = 2880
 CARD = 80
-SAMPLES = {8: "u8", 16: "i16be", 32: "i32be", -32: "f32be"}
+SAMPLES = {8: "u8", 16: "i16be", 32: "i32be", 64: "i64be", -32: "f32be", -64: "f64be"}
 MAX_HEADER_BLOCKS = 10000
 
 

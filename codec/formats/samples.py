@@ -315,14 +315,14 @@ def _dicom_sequence(element, *, o: str) -> bytes:
             + struct.pack(o + "HHI", *dicom.SEQUENCE_END, 0))
 
 
-FITS_BITPIX = {"u1": 8, "i2": 16, "u2": 16, "i4": 32, "f4": -32, "f8": -64}
+FITS_BITPIX = {"u1": 8, "i2": 16, "u2": 16, "i4": 32, "i8": 64, "f4": -32, "f8": -64}
 
 
 def write_fits(array, extensions=()) -> bytes:
     """A FITS file: ``array`` as the primary image, each of ``extensions`` as an
     IMAGE extension.  Arrays are in FITS-native numpy order, (rows, columns)
     or (planes, rows, columns); uint8, int16, uint16 (stored with BZERO=32768),
-    int32, float32 or float64.  ``array=None`` gives an empty primary HDU."""
+    int32, int64, float32 or float64.  ``array=None`` gives an empty primary HDU."""
     hdus = [_fits_hdu(array, primary=True, extended=bool(extensions))]
     hdus += [_fits_hdu(image, primary=False, extended=False, name=f"SCI{index + 1}")
              for index, image in enumerate(extensions)]

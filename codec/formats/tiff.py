@@ -4,7 +4,7 @@ Classic TIFF (``II*\\0`` / ``MM\\0*``, 12-byte IFD entries, 32-bit offsets)
 and BigTIFF (version 43, 20-byte entries, 64-bit offsets).  Every IFD in the
 chain is visited; a page contributes rasters when it is uncompressed
 (Compression 1) with one bit depth and sample format for all samples that
-``codec.layouts`` models (8/16/32-bit integers, 16/32-bit floats).  Each
+``codec.layouts`` models (8/16/32/64-bit integers, 16/32/64-bit floats).  Each
 strip is a raster of its rows (full width); strips of one plane that follow
 each other in the file are merged into one taller raster.  Each tile is a
 raster of TileWidth x TileLength (edge tiles included whole, padding and
@@ -31,7 +31,7 @@ WANTED = {WIDTH, LENGTH, BITS, COMPRESSION, STRIP_OFFSETS, SAMPLES, ROWS_PER_STR
           SAMPLE_FORMAT}
 # (SampleFormat, BitsPerSample) -> layout stem; the byte order suffix comes from the file
 STEMS = {(1, 8): "u8", (2, 8): "i8", (1, 16): "u16", (2, 16): "i16", (3, 16): "f16",
-         (1, 32): "u32", (2, 32): "i32", (3, 32): "f32"}
+         (1, 32): "u32", (2, 32): "i32", (3, 32): "f32", (1, 64): "u64", (2, 64): "i64", (3, 64): "f64"}
 
 
 def read(data: memoryview) -> list[Raster] | None:
