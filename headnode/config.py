@@ -41,7 +41,10 @@ DEFAULTS: dict = {
     "LOCAL_WORKERS": {"express": 1, "plus": 4, "ultra": 8},
     "LOCAL_IDLE_SECONDS": 15.0,              # local workers of a region stop after it has been idle this long
     "WORKER_THREADS": 4,
-    "OBJECT_THREADS": 16,
+    # small objects want many copies in flight (each waits on a request); large ones want few, or
+    # the store copies too many bytes at once: both bounds hold (bench/README.md, 27 Nov)
+    "OBJECT_THREADS": 64,
+    "COPY_BYTES_IN_FLIGHT": 512 * MiB,        # bytes of a worker process's server-side copies at once
     "FOLDERS": {},                           # name -> {bucket, region, endpoint_url, access_key_id, …}
     "CODEC_MAX_OBJECT": 1 * GiB,             # image codec: larger objects move unchanged (workers get it too)
     "TRANSFER_PRICE_PER_GB": 0.02,           # $ per GB (2**30 bytes) between regions: AWS inter-region
@@ -103,8 +106,9 @@ def _complete(config: dict) -> dict:
     config["BUS_URL"] = config["BUS_URL"] or f"sqlite-queue://{data / 'queue.db'}"
     if config["MULTIPART_THRESHOLD"] < 1 or config["PART_SIZE"] < 1:
         raise ValueError("MULTIPART_THRESHOLD and PART_SIZE must be positive")
-    if config["LIST_PAGE_SIZE"] < 1:
-        raise ValueError("LIST_PAGE_SIZE must be positive")
+    for key in ("LIST_PAGE_SIZE", "WORKER_THREADS", "OBJECT_THREADS", "COPY_BYTES_IN_FLIGHT"):
+        if config[key] < 1:
+            raise ValueError(f"{key} must be positive")
     if not 1 <= config["CODEC_MAX_OBJECT"] <= 5 * GiB:
         raise ValueError("CODEC_MAX_OBJECT must be between 1 byte and 5 GiB")
     for key in ("TRANSFER_PRICE_PER_GB", "STORAGE_PRICE_PER_GB_MONTH"):

@@ -167,13 +167,16 @@ def fleet_rates(fleet: Fleet, *, table: PriceTable, shape: JobShape, parts: int,
 
 def _in_flight(model: ThroughputModel, shape: JobShape, parts: int) -> tuple[float, float]:
     """Requests one worker process keeps in flight, averaged over items and over bytes: whole
-    objects go ``object_threads`` at a time, parts ``part_threads`` at a time."""
+    objects go ``object_threads`` at a time, but no more than ``copy_bytes_in_flight`` of them
+    by (mean) size; parts go ``part_threads`` at a time."""
     whole_bytes = shape.bytes - shape.multipart_bytes
+    whole = model.object_threads
+    if shape.whole_objects and whole_bytes:
+        whole = max(1.0, min(whole, model.copy_bytes_in_flight * shape.whole_objects / whole_bytes))
     items = shape.whole_objects + parts
-    by_items = ((shape.whole_objects * model.object_threads + parts * model.part_threads) / items
-                if items else model.object_threads)
-    by_bytes = ((whole_bytes * model.object_threads + shape.multipart_bytes * model.part_threads) / shape.bytes
-                if shape.bytes else model.object_threads)
+    by_items = (shape.whole_objects * whole + parts * model.part_threads) / items if items else whole
+    by_bytes = ((whole_bytes * whole + shape.multipart_bytes * model.part_threads) / shape.bytes
+                if shape.bytes else whole)
     return by_items, by_bytes
 
 

@@ -47,6 +47,7 @@ def worker_env(config: dict) -> dict[str, str]:
            "CLOUDMOVER_MAX_RECEIVES": str(config["MAX_RECEIVES"]),
            "CLOUDMOVER_WORKER_THREADS": str(config["WORKER_THREADS"]),
            "CLOUDMOVER_OBJECT_THREADS": str(config["OBJECT_THREADS"]),
+           "CLOUDMOVER_COPY_BYTES_IN_FLIGHT": str(config["COPY_BYTES_IN_FLIGHT"]),
            "CLOUDMOVER_CODEC_MAX_OBJECT": str(config["CODEC_MAX_OBJECT"]),
            "CLOUDMOVER_MESSAGE_RETENTION": str(config["MESSAGE_RETENTION"]),
            "CLOUDMOVER_EVENTS_TOPIC": config["EVENTS_TOPIC"]}   # where events go (docs/aws-queues.md)

@@ -68,6 +68,7 @@ class ThroughputModel:
     decode_bytes_per_s_per_vcpu: float
     vcpus_per_worker_process: int        # one worker process per this many vCPUs of an instance
     object_threads: int                  # whole objects one process keeps in flight
+    copy_bytes_in_flight: int            # ... and at most this many bytes of them
     part_threads: int                    # parts one process keeps in flight
     request_latency_s: float             # S3 request latency a worker waits per request
     server_copy_bytes_per_s_per_request: float            # S3 server-side copy, same region
@@ -91,6 +92,7 @@ class ThroughputModel:
                 decode_bytes_per_s_per_vcpu=float(codec["decode_bytes_per_s_per_vcpu"]),
                 vcpus_per_worker_process=int(model["vcpus_per_worker_process"]),
                 object_threads=int(model["object_threads"]), part_threads=int(model["part_threads"]),
+                copy_bytes_in_flight=int(model["copy_bytes_in_flight"]),
                 request_latency_s=float(model["request_latency_s"]),
                 server_copy_bytes_per_s_per_request=float(copy_rate["same_region"]),
                 server_copy_cross_region_bytes_per_s_per_request=float(copy_rate["cross_region"]),
@@ -100,7 +102,8 @@ class ThroughputModel:
             raise EstimateError(f"the throughput table is incomplete or malformed: {exc!r}") from None
         rates = (built.server_side.items_per_s, built.server_side.bytes_per_s, built.streamed.items_per_s,
                  built.streamed.bytes_per_s, built.encode_bytes_per_s_per_vcpu, built.decode_bytes_per_s_per_vcpu,
-                 built.vcpus_per_worker_process, built.object_threads, built.part_threads, built.request_latency_s,
+                 built.vcpus_per_worker_process, built.object_threads, built.part_threads,
+                 built.copy_bytes_in_flight, built.request_latency_s,
                  built.server_copy_bytes_per_s_per_request, built.server_copy_cross_region_bytes_per_s_per_request,
                  built.store_write_requests_per_s)
         if min(rates) <= 0 or min(built.job_overhead_s, built.boot_s, built.idle_s) < 0:

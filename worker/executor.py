@@ -23,9 +23,12 @@ from worker.codec_settings import CodecSettings
 
 class Executor:
     def __init__(self, stores: StoreCache, *, object_threads: int, memory: strategies.MemoryBudget,
-                 codec: CodecSettings = CodecSettings()):
+                 copying: strategies.MemoryBudget, codec: CodecSettings = CodecSettings()):
+        """``copying``: bounds the bytes of server-side copies in flight, so many small objects
+        go at once but only a few large ones (the store moves those bytes meanwhile)."""
         self.stores = stores
         self.memory = memory
+        self.copying = copying
         self.codec = codec
         self._pool = ThreadPoolExecutor(object_threads, thread_name_prefix="object")
 
@@ -40,8 +43,10 @@ class Executor:
 
     def _CopyObjects(self, task, source, destination) -> dict:
         mode = task.get("codec", "none")
+        server_side = mode == "none" and source.spec.same_endpoint(destination.spec)
 
         def one(obj):
+            held = self.copying.take(obj["size"]) if server_side else 0
             try:
                 if task.get("sync") and already_present(source, destination, obj):
                     return {"ok": _copied(obj, None, skipped=True)}
@@ -55,6 +60,9 @@ class Executor:
                 return {"ok": _copied(obj, checksum)}
             except errors.PermanentError as exc:
                 return {"failed": {"key": obj["key"], "reason": str(exc)}}
+            finally:
+                if held:
+                    self.copying.give(held)
         context = contextvars.copy_context()
         results = list(self._pool.map(lambda obj: context.copy().run(one, obj), task["objects"]))
         return _event("ObjectsCopied", task, copied=[r["ok"] for r in results if "ok" in r],

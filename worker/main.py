@@ -8,7 +8,8 @@ options), ``CLOUDMOVER_QUEUE_PREFIX`` (the head node's queue name prefix),
 ``CLOUDMOVER_MESSAGE_RETENTION`` (SQS), ``CLOUDMOVER_EVENTS_TOPIC`` (``sns``, ``none`` or ``auto``:
 where events go on an SQS bus, docs/aws-queues.md),
 ``CLOUDMOVER_PARENT_PID`` (set by a local fleet: the worker stops when that process is gone),
-``CLOUDMOVER_MEMORY_BUDGET`` (bytes held in buffers at once, default 512 MiB), and for the image
+``CLOUDMOVER_MEMORY_BUDGET`` (bytes held in buffers at once, default 512 MiB),
+``CLOUDMOVER_COPY_BYTES_IN_FLIGHT`` (bytes of server-side copies at once, default 512 MiB), and for the image
 codec stage ``CLOUDMOVER_CODEC_MAX_OBJECT`` (larger objects move unchanged, default 1 GiB),
 ``CLOUDMOVER_CODEC_LEVEL`` (default 2), ``CLOUDMOVER_CODEC_THREADS`` (per object; default: the
 codec decides) and ``CLOUDMOVER_CODEC_VERIFY`` (decode each container before keeping it; default 1).
@@ -51,8 +52,10 @@ def config_from_env(region: str, env=os.environ) -> WorkerConfig:
                     events_topic=events_topic)
     return WorkerConfig(region=region, bus=bus, sealing_key=env["CLOUDMOVER_SEALING_KEY"],
                         task_threads=int(env.get("CLOUDMOVER_WORKER_THREADS", 4)),
-                        object_threads=int(env.get("CLOUDMOVER_OBJECT_THREADS", 16)),
+                        object_threads=int(env.get("CLOUDMOVER_OBJECT_THREADS", WorkerConfig.object_threads)),
                         memory_budget=int(env.get("CLOUDMOVER_MEMORY_BUDGET", WorkerConfig.memory_budget)),
+                        copy_bytes_in_flight=int(env.get("CLOUDMOVER_COPY_BYTES_IN_FLIGHT",
+                                                         WorkerConfig.copy_bytes_in_flight)),
                         codec=codec_settings_from_env(env),
                         parent_pid=int(env["CLOUDMOVER_PARENT_PID"]) if env.get("CLOUDMOVER_PARENT_PID") else None)
 
@@ -75,7 +78,7 @@ def main(argv=None) -> int:
     config = config_from_env(args.region)
     stores = StoreCache(Sealer.from_sealing_key(config.sealing_key), pool_size=config.object_threads * config.task_threads)
     executor = Executor(stores, object_threads=config.object_threads, memory=MemoryBudget(config.memory_budget),
-                        codec=config.codec)
+                        copying=MemoryBudget(config.copy_bytes_in_flight), codec=config.codec)
     worker = Worker(config, executor, Bus(config.bus))
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())

@@ -32,8 +32,9 @@ class WorkerConfig:
     bus: busmod.BusConfig
     sealing_key: str
     task_threads: int = 4
-    object_threads: int = 16
+    object_threads: int = 64
     memory_budget: int = 512 << 20
+    copy_bytes_in_flight: int = 512 << 20   # bytes of server-side copies (CopyObject) at once
     codec: CodecSettings = CodecSettings()   # the image codec stage: size limit, level, threads
     heartbeat_seconds: float = 5.0
     poll_seconds: float = 0.02   # a stopping worker notices within this (an empty poll is cheap)

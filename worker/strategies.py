@@ -21,7 +21,9 @@ READ_CHUNK = 1 << 20
 
 
 class MemoryBudget:
-    """Bounds the bytes held in buffers by all copies of a worker at once."""
+    """Bounds bytes in use by all copies of a worker at once: held in buffers, or (a second
+    budget) being copied by the store itself. A request above the limit takes the whole limit,
+    so it waits for the others but never forever."""
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -39,6 +41,10 @@ class MemoryBudget:
         with self._cond:
             self._free += amount
             self._cond.notify_all()
+
+    @property
+    def in_use(self) -> int:
+        return self.limit - self._free
 
 
 @contextlib.contextmanager
