@@ -4,6 +4,7 @@ the copies down but never stalls or skips one."""
 from __future__ import annotations
 
 import os
+import threading
 
 from pipeline.credentials import Sealer
 from pipeline.locations import parse_location
@@ -29,10 +30,13 @@ def test_copies_larger_than_the_copy_budget_all_land_and_the_budget_is_given_bac
                         for key, body in objects.items()]}
     copying = MemoryBudget(100 * KiB)   # smaller than a third of the objects: they go one at a time
     executor = Executor(StoreCache(sealer), object_threads=8, memory=MemoryBudget(1 << 20), copying=copying)
-    try:
-        event = executor.execute(task)
-    finally:
-        executor.close()
+    done = {}
+    running = threading.Thread(target=lambda: done.update(event=executor.execute(task)), daemon=True)
+    running.start()
+    running.join(60)
+    assert not running.is_alive(), "the copies stalled: the copy budget was not given back"
+    executor.close()
+    event = done["event"]
     assert event["failed"] == [] and sorted(c["key"] for c in event["copied"]) == sorted(objects)
     assert copying.in_use == 0
     assert_same_objects(client, dest, objects)

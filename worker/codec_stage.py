@@ -18,7 +18,6 @@ and original sizes (original, container, the codec's working arrays).
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from dataclasses import dataclass
 
@@ -74,7 +73,7 @@ def _compress(source, destination, obj, *, memory, settings: CodecSettings) -> M
     if obj["size"] > settings.max_object:
         return _copy(source, destination, obj, memory=memory,
                      note=f"larger than the codec limit of {settings.max_object} bytes: moved unchanged")
-    with _holding(memory, obj["size"]):
+    with memory.holding(MEMORY_FACTOR * obj["size"]):
         held = _read(source, obj)
         if META_CODEC in held.attrs.metadata or codec.is_encoded(held.data):
             return _pass_on(source, destination, obj, held, note="already encoded: moved unchanged")
@@ -133,7 +132,7 @@ def _decompress(source, destination, obj, *, memory, settings: CodecSettings) ->
                      note=f"larger than the codec limit of {settings.max_object} bytes once restored: "
                           "moved unchanged (still encoded)")
     # without the recorded size (a local file), assume a ratio of MEMORY_FACTOR
-    with _holding(memory, max(obj["size"], expected_size or MEMORY_FACTOR * obj["size"])):
+    with memory.holding(MEMORY_FACTOR * max(obj["size"], expected_size or MEMORY_FACTOR * obj["size"])):
         held = _read(source, obj)
         try:
             restored = codec.decode(held.data, threads=settings.threads, max_size=settings.max_object)
@@ -178,15 +177,6 @@ def _probe(source, obj: dict) -> tuple[dict, bytes]:
 
 
 # -- reading and writing ------------------------------------------------------------
-@contextlib.contextmanager
-def _holding(memory: strategies.MemoryBudget, size: int):
-    held = memory.take(MEMORY_FACTOR * size)
-    try:
-        yield
-    finally:
-        memory.give(held)
-
-
 def _read(source, obj: dict) -> strategies.Read:
     return strategies.read_object(source, obj["key"], size=obj["size"], etag=obj.get("etag"),
                                   what=f"read {source.spec.url(obj['key'])}")

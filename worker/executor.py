@@ -43,10 +43,8 @@ class Executor:
 
     def _CopyObjects(self, task, source, destination) -> dict:
         mode = task.get("codec", "none")
-        server_side = mode == "none" and source.spec.same_endpoint(destination.spec)
 
         def one(obj):
-            held = self.copying.take(obj["size"]) if server_side else 0
             try:
                 if task.get("sync") and already_present(source, destination, obj):
                     return {"ok": _copied(obj, None, skipped=True)}
@@ -56,13 +54,11 @@ class Executor:
                                              settings=self.codec)
                     return {"ok": {**_copied(obj, moved.checksum), "written": moved.written,
                                    "codec": moved.codec, "note": moved.note}}
-                checksum = strategies.copy_object(source, destination, obj, memory=self.memory)
+                checksum = strategies.copy_object(source, destination, obj, memory=self.memory,
+                                                  copying=self.copying)
                 return {"ok": _copied(obj, checksum)}
             except errors.PermanentError as exc:
                 return {"failed": {"key": obj["key"], "reason": str(exc)}}
-            finally:
-                if held:
-                    self.copying.give(held)
         context = contextvars.copy_context()
         results = list(self._pool.map(lambda obj: context.copy().run(one, obj), task["objects"]))
         return _event("ObjectsCopied", task, copied=[r["ok"] for r in results if "ok" in r],

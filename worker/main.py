@@ -51,7 +51,7 @@ def config_from_env(region: str, env=os.environ) -> WorkerConfig:
                     retention_seconds=int(env.get("CLOUDMOVER_MESSAGE_RETENTION", BusConfig.retention_seconds)),
                     events_topic=events_topic)
     return WorkerConfig(region=region, bus=bus, sealing_key=env["CLOUDMOVER_SEALING_KEY"],
-                        task_threads=int(env.get("CLOUDMOVER_WORKER_THREADS", 4)),
+                        task_threads=int(env.get("CLOUDMOVER_WORKER_THREADS", WorkerConfig.task_threads)),
                         object_threads=int(env.get("CLOUDMOVER_OBJECT_THREADS", WorkerConfig.object_threads)),
                         memory_budget=int(env.get("CLOUDMOVER_MEMORY_BUDGET", WorkerConfig.memory_budget)),
                         copy_bytes_in_flight=int(env.get("CLOUDMOVER_COPY_BYTES_IN_FLIGHT",

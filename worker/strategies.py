@@ -42,6 +42,15 @@ class MemoryBudget:
             self._free += amount
             self._cond.notify_all()
 
+    @contextlib.contextmanager
+    def holding(self, amount: int):
+        """``amount`` taken for the ``with`` block, given back however it ends."""
+        held = self.take(amount)
+        try:
+            yield
+        finally:
+            self.give(held)
+
     @property
     def in_use(self) -> int:
         return self.limit - self._free
@@ -106,24 +115,25 @@ def put_verified(destination, dest_key: str, data: bytes, *, md5: bytes, attrs, 
     return f"md5:{md5.hex()}"
 
 
-def copy_object(source, destination, obj: dict, *, memory: MemoryBudget) -> str:
-    """Copy one whole object; the checksum that verified it, as 'algorithm:value'."""
+def copy_object(source, destination, obj: dict, *, memory: MemoryBudget | None,
+                copying: MemoryBudget | None = None) -> str:
+    """Copy one whole object; the checksum that verified it, as 'algorithm:value'. ``memory``
+    bounds the bytes a streamed copy holds; ``copying``, if given, those a server-side copy
+    asks the store to move while it runs (many small objects go at once, few large ones)."""
     key, dest_key, size, etag = obj["key"], obj["dest_key"], obj["size"], obj.get("etag")
     what = f"copy {source.spec.url(key)}"
     if source.spec.same_endpoint(destination.spec):
-        result = destination.copy_from(source.spec, key, dest_key, etag=etag)
+        with copying.holding(size) if copying else contextlib.nullcontext():
+            result = destination.copy_from(source.spec, key, dest_key, etag=etag)
         landed = (result.get("ETag") or "").strip('"')
         if plain_md5(etag):
             if landed != etag:
                 raise errors.VerificationFailed(f"{what}: the copy's ETag {landed} differs from {etag}")
             return f"md5:{etag}"
         return _verify_size(destination, dest_key, size, what)
-    held = memory.take(size)
-    try:
+    with memory.holding(size):
         read = read_object(source, key, size=size, etag=etag, what=what)
         return put_verified(destination, dest_key, read.data, md5=read.md5, attrs=read.attrs, what=what)
-    finally:
-        memory.give(held)
 
 
 def _verify_size(destination, dest_key: str, size: int, what: str) -> str:
@@ -142,14 +152,11 @@ def copy_part(source, destination, task: dict, *, memory: MemoryBudget) -> tuple
             source.spec, task["key"], task["dest_key"], upload_id=task["upload_id"],
             part_number=task["part_number"], offset=task["offset"], length=task["length"], etag=task.get("etag"))
         return etag, None
-    held = memory.take(task["length"])
-    try:
+    with memory.holding(task["length"]):
         download = source.get(task["key"], etag=task.get("etag"), offset=task["offset"], length=task["length"])
         data, md5 = read_verified(download, expected=task["length"], etag=None, what=what)
         etag = destination.upload_part(task["dest_key"], task["upload_id"], task["part_number"], data,
                                        md5=md5, offset=task["offset"])
-    finally:
-        memory.give(held)
     return etag, f"md5:{md5.hex()}"
 
 
