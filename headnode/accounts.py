@@ -18,10 +18,10 @@ from pathlib import Path
 
 from headnode import audit, instancemetadata, passwords
 from headnode.accesserrors import Locked, Refused, SignInFailed
+from headnode.mail import EMAIL
 from headnode.models import ROLES, User, db, now
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 FREE_FAILURES = 5                 # failed sign-ins before the account locks
 LOCK_SECONDS = 30                 # first lock; doubles with each further failure
 MAX_LOCK_SECONDS = 15 * 60

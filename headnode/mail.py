@@ -28,13 +28,13 @@ from pipeline.credentials import Sealer
 from pipeline.errors import PermanentError
 from headnode import audit
 from headnode.accesserrors import Refused
-from headnode.accounts import EMAIL
 from headnode.models import Setting
 
 SECURITY = ("none", "starttls", "tls")
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "tls": 465}
 SETTING = "mail"
 TIMEOUT_SECONDS = 20.0
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")   # an address: users' (accounts.py) and senders
 HOST = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*\.?|\[?[0-9A-Fa-f:.]+\]?)$")
 MAX_NAME = 256
 

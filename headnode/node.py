@@ -17,6 +17,7 @@ from pipeline.events_topic import events_topic_wanted
 from headnode import models
 from headnode.aggregator import Aggregator
 from headnode.config import ensure_data_dir, ensure_secret, load_config
+from headnode.datadir import hold_data_dir
 from headnode.demand import JobDemand
 from headnode.fleet import LocalFleet, local_fleet
 from headnode.jobs import JobService
@@ -24,7 +25,6 @@ from headnode.mail import MailService
 from headnode.models import FINAL_STATES, Job
 from headnode.notifications import Notifier
 from headnode.planning import Planner
-from headnode.restore import hold_data_dir
 from headnode.submissions import SubmissionConsumer
 
 log = logging.getLogger("cloudmover.headnode")

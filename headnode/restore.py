@@ -24,7 +24,6 @@ restore in place, and the next start applies it again.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import gc
 import json
 import logging
@@ -40,12 +39,11 @@ import peewee as pw
 from headnode import audit, backup, backupfile, models
 from headnode.accesserrors import Refused
 from headnode.accounts import INITIAL_PASSWORD_FILE
+from headnode.datadir import DataDirLock, staged_dir
 from headnode.jobs import Conflict
 from headnode.models import FINAL_STATES, MODELS, Job, Task, Upload
 
 log = logging.getLogger("cloudmover.restore")
-LOCK_FILE = "cloudmover.lock"
-STAGED = "restore-pending"
 STAGED_INFO = "staged.json"
 INTERRUPTED = ("interrupted: the job was still running when the backup restored here was taken, and it did "
                "not continue after the restore. Submit it again (with sync on, to skip the objects already "
@@ -56,63 +54,18 @@ class RestoreRefused(Refused):
     code = "restore_refused"
 
 
-class DataDirLock:
-    """``DATA_DIR/cloudmover.lock``: held by the running head node, or by a restore being applied."""
-
-    def __init__(self, data_dir: str):
-        os.makedirs(data_dir, mode=0o700, exist_ok=True)
-        self._fd: int | None = os.open(Path(data_dir) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-
-    def exclusive(self) -> bool:
-        """Take the exclusive lock if nothing else holds the directory; False if something does."""
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        except OSError as exc:   # a file system without locks: the database's own check still guards
-            log.warning("cannot lock %s (%s); relying on SQLite to tell whether the database is in use",
-                        LOCK_FILE, exc)
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)   # releases the lock
-            self._fd = None
-
-
-def hold_data_dir(config: dict, *, wait: float = 300.0) -> DataDirLock:
-    """For a head node starting on DATA_DIR: hold the directory, exclusively, until ``release``
-    (one head node per data directory: two would plan the same jobs twice), waiting up to ``wait``
-    seconds for a previous one to finish stopping (it lets its workers finish what they hold);
-    then apply a restore staged for this start."""
-    lock = DataDirLock(config["DATA_DIR"])
+def apply_at_start(config: dict) -> None:
+    """A starting head node (holding the data directory) applies the restore staged for it;
+    one its checks refuse is set aside, the database unchanged."""
     try:
-        deadline = time.monotonic() + wait
-        if not lock.exclusive():
-            log.warning("another head node holds %s: waiting up to %.0f s for it to stop", config["DATA_DIR"], wait)
-        while not lock.exclusive():
-            if time.monotonic() >= deadline:
-                raise RuntimeError(f"another CloudMover head node is running on {config['DATA_DIR']}: stop it "
-                                   "first (or give this one its own --data-dir)")
-            time.sleep(0.2)
-        if staged_dir(config).exists():
-            try:
-                apply_staged(config)
-            except RestoreRefused as exc:
-                refused = _set_aside(config)
-                log.error("the staged restore was not applied, the database is unchanged: %s (it is "
-                          "kept in %s)", exc, refused)
-    except BaseException:
-        lock.release()
-        raise
-    return lock
+        apply_staged(config)
+    except RestoreRefused as exc:
+        refused = _set_aside(config)
+        log.error("the staged restore was not applied, the database is unchanged: %s (it is "
+                  "kept in %s)", exc, refused)
 
 
 # -- staging ------------------------------------------------------------------------------------
-def staged_dir(config: dict) -> Path:
-    return Path(config["DATA_DIR"]) / STAGED
-
-
 def stage(config: dict, path: Path, passphrase: str | None, *, actor: str | None, source: str,
           force: bool = False) -> dict:
     """Verify the backup at ``path`` and stage it; return what is staged (``staged``).

@@ -13,8 +13,6 @@ import json
 import os
 from dataclasses import dataclass
 
-from cryptography.fernet import Fernet, InvalidToken
-
 from pipeline.errors import PermanentError
 
 
@@ -51,20 +49,36 @@ def sealing_key(secret: str) -> str:
 
 
 class Sealer:
-    """Encrypts credentials for the wire with a key derived from ``secret``."""
+    """Encrypts credentials for the wire with a key derived from ``secret``.
+
+    The cipher (``cryptography``, about 10 ms to load) loads on the first seal or unseal:
+    most processes never use it (a worker whose tasks carry no credentials, a `cp` that uses
+    the environment's), and every process that starts one pays its load before work begins."""
 
     def __init__(self, secret: str):
-        self._fernet = Fernet(sealing_key(secret))
+        self._key = sealing_key(secret)
+        self._cipher = None
 
     @classmethod
     def from_sealing_key(cls, key: str) -> "Sealer":
         """A sealer from ``sealing_key(secret)``: what workers get, never the secret itself."""
-        sealer = cls.__new__(cls)
         try:
-            sealer._fernet = Fernet(key)
-        except ValueError as exc:
-            raise ValueError("the sealing key is not a key made by sealing_key()") from exc
+            valid = len(base64.urlsafe_b64decode(key.encode())) == 32   # what Fernet requires
+        except (ValueError, TypeError, AttributeError):
+            valid = False
+        if not valid:
+            raise ValueError("the sealing key is not a key made by sealing_key()")
+        sealer = cls.__new__(cls)
+        sealer._key, sealer._cipher = key, None
         return sealer
+
+    @property
+    def _fernet(self):
+        if self._cipher is None:
+            from cryptography.fernet import Fernet
+
+            self._cipher = Fernet(self._key)
+        return self._cipher
 
     def seal(self, credentials: Credentials | None) -> str | None:
         if credentials is None:
@@ -78,7 +92,7 @@ class Sealer:
             return None
         try:
             key_id, secret, session = json.loads(self._fernet.decrypt(token.encode()))
-        except (InvalidToken, ValueError) as exc:
+        except (_invalid_token(), ValueError) as exc:
             raise PermanentError("credentials in the task cannot be opened: the worker's "
                                  "secret key differs from the head node's") from exc
         return Credentials(key_id, secret, session)
@@ -92,6 +106,12 @@ class Sealer:
             return None
         try:
             return self._fernet.decrypt(token.encode()).decode()
-        except (InvalidToken, ValueError) as exc:
+        except (_invalid_token(), ValueError) as exc:
             raise PermanentError("a stored secret cannot be opened: the node's secret key changed "
                                  "since it was saved; enter it again") from exc
+
+
+def _invalid_token() -> type[Exception]:
+    from cryptography.fernet import InvalidToken   # loaded by then: the cipher raised it
+
+    return InvalidToken
