@@ -13,9 +13,9 @@ from pathlib import Path
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from pipeline import messages
+from pipeline import message_schemas
 
-DOCUMENTED = {**messages.SUBMISSIONS, **messages.EVENTS}
+DOCUMENTED = {**message_schemas.SUBMISSIONS, **message_schemas.EVENTS}
 
 
 def documents() -> dict[str, dict]:
