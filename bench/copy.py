@@ -285,7 +285,9 @@ def delete_prefix(client, loc: Location) -> None:
 
 
 def tool_env(target: S3Target, workdir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_AWS_VARS}
+    # PYTHONDONTWRITEBYTECODE would have the Python tools compile every module changed since its
+    # .pyc on every start, as no user's install does: the first run writes them, as it would
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN_AWS_VARS and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(
         AWS_ACCESS_KEY_ID=target.access_key,
         AWS_SECRET_ACCESS_KEY=target.secret_key,
