@@ -141,7 +141,7 @@ def encode_raster(view: memoryview, raster: Raster, *, level: int, pool):
         pixels = conversion.unpack_exact(compact(raster), rows, row=row_bytes(raster), pool=pool)
         if pixels is None:
             return None         # bits the layout does not model (e.g. padding): keep them verbatim
-        return where, PIXELS, [rastercoder.encode(pixels, raster.bits, level=level, pool=pool)]
+        return where, PIXELS, rastercoder.encode_pixels(pixels, raster.bits, level=level, pool=pool)
     except CodecError:
         return None             # the layouts refuse the reader's geometry: keep the bytes verbatim
 
@@ -284,20 +284,23 @@ def decode(data, *, threads: int, max_size: int | None = None) -> bytes:
 
 
 def blank(size: int) -> tuple[bytes | bytearray, np.ndarray]:
-    """Zeroed room for the original, and a writable array over it.  A large
-    original is decoded straight into the bytes returned: a zeroed bytearray
-    copied into fresh bytes at the end took two serial passes over new memory,
-    page faults included (7-8 ms of a 30 ms 6 MB decode); ``bytes(size)`` is
-    calloc'd, which skips zeroing memory fresh from the system."""
+    """Room for the original, and a writable array over it.  A large original
+    is decoded straight into the bytes returned: a zeroed bytearray copied
+    into fresh bytes at the end took two serial passes over new memory, page
+    faults included (7-8 ms of a 30 ms 6 MB decode).  Nor are they zeroed
+    (a serial pass, 0.3-0.5 ms of it): decoding writes every one of them, the
+    gaps from the verbatim stream, the rasters' rows whole (see ``decode_raster``)."""
     if size < PARALLEL_BYTES:
         out = bytearray(size)
         return out, np.frombuffer(out, dtype=np.uint8)
-    out = bytes(size)
+    out = lossless.uninitialized(size)
     return out, lossless.writable(out)
 
 
 def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memoryview, *, pool) -> None:
-    """Decode one raster into its place in ``target`` (the original's bytes)."""
+    """Decode one raster into its place in ``target`` (the original's bytes),
+    every byte of its rows: the kernels write whole tiles, the layouts whole
+    rows (a word-field layout's rows are whole words)."""
     raster = where.raster
     row = row_bytes(raster)
     contiguous = where.stride == row

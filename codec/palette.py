@@ -61,22 +61,25 @@ class Palettes:
         return tables, sizes
 
 
-def choose(used: np.ndarray, samples_per_plane: int) -> Palettes:
-    """Palettes for the planes whose ``used`` levels (planes × 2**bits marks) make them pay."""
+def choose(used: np.ndarray, samples_per_plane: int, *, pool=None) -> Palettes:
+    """Palettes for the planes whose ``used`` levels (planes × 2**bits marks)
+    make them pay; the planes are weighed side by side on ``pool`` (an executor)."""
     bits = (used.shape[1] - 1).bit_length()
-    chosen, packed = [], []
-    for plane, marks in enumerate(used):
-        values = np.flatnonzero(marks).astype(np.uint16)
-        count = len(values)
-        stored = None
-        if plane < MAX_PALETTED and bits >= MIN_BITS and 0 < count <= WORTH_IT * (1 << bits):
-            stored = _pack(values)
-            # conservatively, ranks save half a bit per sample for each bit of range they drop
-            if samples_per_plane * (bits - np.log2(count)) / 16 < 2 * len(stored):
-                stored = None
-        chosen.append(values if stored is not None else None)
-        packed.append(stored)
-    return Palettes(chosen, packed)
+    picks = list((pool.map if pool else map)(lambda plane: _pick(plane, used[plane], bits, samples_per_plane),
+                                             range(len(used))))
+    return Palettes([values for values, _ in picks], [stored for _, stored in picks])
+
+
+def _pick(plane: int, marks: np.ndarray, bits: int, samples_per_plane: int) -> tuple:
+    """(values, stored form) of the plane's palette, or (None, None) when it would not pay."""
+    values = np.flatnonzero(marks).astype(np.uint16)
+    count = len(values)
+    if plane < MAX_PALETTED and bits >= MIN_BITS and 0 < count <= WORTH_IT * (1 << bits):
+        stored = _pack(values)
+        # conservatively, ranks save half a bit per sample for each bit of range they drop
+        if samples_per_plane * (bits - np.log2(count)) / 16 >= 2 * len(stored):
+            return values, stored
+    return None, None
 
 
 def _pack(values: np.ndarray) -> bytes:

@@ -27,7 +27,7 @@ import numpy as np
 from codec import palette, tables
 from codec.errors import CodecError
 from codec.pyx import lossless
-from codec.threads import pool_of, runs, workers
+from codec.threads import PerThread, pool_of, runs, workers
 
 VERSION = 5
 TILE_SAMPLES = 1 << 17      # samples per tile (at least MIN_TILE_ROWS rows)
@@ -36,7 +36,6 @@ HEADER = struct.Struct("<BIIHBBI")
 TILE_ENTRY_TAIL = struct.Struct("<BII")
 NTABLES = lossless.TABLES
 NTOKENS = lossless.TOKENS
-CODE_TILES = 4              # tiles rANS-coded by one task
 # rows sampled to choose the predictors, by level
 CHOICE_STEP = {1: 64, 2: 16, 3: 2}
 
@@ -44,12 +43,17 @@ CHOICE_STEP = {1: 64, 2: 16, 3: 2}
 def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, pool=None) -> bytes:
     """Code ``pixels`` (height, width, channels) of values below 2**bits, on
     ``pool`` (an executor) or on ``threads`` threads of its own."""
+    return b"".join(encode_pixels(pixels, bits, level=level, threads=threads, pool=pool))
+
+
+def encode_pixels(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, pool=None) -> list[bytes]:
+    """``encode``'s coded raster as the pieces it is joined from (see ``encode_parts``)."""
     if pixels.dtype not in (np.uint8, np.uint16):
         pixels = pixels.astype(np.uint16)
     pixels = np.ascontiguousarray(pixels)
     samples = Samples(pixels.reshape(-1).view(np.uint8), *pixels.shape, pixels.dtype.itemsize,
                       sys.byteorder == "big")
-    return encode_samples(samples, bits, level=level, threads=threads, pool=pool, checked=False)
+    return encode_parts(samples, bits, level=level, threads=threads, pool=pool, checked=False)
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
             return None
         used = used[:, :1 << bits]
     if used is not None and bits >= palette.MIN_BITS:
-        palettes = palette.choose(used, height * width)
+        palettes = palette.choose(used, height * width, pool=pool)
     else:
         palettes = palette.Palettes([None] * channels)
     coded_bits = palettes.coded_bits(bits)
@@ -103,17 +107,20 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
     else:
         ranks = np.zeros((channels, 1), dtype=np.uint16), np.zeros(channels, dtype=np.int32)
     step = CHOICE_STEP.get(level, 8)
-    modelled = list(pool.map(lambda y: model(samples, y, rows, channel_of, ranks, coded_bits, step),
-                             range(0, height, rows)))
-    freq = tables.normalize(tables.pool(sum(m.histogram.astype(np.uint64) for m in modelled)))
+    counts = PerThread(lambda: np.zeros((NTABLES, NTOKENS), dtype=np.uint64))
+
+    def model_counted(y: int) -> Modelled:
+        m = model(samples, y, rows, channel_of, ranks, coded_bits, step)
+        total = counts.mine()
+        total += m.histogram        # summed by the tile's thread, not after the map
+        return m
+
+    modelled = list(pool.map(model_counted, range(0, height, rows)))
+    freq = tables.normalize(tables.pool(sum(counts.all())))
     encoder = tables.encoder(freq)
-    # a tile codes in a fraction of a millisecond: hand them out a few at a time,
-    # in enough batches to keep every thread busy to the end
-    batches = [modelled[start:start + count] for start, count in
-               runs(len(modelled), max(-(-len(modelled) // CODE_TILES), 2 * workers(pool)))]
-    coding = pool.map(lambda ms: [code(m.symbols, encoder) for m in ms], batches)
-    entropy = tables.serialize(freq)        # while the tiles code (zstd releases the GIL)
-    coded = [rans for batch in coding for rans in batch]
+    # storing the tables is one more job, last, for whichever thread is free first
+    *coded, entropy = pool.map(lambda m: tables.serialize(freq) if m is None else code(m.symbols, encoder),
+                               [*modelled, None])
 
     parts = [HEADER.pack(VERSION, height, width, channels, bits, coded_bits, rows), palette.serialize(palettes),
              struct.pack("<I", len(entropy)), entropy]
@@ -127,19 +134,19 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
 
 
 def mark_used(samples: Samples, channel_of: np.ndarray, pool) -> np.ndarray:
-    """Per plane, a mark (1) for each level its samples use.  Each band of rows
-    marks an array of its own: threads storing into one shared array fight
-    over its cache lines (that ran 3x slower on two threads than on one)."""
-    def mark(band: tuple[int, int]) -> np.ndarray:
-        used = np.zeros((samples.channels, 1 << 8 * samples.itemsize), dtype=np.uint8)
-        lossless.mark_levels(samples.rows(*band), samples.itemsize, samples.big_endian, samples.width,
-                             samples.channels, channel_of, used)
-        return used
+    """Per plane, a mark (1) for each level its samples use.  Each thread marks
+    an array of its own: threads storing into one shared array fight over its
+    cache lines (that ran 3x slower on two threads than on one)."""
+    marks = PerThread(lambda: np.zeros((samples.channels, 1 << 8 * samples.itemsize), dtype=np.uint8))
 
-    # two bands a thread, so one busy with the file's checksum holds no one up for long
-    bands = 1 if workers(pool) == 1 else 2 * workers(pool)
-    marks = list(pool.map(mark, runs(samples.height, bands)))
-    return marks[0] if len(marks) == 1 else np.bitwise_or.reduce(marks)
+    def mark(band: tuple[int, int]) -> None:
+        lossless.mark_levels(samples.rows(*band), samples.itemsize, samples.big_endian, samples.width,
+                             samples.channels, channel_of, marks.mine())
+
+    # four bands a thread, so one busy with the file's checksum holds no one up for long
+    list(pool.map(mark, runs(samples.height, 1 if workers(pool) == 1 else 4 * workers(pool))))
+    found = marks.all()
+    return found[0] if len(found) == 1 else np.bitwise_or.reduce(found)
 
 
 @dataclass(frozen=True)

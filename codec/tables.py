@@ -81,14 +81,11 @@ def normalize(histogram: np.ndarray) -> np.ndarray:
 
 def serialize(freq: np.ndarray) -> bytes:
     counts = (freq > 0).sum(axis=1).astype(np.uint8)
-    own = counts > 0
-    last = None
-    for table in np.flatnonzero(own):
-        if last is not None and np.array_equal(freq[table], freq[last]):
-            counts[table] = POOLED
-            own[table] = False
-        else:
-            last = table
+    # a used table equal to the last one with its own entries is equal to the
+    # used table just before it (that one has its own or is equal to it)
+    used = np.flatnonzero(counts)
+    counts[used[1:][(freq[used[1:]] == freq[used[:-1]]).all(axis=1)]] = POOLED
+    own = (counts > 0) & (counts != POOLED)
     tables, tokens = np.nonzero(freq * own[:, None])
     entries = np.empty(len(tokens), dtype=ENTRY)
     entries["token"] = tokens

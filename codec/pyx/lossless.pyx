@@ -51,7 +51,7 @@ out of bounds (the container's checksum then refuses the result).
 """
 import numpy as np
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
-from cpython.bytes cimport PyBytes_AS_STRING
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
 cdef extern from *:
     """
@@ -1302,10 +1302,19 @@ def pack_fields(const uint16_t[::1] values, int64_t rows, int64_t count, int64_t
 def writable(bytes data):
     """A writable uint8 array over ``data``'s own buffer (it does not keep
     ``data`` alive).  Only for a bytes object its caller has just made
-    (``bytes(n)``, large) and nobody else sees until it is filled: the decoder
+    (``uninitialized(n)``, large) and nobody else sees until it is filled: the decoder
     writes the original straight into the bytes it returns, instead of
     copying megabytes there, serially, at the end."""
     if len(data) < 2:
         raise ValueError("bytes this short may be shared")
     cdef uint8_t[::1] view = <uint8_t[:len(data)]> <uint8_t*> PyBytes_AS_STRING(data)
     return np.asarray(view)
+
+
+def uninitialized(Py_ssize_t size):
+    """New bytes of ``size`` holding whatever the allocator left there, for
+    ``writable``: only for a caller that overwrites every byte before anyone
+    sees them (zeroing megabytes first is a serial pass over them)."""
+    if size < 2:
+        raise ValueError("bytes this short may be shared")
+    return PyBytes_FromStringAndSize(NULL, size)
