@@ -18,7 +18,6 @@ import numpy as np
 import zstandard
 
 from codec.errors import CodecError
-from codec.pyx import lossless
 
 MAX_PALETTED = 8
 MIN_BITS = 4          # shallower planes have too few levels to gain anything
