@@ -42,6 +42,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 
+from bench.codec_build import source_digest
 from bench.codec_contenders import Contender, Unsupported, cloudmover, peers
 from bench.codec_corpus import CLASS_TITLES, CLASSES, CorpusImage, load_corpus
 
@@ -282,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 def write_json(args, corpus, results, contenders, summaries, goal_lines, elapsed) -> None:
     report = {
         "settings": {"repeat": args.repeat, "quick": args.quick, "level": args.level},
+        "codec_sources": source_digest(),
         "corpus": [{"name": i.name, "class": i.klass, "shape": list(i.array.shape), "dtype": str(i.array.dtype),
                     "bits": i.bits, "raw_bytes": raw_bytes(i), "source": i.source}
                    for k in CLASSES for i in corpus[k]],

@@ -46,6 +46,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.codec_build import source_digest
 from headnode.estimate import estimate
 from headnode.jobshape import JobShape
 from headnode.pricing import SHIPPED_THROUGHPUT, load_price_table
@@ -163,10 +164,17 @@ def measure(repeat: int) -> dict:
 
 
 def codec_rates(shipped: dict) -> dict:
-    """The codec's single-thread MB/s from bench/codec.py's last full run, else the shipped values."""
+    """The codec's single-thread MB/s from a full bench/codec.py run of this very codec, else the
+    shipped values (with a warning)."""
     try:
-        overall = json.loads(CODEC_RESULTS.read_text())["summary"]["overall"]["cloudmover"]
+        report = json.loads(CODEC_RESULTS.read_text())
+        overall = report["summary"]["overall"]["cloudmover"]
     except (OSError, KeyError, ValueError):
+        report = None
+    if report is None or report.get("codec_sources") != source_digest() or report["settings"].get("quick") \
+            or report["settings"].get("level") != 2:
+        print(f"note: {CODEC_RESULTS} is missing or not a full level-2 run of this codec; the codec's speed "
+              f"stays as shipped (run bench/codec.py --json {CODEC_RESULTS} first)", file=sys.stderr)
         return shipped["codec"]
     return {"encode_bytes_per_s_per_vcpu": overall["encode_MBps"] * 1e6,
             "decode_bytes_per_s_per_vcpu": overall["decode_MBps"] * 1e6,
