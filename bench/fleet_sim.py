@@ -169,10 +169,11 @@ def codec_rates(shipped: dict) -> dict:
     try:
         report = json.loads(CODEC_RESULTS.read_text())
         overall = report["summary"]["overall"]["cloudmover"]
-    except (OSError, KeyError, ValueError):
-        report = None
-    if report is None or report.get("codec_sources") != source_digest() or report["settings"].get("quick") \
-            or report["settings"].get("level") != 2:
+        usable = (report.get("codec_sources") == source_digest() and not report["settings"]["quick"]
+                  and report["settings"]["level"] == 2)
+    except (OSError, KeyError, TypeError, ValueError):
+        usable = False
+    if not usable:
         print(f"note: {CODEC_RESULTS} is missing or not a full level-2 run of this codec; the codec's speed "
               f"stays as shipped (run bench/codec.py --json {CODEC_RESULTS} first)", file=sys.stderr)
         return shipped["codec"]

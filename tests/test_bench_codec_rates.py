@@ -37,8 +37,8 @@ def test_a_full_run_of_this_codec_is_used(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("content", [report(codec_sources="0" * 64), report(codec_sources=None),
-                                     report(quick=True), report(level=3), None],
-                         ids=["another build", "no digest", "quick", "level 3", "no file"])
+                                     report(quick=True), report(level=3), None, {"summary": {}}],
+                         ids=["another build", "no digest", "quick", "level 3", "no file", "not a report"])
 def test_anything_else_keeps_the_shipped_speed_and_says_so(tmp_path, monkeypatch, capsys, content):
     assert rates_from(tmp_path, monkeypatch, content) == SHIPPED["codec"]
     assert "not a full level-2 run of this codec" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import pytest
 import codec
 from pipeline.planner import PlanSettings, plan_page
 from pipeline.store import ObjectInfo, StoreSpec, open_store
+from support.budgets import RecordingBudget
 from support.frames import dpx_frame, tiff_frame
 from worker import codec_stage
 from worker.codec_stage import CodecSettings, CorruptContainer
@@ -19,18 +20,6 @@ from worker.strategies import MemoryBudget
 from codec.formats.samples import write_tiff
 
 MiB = 1 << 20
-
-
-class RecordingBudget(MemoryBudget):
-    """A MemoryBudget that remembers what each copy asked for."""
-
-    def __init__(self, limit: int):
-        super().__init__(limit)
-        self.taken: list[int] = []
-
-    def take(self, amount: int) -> int:
-        self.taken.append(amount)
-        return super().take(amount)
 
 
 @pytest.fixture
@@ -51,7 +40,7 @@ def ref(key: str, body: bytes, dest_key: str | None = None) -> dict:
 
 def move(source, destination, obj, *, mode, memory=None, settings=CodecSettings()):
     return codec_stage.move(source, destination, obj, mode=mode, memory=memory or MemoryBudget(64 * MiB),
-                            settings=settings)
+                            copying=MemoryBudget(64 * MiB), settings=settings)
 
 
 def read(store, key: str) -> bytes:

@@ -1,6 +1,7 @@
 """A worker's executor on real SeaweedFS: server-side copies of one task share the
-worker's copy budget (bytes in flight), and a budget smaller than an object slows
-the copies down but never stalls or skips one."""
+worker's copy budget (bytes in flight), those a codec job makes of objects it moves
+unchanged too, and a budget smaller than an object slows the copies down but never
+stalls or skips one."""
 from __future__ import annotations
 
 import os
@@ -9,11 +10,22 @@ import threading
 from pipeline.credentials import Sealer
 from pipeline.locations import parse_location
 from pipeline.store import StoreCache, ref_from_spec
+from support.budgets import RecordingBudget
 from support.objects import assert_same_objects, put_objects
 from worker.executor import Executor
 from worker.strategies import MemoryBudget
 
 KiB = 1 << 10
+
+
+def copy_task(client, buckets, s3_env, objects: dict, sealer: Sealer, **options) -> dict:
+    source, _ = buckets
+    specs = [parse_location(f"s3://{bucket}/", endpoint_url=s3_env.endpoint_url).spec for bucket in buckets]
+    heads = {key: client.head_object(Bucket=source, Key=key) for key in objects}
+    return {"type": "CopyObjects", "job_id": 1, "task_id": "t1", **options,
+            "source": ref_from_spec(specs[0], sealer), "destination": ref_from_spec(specs[1], sealer),
+            "objects": [{"key": key, "dest_key": key, "size": len(body), "etag": heads[key]["ETag"].strip('"')}
+                        for key, body in objects.items()]}
 
 
 def test_copies_larger_than_the_copy_budget_all_land_and_the_budget_is_given_back(buckets, s3_env):
@@ -22,12 +34,7 @@ def test_copies_larger_than_the_copy_budget_all_land_and_the_budget_is_given_bac
     objects = {f"f/{i:02d}": os.urandom(300 * KiB if i % 3 == 0 else 40 * KiB) for i in range(24)}
     put_objects(client, source, objects)
     sealer = Sealer("x" * 32)
-    specs = [parse_location(f"s3://{bucket}/", endpoint_url=s3_env.endpoint_url).spec for bucket in buckets]
-    heads = {key: client.head_object(Bucket=source, Key=key) for key in objects}
-    task = {"type": "CopyObjects", "job_id": 1, "task_id": "t1",
-            "source": ref_from_spec(specs[0], sealer), "destination": ref_from_spec(specs[1], sealer),
-            "objects": [{"key": key, "dest_key": key, "size": len(body), "etag": heads[key]["ETag"].strip('"')}
-                        for key, body in objects.items()]}
+    task = copy_task(client, buckets, s3_env, objects, sealer)
     copying = MemoryBudget(100 * KiB)   # smaller than a third of the objects: they go one at a time
     executor = Executor(StoreCache(sealer), object_threads=8, memory=MemoryBudget(1 << 20), copying=copying)
     done = {}
@@ -38,5 +45,21 @@ def test_copies_larger_than_the_copy_budget_all_land_and_the_budget_is_given_bac
     executor.close()
     event = done["event"]
     assert event["failed"] == [] and sorted(c["key"] for c in event["copied"]) == sorted(objects)
+    assert copying.in_use == 0
+    assert_same_objects(client, dest, objects)
+
+
+def test_what_a_codec_job_moves_unchanged_takes_its_share_of_the_copy_budget(buckets, s3_env):
+    source, dest = buckets
+    client = s3_env.client()
+    objects = {f"notes/{i}.txt": os.urandom(10 * KiB + i) for i in range(5)}   # not images: moved as they are
+    put_objects(client, source, objects)
+    sealer = Sealer("x" * 32)
+    copying = RecordingBudget(1 << 20)
+    executor = Executor(StoreCache(sealer), object_threads=4, memory=MemoryBudget(1 << 20), copying=copying)
+    event = executor.execute(copy_task(client, buckets, s3_env, objects, sealer, codec="compress"))
+    executor.close()
+    assert event["failed"] == [] and all(c["codec"] is None for c in event["copied"])
+    assert sorted(copying.taken) == sorted(len(body) for body in objects.values())
     assert copying.in_use == 0
     assert_same_objects(client, dest, objects)

@@ -57,32 +57,35 @@ class CorruptContainer(errors.PermanentError):
 
 
 def move(source, destination, obj: dict, *, mode: str, memory: strategies.MemoryBudget,
-         settings: CodecSettings) -> Moved:
-    """Move one object of a ``mode`` job ("compress" or "decompress")."""
+         copying: strategies.MemoryBudget, settings: CodecSettings) -> Moved:
+    """Move one object of a ``mode`` job ("compress" or "decompress"). ``memory`` and ``copying``:
+    the worker's budgets (see ``strategies.copy_object``), for what moves unchanged too."""
+    budgets = {"memory": memory, "copying": copying}
     if obj["size"] == 0:
-        return _copy(source, destination, obj, memory=memory)
+        return _copy(source, destination, obj, **budgets)
     if mode == "compress":
-        return _compress(source, destination, obj, memory=memory, settings=settings)
+        return _compress(source, destination, obj, **budgets, settings=settings)
     if mode == "decompress":
-        return _decompress(source, destination, obj, memory=memory, settings=settings)
+        return _decompress(source, destination, obj, **budgets, settings=settings)
     raise ValueError(f"unknown codec mode {mode!r}")
 
 
 # -- compress ---------------------------------------------------------------------
-def _compress(source, destination, obj, *, memory, settings: CodecSettings) -> Moved:
+def _compress(source, destination, obj, *, memory, copying, settings: CodecSettings) -> Moved:
     if obj["size"] > settings.max_object:
-        return _copy(source, destination, obj, memory=memory,
+        return _copy(source, destination, obj, memory=memory, copying=copying,
                      note=f"larger than the codec limit of {settings.max_object} bytes: moved unchanged")
     with memory.holding(MEMORY_FACTOR * obj["size"]):
         held = _read(source, obj)
         if META_CODEC in held.attrs.metadata or codec.is_encoded(held.data):
-            return _pass_on(source, destination, obj, held, note="already encoded: moved unchanged")
+            return _pass_on(source, destination, obj, held, copying, note="already encoded: moved unchanged")
         image_format = codec.sniff(held.data)
         if image_format is None:
-            return _pass_on(source, destination, obj, held)
+            return _pass_on(source, destination, obj, held, copying)
         container, why_not = _encode(held, settings)
         if container is None:
-            return _pass_on(source, destination, obj, held, note=f"{image_format} image {why_not}: moved unchanged")
+            return _pass_on(source, destination, obj, held, copying,
+                            note=f"{image_format} image {why_not}: moved unchanged")
         attrs = ObjectAttributes(
             content_type=CONTENT_TYPE, headers=held.attrs.headers, tags=held.attrs.tags,
             storage_class=held.attrs.storage_class,
@@ -120,15 +123,15 @@ def _codec_metadata(held: strategies.Read, container: bytes, image_format: str) 
 
 
 # -- decompress -------------------------------------------------------------------
-def _decompress(source, destination, obj, *, memory, settings: CodecSettings) -> Moved:
+def _decompress(source, destination, obj, *, memory, copying, settings: CodecSettings) -> Moved:
     metadata, head = _probe(source, obj)
     # local files carry no metadata: there the container's own magic marks it
     if META_CODEC not in metadata and not (source.spec.kind == "local" and codec.is_encoded(head)):
-        return _copy(source, destination, obj, memory=memory)
+        return _copy(source, destination, obj, memory=memory, copying=copying)
     what = f"decode {source.spec.url(obj['key'])}"
     expected_size, expected_md5 = _recorded_original(metadata, what)
     if max(obj["size"], expected_size or 0) > settings.max_object:
-        return _copy(source, destination, obj, memory=memory,
+        return _copy(source, destination, obj, memory=memory, copying=copying,
                      note=f"larger than the codec limit of {settings.max_object} bytes once restored: "
                           "moved unchanged (still encoded)")
     # without the recorded size (a local file), assume a ratio of MEMORY_FACTOR
@@ -182,14 +185,16 @@ def _read(source, obj: dict) -> strategies.Read:
                                   what=f"read {source.spec.url(obj['key'])}")
 
 
-def _copy(source, destination, obj: dict, *, memory, note: str | None = None) -> Moved:
-    return Moved(strategies.copy_object(source, destination, obj, memory=memory), note=note)
+def _copy(source, destination, obj: dict, *, memory, copying, note: str | None = None) -> Moved:
+    return Moved(strategies.copy_object(source, destination, obj, memory=memory, copying=copying), note=note)
 
 
-def _pass_on(source, destination, obj: dict, held: strategies.Read, *, note: str | None = None) -> Moved:
-    """Move an object unchanged whose bytes are already here: server-side when the stores allow."""
-    if source.spec.same_endpoint(destination.spec):   # a server-side copy holds no memory
-        return Moved(strategies.copy_object(source, destination, obj, memory=None), note=note)
+def _pass_on(source, destination, obj: dict, held: strategies.Read, copying: strategies.MemoryBudget, *,
+             note: str | None = None) -> Moved:
+    """Move an object unchanged whose bytes are already here: server-side when the stores allow
+    (a server-side copy holds no memory: only its ``copying`` share)."""
+    if source.spec.same_endpoint(destination.spec):
+        return Moved(strategies.copy_object(source, destination, obj, memory=None, copying=copying), note=note)
     return Moved(_write(destination, obj["dest_key"], held.data, attrs=held.attrs,
                         what=f"copy {source.spec.url(obj['key'])}", md5=held.md5), note=note)
 

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pipeline import errors, messages
 from pipeline.checksums import already_present
-from pipeline.credentials import Sealer
 from pipeline.store import StoreCache
 from worker import strategies
 from worker.codec_settings import CodecSettings
@@ -51,7 +50,7 @@ class Executor:
                 if mode != "none":
                     from worker import codec_stage
                     moved = codec_stage.move(source, destination, obj, mode=mode, memory=self.memory,
-                                             settings=self.codec)
+                                             copying=self.copying, settings=self.codec)
                     return {"ok": {**_copied(obj, moved.checksum), "written": moved.written,
                                    "codec": moved.codec, "note": moved.note}}
                 checksum = strategies.copy_object(source, destination, obj, memory=self.memory,

@@ -115,15 +115,15 @@ def put_verified(destination, dest_key: str, data: bytes, *, md5: bytes, attrs, 
     return f"md5:{md5.hex()}"
 
 
-def copy_object(source, destination, obj: dict, *, memory: MemoryBudget | None,
-                copying: MemoryBudget | None = None) -> str:
+def copy_object(source, destination, obj: dict, *, memory: MemoryBudget | None, copying: MemoryBudget) -> str:
     """Copy one whole object; the checksum that verified it, as 'algorithm:value'. ``memory``
-    bounds the bytes a streamed copy holds; ``copying``, if given, those a server-side copy
-    asks the store to move while it runs (many small objects go at once, few large ones)."""
+    bounds the bytes a streamed copy holds (None: the caller knows the copy is server-side);
+    ``copying`` those a server-side copy asks the store to move while it runs (many small
+    objects go at once, few large ones)."""
     key, dest_key, size, etag = obj["key"], obj["dest_key"], obj["size"], obj.get("etag")
     what = f"copy {source.spec.url(key)}"
     if source.spec.same_endpoint(destination.spec):
-        with copying.holding(size) if copying else contextlib.nullcontext():
+        with copying.holding(size):
             result = destination.copy_from(source.spec, key, dest_key, etag=etag)
         landed = (result.get("ETag") or "").strip('"')
         if plain_md5(etag):
