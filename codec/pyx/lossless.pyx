@@ -50,6 +50,8 @@ input, so damaged input gives garbage pixels and an error flag, never a read
 out of bounds (the container's checksum then refuses the result).
 """
 import numpy as np
+from libc.math cimport floor
+from libc.string cimport memcpy
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
@@ -1071,8 +1073,9 @@ def encoder_entries(const int64_t[:, ::1] freq):
     """The encoder's table from each table's token frequencies (every used
     row summing to PROB_SCALE): per symbol (table << 6 | token), the four
     words of a ``cm_encoder_entry``, 32-byte aligned so that no entry spans
-    two cache lines.  Unused tokens get frequency 1."""
-    cdef int table, token, bad = 0
+    two cache lines.  Unused tokens get frequency 1; so does every token of
+    an unused table (no symbol names one), its entries copied from one."""
+    cdef int table, token, bad = 0, used
     cdef int64_t start, f
     if freq.shape[0] != NTABLES or freq.shape[1] != NTOKENS:
         raise ValueError("frequencies have the wrong shape")
@@ -1080,8 +1083,18 @@ def encoder_entries(const int64_t[:, ::1] freq):
     skip = (-room.ctypes.data % 32) // 8
     entries = room[skip:skip + NTABLES * NTOKENS * 4].reshape(NTABLES * NTOKENS, 4)
     cdef uint64_t[:, ::1] out = entries
+    cdef uint64_t unused[4]
+    cm_encoder_fill(<cm_encoder_entry*>unused, 1, 0)
     with nogil:
         for table in range(NTABLES):
+            used = 0
+            for token in range(NTOKENS):
+                used |= freq[table, token] != 0
+            if not used:
+                # the divisions below were most of the time this took
+                for token in range(NTOKENS):
+                    memcpy(&out[table * NTOKENS + token, 0], unused, sizeof(unused))
+                continue
             start = 0
             for token in range(NTOKENS):
                 f = freq[table, token]
@@ -1186,6 +1199,203 @@ def decoder_entries(const int64_t[:, ::1] freq):
                     out[table * PROB_SCALE + start + slot] = packed | (<uint32_t>slot << 11)
                 start += f
     return entries
+
+
+# ---- the entropy tables' bookkeeping (see codec/tables.py): a few thousand
+# numbers a raster, but numpy's per-call costs made it a fifth of a small
+# image's encoding, all of it serial ----
+
+cdef enum:
+    REPEAT = 255           # a table's count byte when it repeats the table before it
+POOLED = REPEAT
+
+
+def pool_counts(const uint64_t[:, ::1] histogram):
+    """Counts with each run of rare neighbouring contexts sharing their sum
+    (``codec.tables.pool`` says when), as int64 (TABLES, TOKENS)."""
+    if histogram.shape[0] != NTABLES or histogram.shape[1] != NTOKENS:
+        raise ValueError("counts have the wrong shape")
+    pooled = np.empty((NTABLES, NTOKENS), dtype=np.int64)
+    cdef int64_t[:, ::1] out = pooled
+    cdef int64_t totals[NTABLES]
+    cdef int group_of[NTABLES]
+    cdef int64_t grand = 0, least, count, s
+    cdef int table, token, cls, first, groups, members, g
+    with nogil:
+        for table in range(NTABLES):
+            totals[table] = 0
+            for token in range(NTOKENS):
+                out[table, token] = <int64_t>histogram[table, token]
+                totals[table] += out[table, token]
+            grand += totals[table]
+            group_of[table] = -1
+        least = grand // 256 if grand // 256 > 2048 else 2048
+        for cls in range(NCLASS):
+            first = cls * NCTX
+            # runs of used contexts close once they reach the floor; a last
+            # short run joins the group before it (or is the only group)
+            groups = 0
+            members = 0
+            count = 0
+            for table in range(first, first + NCTX):
+                if totals[table] == 0:
+                    continue
+                group_of[table] = groups
+                members += 1
+                count += totals[table]
+                if count >= least:
+                    groups += 1
+                    members = 0
+                    count = 0
+            if members and groups:
+                for table in range(first, first + NCTX):
+                    if group_of[table] == groups:
+                        group_of[table] = groups - 1
+            for g in range(groups + 1):
+                members = 0
+                for table in range(first, first + NCTX):
+                    members += group_of[table] == g
+                if members < 2:         # a table alone keeps its own counts
+                    continue
+                for token in range(NTOKENS):
+                    s = 0
+                    for table in range(first, first + NCTX):
+                        if group_of[table] == g:
+                            s += <int64_t>histogram[table, token]
+                    for table in range(first, first + NCTX):
+                        if group_of[table] == g:
+                            out[table, token] = s
+    return pooled
+
+
+def normalize_counts(const int64_t[:, ::1] counts):
+    """Frequencies summing to PROB_SCALE per used table, every seen token at
+    least 1 (``codec.tables.normalize``), as int64 (TABLES, TOKENS)."""
+    if counts.shape[0] != NTABLES or counts.shape[1] != NTOKENS:
+        raise ValueError("counts have the wrong shape")
+    freq = np.empty((NTABLES, NTOKENS), dtype=np.int64)
+    cdef int64_t[:, ::1] out = freq
+    cdef int64_t total, surplus, change
+    cdef int table, token, biggest
+    with nogil:
+        for table in range(NTABLES):
+            total = 0
+            for token in range(NTOKENS):
+                total += counts[table, token]
+            for token in range(NTOKENS):
+                # the float steps numpy took: exact products, one rounded division
+                out[table, token] = <int64_t>floor(<double>counts[table, token] * PROB_SCALE
+                                                   / <double>(total if total > 0 else 1))
+                if counts[table, token] > 0 and out[table, token] == 0:
+                    out[table, token] = 1
+            if total == 0:
+                continue
+            # settle rounding on the most frequent token (the first, on a tie)
+            surplus = -PROB_SCALE
+            for token in range(NTOKENS):
+                surplus += out[table, token]
+            while surplus != 0:
+                biggest = 0
+                for token in range(1, NTOKENS):
+                    if out[table, token] > out[table, biggest]:
+                        biggest = token
+                change = surplus if surplus < 0 or surplus <= out[table, biggest] - 1 else out[table, biggest] - 1
+                out[table, biggest] -= change
+                surplus -= change
+    return freq
+
+
+def table_bytes(const int64_t[:, ::1] freq):
+    """The tables' stored form before compression (see ``codec.tables``):
+    per table its count byte, then (u8 token, u16le frequency) entries."""
+    if freq.shape[0] != NTABLES or freq.shape[1] != NTOKENS:
+        raise ValueError("frequencies have the wrong shape")
+    cdef uint8_t counts[NTABLES]
+    cdef int table, token, last = -1, own = 0, same
+    for table in range(NTABLES):
+        counts[table] = 0
+        for token in range(NTOKENS):
+            counts[table] += freq[table, token] > 0
+        if counts[table] == 0:
+            continue
+        # a used table equal to the used table before it repeats it
+        if last >= 0:
+            same = 1
+            for token in range(NTOKENS):
+                if freq[table, token] != freq[last, token]:
+                    same = 0
+                    break
+            last = table
+            if same:
+                counts[table] = REPEAT
+                continue
+        last = table
+        own += counts[table]
+    out = PyBytes_FromStringAndSize(NULL, NTABLES + 3 * own)
+    cdef uint8_t* o = <uint8_t*>PyBytes_AS_STRING(out)
+    cdef int64_t at = NTABLES
+    for table in range(NTABLES):
+        o[table] = counts[table]
+        if counts[table] == REPEAT:
+            continue
+        for token in range(NTOKENS):
+            if freq[table, token] > 0:
+                o[at] = <uint8_t>token
+                o[at + 1] = <uint8_t>(freq[table, token] & 255)
+                o[at + 2] = <uint8_t>(freq[table, token] >> 8)
+                at += 3
+    return out
+
+
+def parse_table_bytes(const uint8_t[::1] raw):
+    """``table_bytes`` back into frequencies: (freq, None), or (None, what is
+    wrong) for the caller's error: "truncated", "corrupt", "twice" (a token
+    twice in one table) or "orphan" (a repeat with no table before it)."""
+    cdef int64_t n = raw.shape[0], entries = 0, at
+    cdef int table, token, i, last = -1, bad_entry = 0, twice = 0, bad_sum = 0
+    cdef int64_t f, total
+    if n < NTABLES:
+        return None, "truncated"
+    for table in range(NTABLES):
+        if raw[table] != REPEAT:
+            if raw[table] > NTOKENS:
+                return None, "corrupt"
+            entries += raw[table]
+    if n != NTABLES + 3 * entries:
+        return None, "corrupt"
+    for i in range(entries):
+        at = NTABLES + 3 * i
+        bad_entry |= raw[at] >= NTOKENS or (raw[at + 1] == 0 and raw[at + 2] == 0)
+    if bad_entry:
+        return None, "corrupt"
+    freq = np.zeros((NTABLES, NTOKENS), dtype=np.int64)
+    cdef int64_t[:, ::1] out = freq
+    at = NTABLES
+    for table in range(NTABLES):
+        if raw[table] == REPEAT:
+            continue
+        total = 0
+        for i in range(raw[table]):
+            token = raw[at]
+            f = raw[at + 1] | (<int64_t>raw[at + 2] << 8)
+            twice |= out[table, token] != 0
+            out[table, token] += f
+            total += f
+            at += 3
+        bad_sum |= raw[table] > 0 and total != PROB_SCALE
+    if twice:
+        return None, "twice"
+    if bad_sum:
+        return None, "corrupt"
+    for table in range(NTABLES):
+        if raw[table] == REPEAT:
+            if last < 0:
+                return None, "orphan"
+            for token in range(NTOKENS):
+                out[table, token] = out[last, token]
+        elif raw[table]:
+            last = table
+    return freq, None
 
 
 cdef int check_pixels(const uint8_t[::1] pixels, int itemsize, int width, int channels,
