@@ -9,11 +9,10 @@ Stored form (zstd-compressed): per table one count byte, the number of tokens
 it uses, or POOLED when it repeats the last table that had its own entries;
 then, table after table, (u8 token, u16 frequency) for each entry.
 """
-import threading
-
 import numpy as np
 import zstandard
 
+from codec.compressors import compressor
 from codec.errors import CodecError
 from codec.pyx import lossless
 
@@ -44,7 +43,7 @@ def normalize(histogram: np.ndarray) -> np.ndarray:
 
 def serialize(freq: np.ndarray) -> bytes:
     # level 12: within 1% of level 19 on these few kB, at a third of the time (serial work)
-    return _compressor().compress(lossless.table_bytes(np.ascontiguousarray(freq, dtype=np.int64)))
+    return compressor(12).compress(lossless.table_bytes(np.ascontiguousarray(freq, dtype=np.int64)))
 
 
 def parse(blob: memoryview) -> np.ndarray:
@@ -64,15 +63,6 @@ _PARSE_ERRORS = {
     "twice": "coded raster tables are corrupt: a token twice in one table",
     "orphan": "coded raster tables are corrupt: a pooled table with nothing before it",
 }
-_local = threading.local()
-
-
-def _compressor() -> zstandard.ZstdCompressor:
-    """This thread's compressor (one is not safe to share between threads)."""
-    compressor = getattr(_local, "compressor", None)
-    if compressor is None:
-        compressor = _local.compressor = zstandard.ZstdCompressor(level=12)
-    return compressor
 
 
 def encoder(freq: np.ndarray) -> tuple[np.ndarray]:
