@@ -34,26 +34,26 @@ class Aggregator:
         if handler is None:
             log.info("ignoring %s event", event["type"])
             return
-        publish_for = None
         with db.atomic("IMMEDIATE"):
             task = Task.get_or_none(Task.task_id == event["task_id"])
             if task is None or task.state in ("done", "failed"):
                 log.info("duplicate or unknown event for task %s ignored", event["task_id"])
                 return
             job = Job.get_by_id(task.job_id)
-            if event["type"] != "TaskFailed" or not event["retryable"]:
+            finished = event["type"] != "TaskFailed" or not event["retryable"]
+            if finished:
                 task.state = "done" if event["type"] != "TaskFailed" else "failed"
                 job.open_tasks -= 1
             if event.get("retries"):
                 job.retries += event["retries"]
                 codes = ", ".join(f"{code}×{n}" for code, n in sorted(event.get("retry_codes", {}).items()))
                 models.log(job, f"task {task.task_id}: {event['retries']} request(s) retried ({codes})", "warning")
-            if handler(job, task, event):
-                publish_for = job
+            follow_ups = handler(job, task, event)
             task.save()
             job.save()
-        if publish_for is not None and publish_for.state != "cancelled":
-            self.service.publish_pending(publish_for)
+        if (finished or follow_ups) and job.state != "cancelled":
+            # its follow-ups go out at once; a finished task leaves room for one more of the job's
+            self.service.publish_pending(job, first=[t["task_id"] for t in follow_ups])
         finish_if_done(self.service, task.job_id)
 
     def dead_lettered(self, body: dict) -> None:
@@ -69,8 +69,8 @@ class Aggregator:
                                   reason=f"gave up after {max(1, task.attempts)} attempt(s): {reason}",
                                   keys=_task_keys(task.payload)))
 
-    # -- handlers: return True when they added tasks to publish -------------------------
-    def _ObjectsCopied(self, job: Job, task: Task, event: dict) -> bool:
+    # -- handlers: return the follow-up tasks they added, to publish ----------------------
+    def _ObjectsCopied(self, job: Job, task: Task, event: dict) -> list[dict]:
         copied = event["copied"]
         job.objects_done += sum(1 for o in copied if not o["skipped"])
         job.objects_skipped += sum(1 for o in copied if o["skipped"])
@@ -81,11 +81,12 @@ class Aggregator:
             # the delete task checks the copy's size: what was written (an encoded object is smaller)
             objects = [{"key": o["key"], "dest_key": o["dest_key"],
                         "size": o["size"] if o.get("written") is None else o["written"]} for o in copied]
-            self.service.add_tasks(job, [self.service.task(job, "DeleteObjects", objects=objects)])
-            return True
-        return False
+            deletes = [self.service.task(job, "DeleteObjects", objects=objects)]
+            self.service.add_tasks(job, deletes)
+            return deletes
+        return []
 
-    def _PartCopied(self, job: Job, task: Task, event: dict) -> bool:
+    def _PartCopied(self, job: Job, task: Task, event: dict) -> list[dict]:
         upload = Upload.get((Upload.job == job) & (Upload.upload_id == event["upload_id"]))
         Part.insert(upload=upload, part_number=event["part_number"], etag=event["etag"], size=event["size"],
                     checksum=event.get("checksum")).on_conflict_ignore().execute()
@@ -93,29 +94,30 @@ class Aggregator:
         upload.save()
         job.bytes_done += event["size"]
         if upload.parts_done < upload.parts_total or upload.failed:
-            return False
+            return []
         parts = [{"part_number": p.part_number, "etag": p.etag, "size": p.size, "checksum": p.checksum}
                  for p in upload.parts.order_by(Part.part_number)]
-        self.service.add_tasks(job, [self.service.task(
+        complete = [self.service.task(
             job, "CompleteMultipart", key=upload.key, dest_key=upload.dest_key, upload_id=upload.upload_id,
-            object_size=upload.object_size, etag=upload.etag, parts=parts)])
-        return True
+            object_size=upload.object_size, etag=upload.etag, parts=parts)]
+        self.service.add_tasks(job, complete)
+        return complete
 
-    def _ObjectsDeleted(self, job: Job, task: Task, event: dict) -> bool:
+    def _ObjectsDeleted(self, job: Job, task: Task, event: dict) -> list[dict]:
         job.objects_deleted += len(event["deleted"])
         for failure in event["failed"]:
             ObjectFailure.create(job=job, key=failure["key"], reason=failure["reason"], kind="delete",
                                  task_id=task.task_id)
         job.delete_failures += len(event["failed"])
-        return False
+        return []
 
-    def _TaskFailed(self, job: Job, task: Task, event: dict) -> bool:
+    def _TaskFailed(self, job: Job, task: Task, event: dict) -> list[dict]:
         task.attempts = max(task.attempts, event["attempt"])
         task.last_error = event["reason"]
         if event["retryable"]:
             models.log(job, f"task {task.task_id} attempt {event['attempt']} failed, will retry: "
                             f"{event['reason']}", "warning")
-            return False
+            return []
         models.log(job, f"task {task.task_id} failed: {event['reason']}", "error")
         keys = event["keys"] or _task_keys(task.payload)
         if task.type == "DeleteObjects":
@@ -123,17 +125,17 @@ class Aggregator:
                 ObjectFailure.create(job=job, key=key, reason=f"source kept: {event['reason']}", kind="delete",
                                      task_id=task.task_id)
             job.delete_failures += len(keys)
-            return False
+            return []
         if task.type in ("CopyPart", "CompleteMultipart"):
             upload = Upload.get((Upload.job == job) & (Upload.upload_id == task.payload["upload_id"]))
             if upload.failed:
-                return False
+                return []
             upload.failed = True
             upload.save()
             self._abort(job, upload)
             keys = [upload.key]
         self._record_failures(job, task, [{"key": k, "reason": event["reason"]} for k in keys])
-        return False
+        return []
 
     # -- helpers -------------------------------------------------------------------
     @staticmethod

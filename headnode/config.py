@@ -34,6 +34,9 @@ DEFAULTS: dict = {
     "MULTIPART_THRESHOLD": 64 * MiB,
     "PART_SIZE": 64 * MiB,
     "BATCH_OBJECTS": 100,
+    # a job's tasks in its queue at once: completing an upload or deleting a moved source waits
+    # behind at most these (headnode/jobs.py publish_pending)
+    "PUBLISH_WINDOW": 1000,
     "LIST_PAGE_SIZE": 1000,                  # source objects planned (and persisted) per transaction
     "FLEET": "local",                        # local | ec2 (instances per region) | none (workers started elsewhere)
     # one process already keeps OBJECT_THREADS copies (WORKER_THREADS parts) in flight; on 2 cores
@@ -106,7 +109,7 @@ def _complete(config: dict) -> dict:
     config["BUS_URL"] = config["BUS_URL"] or f"sqlite-queue://{data / 'queue.db'}"
     if config["MULTIPART_THRESHOLD"] < 1 or config["PART_SIZE"] < 1:
         raise ValueError("MULTIPART_THRESHOLD and PART_SIZE must be positive")
-    for key in ("LIST_PAGE_SIZE", "WORKER_THREADS", "OBJECT_THREADS", "COPY_BYTES_IN_FLIGHT"):
+    for key in ("LIST_PAGE_SIZE", "PUBLISH_WINDOW", "WORKER_THREADS", "OBJECT_THREADS", "COPY_BYTES_IN_FLIGHT"):
         if config[key] < 1:
             raise ValueError(f"{key} must be positive")
     if not 1 <= config["CODEC_MAX_OBJECT"] <= 5 * GiB:

@@ -18,6 +18,8 @@ import logging
 import threading
 from pathlib import Path
 
+from peewee import SQL
+
 from pipeline import bus as busmod
 from pipeline import errors, messages
 from pipeline.credentials import Credentials, Sealer
@@ -48,6 +50,7 @@ class JobService:
         self._stores = StoreCache(sealer)
         self._aws_clients = None   # boto3 clients of pre-flight checks: FLEET=ec2 only
         self._ensured: set[str] = set()
+        self._publishing = threading.Lock()
         # Wake-ups instead of polling: the planning loop waits for a job to plan, a watcher
         # for a job to finish (the loops still poll, slowly, for work from other processes).
         self.plan_requested = threading.Event()
@@ -173,23 +176,42 @@ class JobService:
                               for t in tasks]).execute()
             job.open_tasks += len(tasks)
 
-    def publish_pending(self, job: Job) -> int:
-        """Publish the tasks of ``job`` written but not yet sent; mark them queued."""
+    def publish_pending(self, job: Job, *, first: list[str] = ()) -> int:
+        """Publish tasks of ``job`` written but not yet sent, and mark them queued: the tasks
+        ``first`` names (follow-ups of finished work: completing an upload, deleting the sources
+        of a move) whatever the queue holds, then the oldest others while fewer than
+        PUBLISH_WINDOW of the job's tasks are queued or running.
+
+        The window keeps a follow-up behind at most that many tasks of its job: with everything
+        planned already queued, the parts of a long multipart job all ran before the first
+        upload was completed, so its objects landed (and a move freed its sources) only at
+        the very end."""
         queue = busmod.task_queue(job.region)
-        if queue not in self._ensured:   # with its dead-letter queue, before the first task
-            self.bus.ensure(queue)
-            self._ensured.add(queue)
-        sent = 0
-        while True:
-            batch = list(Task.select().where((Task.job == job.id) & (Task.state == "pending"))
-                         .order_by(Task.created_at).limit(PUBLISH_BATCH))
-            if not batch:
-                return sent
-            for task in batch:
-                self.bus.publish(queue, task.payload)
-            Task.update(state="queued").where(Task.task_id.in_([t.task_id for t in batch])
+        with self._publishing:          # the planner and the aggregator both publish
+            if queue not in self._ensured:   # with its dead-letter queue, before the first task
+                self.bus.ensure(queue)
+                self._ensured.add(queue)
+            sent = self._send(queue, list(Task.select().where(Task.task_id.in_(list(first))
+                                                               & (Task.state == "pending"))))
+            while True:
+                room = self.config["PUBLISH_WINDOW"] - (
+                    Task.select().where((Task.job == job.id) & (Task.state == "queued")).count())
+                if room <= 0:
+                    return sent
+                # in the order planned: rowid breaks ties within one page's transaction
+                batch = list(Task.select().where((Task.job == job.id) & (Task.state == "pending"))
+                             .order_by(Task.created_at, SQL("rowid")).limit(min(room, PUBLISH_BATCH)))
+                if not batch:
+                    return sent
+                sent += self._send(queue, batch)
+
+    def _send(self, queue: str, tasks: list[Task]) -> int:
+        for task in tasks:
+            self.bus.publish(queue, task.payload)
+        if tasks:
+            Task.update(state="queued").where(Task.task_id.in_([t.task_id for t in tasks])
                                               & (Task.state == "pending")).execute()
-            sent += len(batch)
+        return len(tasks)
 
     # -- reading ------------------------------------------------------------------
     def get(self, job_id: int) -> Job:

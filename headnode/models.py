@@ -95,6 +95,10 @@ class Task(Base):
     last_error = pw.TextField(null=True)
     created_at = pw.DateTimeField(default=now)
 
+    class Meta:
+        # publishing counts a job's queued tasks and takes its oldest pending ones, event after event
+        indexes = ((("job", "state", "created_at"), False),)
+
 
 class Upload(Base):
     """A multipart copy in progress: its parts report here until complete."""

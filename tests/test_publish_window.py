@@ -1,0 +1,68 @@
+"""A job keeps at most PUBLISH_WINDOW of its tasks in its queue; follow-ups of
+finished work (completing an upload, deleting a moved source) go out at once.
+So a long multipart job lands its objects as it goes, not all at its end."""
+from __future__ import annotations
+
+import random
+
+from pipeline import bus as busmod
+from pipeline import messages
+from support.objects import MiB, assert_same_objects, listed_keys, put_objects, small_and_large
+from support.queues import queue_depth
+from support.waiting import wait_finished, wait_for
+
+SMALL_PARTS = {"MULTIPART_THRESHOLD": 5 * MiB, "PART_SIZE": 5 * MiB, "BATCH_OBJECTS": 10}
+
+
+def states(job_id: int, kind: str) -> list[str]:
+    """The states of the job's tasks of ``kind``, in the order they were planned (the job's sequence)."""
+    from headnode.models import Task
+    tasks = Task.select().where((Task.job == job_id) & (Task.type == kind))
+    return [t.state for t in sorted(tasks, key=lambda t: int(t.task_id.rsplit("-", 1)[1]))]
+
+
+def test_an_upload_is_completed_before_the_parts_planned_after_it(head_node, buckets, s3_env):
+    """On a head node without workers, parts are reported by hand as a worker would."""
+    from headnode.models import Job, Task, Upload
+    source, dest = buckets
+    rng = random.Random(21)
+    objects = {f"large/object-{n}": rng.randbytes(11 * MiB) for n in range(3)}     # three parts each
+    put_objects(s3_env.client(), source, objects)
+    node = head_node(FLEET="none", PUBLISH_WINDOW=3, **SMALL_PARTS)
+    job = node.service.create(source=f"s3://{source}/", destination=f"s3://{dest}/",
+                              endpoint_url=s3_env.endpoint_url)
+    job = wait_for(lambda: (j := Job.get_by_id(job.id)).planning_done and j, timeout=60, what="planning")
+    assert states(job.id, "CopyPart") == ["queued"] * 3 + ["pending"] * 6
+    assert queue_depth(node, busmod.task_queue(job.region))[0] == 3, "the broker holds the window, no more"
+
+    first = Upload.select().where(Upload.job == job.id).order_by(Upload.id).first()
+    parts = [t for t in Task.select().where((Task.job == job.id) & (Task.type == "CopyPart"))
+             if t.payload["upload_id"] == first.upload_id]
+    assert len(parts) == 3 and {t.state for t in parts} == {"queued"}
+    for part in parts:
+        node.aggregator.apply(messages.load(messages.build(
+            "PartCopied", job_id=job.id, task_id=part.task_id, key=part.payload["key"],
+            upload_id=first.upload_id, part_number=part.payload["part_number"],
+            etag="0123456789abcdef0123456789abcdef", size=part.payload["length"]), messages.EVENTS))
+
+    # each reported part made room for the next; the first object's completion went out at
+    # once, ahead of the parts still waiting (and then took its place in the window)
+    assert states(job.id, "CompleteMultipart") == ["queued"]
+    assert states(job.id, "CopyPart") == ["done"] * 3 + ["queued"] * 2 + ["pending"] * 4
+    # (no worker took the three reported by hand: they are still in the queue too)
+    assert queue_depth(node, busmod.task_queue(job.region))[0] == 3 + 2 + 1
+
+
+def test_a_move_through_a_narrow_window_copies_and_deletes_everything(head_node, buckets, s3_env):
+    source, dest = buckets
+    client = s3_env.client()
+    objects = small_and_large(22, small=35, large=(6 * MiB + 1, 11 * MiB))
+    put_objects(client, source, objects)
+    node = head_node(workers=1, PUBLISH_WINDOW=2, **SMALL_PARTS)
+    job = node.service.create(source=f"s3://{source}/", destination=f"s3://{dest}/", move=True,
+                              endpoint_url=s3_env.endpoint_url)
+    done = wait_finished(node.service, job.id)
+    assert (done.state, done.objects_done, done.objects_deleted) == ("complete", len(objects), len(objects))
+    assert_same_objects(client, dest, objects)
+    assert listed_keys(client, source) == []
+    assert set(states(job.id, "CopyPart")) == set(states(job.id, "DeleteObjects")) == {"done"}
