@@ -67,9 +67,10 @@ class Served:
 
 @pytest.fixture
 def serve(tmp_path, s3_env):
-    """Factory: ``cloudmover up`` on one data directory, with a tiny listing page so planning takes many steps."""
+    """Factory: ``cloudmover up`` on one data directory, with a tiny listing page so planning takes many steps,
+    and a publishing window narrower than the planned tasks, so a restart also finds tasks never sent."""
     started = []
-    env = {**os.environ, "CLOUDMOVER_TLS": "false", "CLOUDMOVER_LIST_PAGE_SIZE": "20",
+    env = {**os.environ, "CLOUDMOVER_TLS": "false", "CLOUDMOVER_LIST_PAGE_SIZE": "20", "CLOUDMOVER_PUBLISH_WINDOW": "1",
            "CLOUDMOVER_VISIBILITY_TIMEOUT": "5", "CLOUDMOVER_WORKER_THREADS": "2",
            "CLOUDMOVER_LOCAL_WORKERS": '{"express": 2, "plus": 2, "ultra": 2}'}
 
@@ -86,6 +87,11 @@ def planning_state(data_dir: Path, job_id: int) -> tuple[str | None, int]:
     """(plan_marker, planning_done) of the job, read from the head node's database file."""
     with sqlite3.connect(f"file:{data_dir / 'cloudmover.db'}?mode=ro", uri=True, timeout=30) as db:
         return db.execute("SELECT plan_marker, planning_done FROM job WHERE id = ?", (job_id,)).fetchone()
+
+
+def unsent_tasks(data_dir: Path, job_id: int) -> int:
+    with sqlite3.connect(f"file:{data_dir / 'cloudmover.db'}?mode=ro", uri=True, timeout=30) as db:
+        return db.execute("SELECT COUNT(*) FROM task WHERE job_id = ? AND state = 'pending'", (job_id,)).fetchone()[0]
 
 
 def planned_keys(data_dir: Path, job_id: int) -> collections.Counter:
@@ -109,8 +115,8 @@ def test_a_head_node_ended_while_planning_resumes_after_restart(ending, serve, b
     def mid_plan():
         marker, done = planning_state(first.data_dir, job_id) or (None, 0)
         assert not done, "planning finished before the head node could be ended"
-        return marker is not None
-    wait_for(mid_plan, timeout=120, interval=0.02, what="a persisted listing position")
+        return marker is not None and unsent_tasks(first.data_dir, job_id) > 0
+    wait_for(mid_plan, timeout=120, interval=0.02, what="a persisted listing position and a task held back")
     orphans = first.worker_pids()
     if ending == "stopped":   # planning ends with the listing page at hand, not with the job
         os.kill(first.process.pid, signal.SIGTERM)
@@ -123,6 +129,7 @@ def test_a_head_node_ended_while_planning_resumes_after_restart(ending, serve, b
                              for pid in orphans), timeout=60, what="the dead head node's workers to stop")
     marker, done = planning_state(first.data_dir, job_id)
     assert marker is not None and not done
+    assert unsent_tasks(first.data_dir, job_id) > 0, "the window held planned tasks back for the next head node"
 
     second = serve()
     # the new head node waits for what is left of the old one to stop before it plans (one per data directory)
