@@ -263,8 +263,13 @@ class JobService:
             if job.finished:
                 raise Conflict(f"job {job_id} has already finished ({job.state})")
             job.state, job.finished_at = "cancelled", models.now()
+            # tasks the publishing window still held back are never sent (nor sent by a later retry)
+            held = (Task.update(state="failed", last_error="the job was cancelled before this task was sent")
+                    .where((Task.job == job.id) & (Task.state == "pending")).execute())
+            job.open_tasks -= held
             job.save()
-            models.log(job, "job cancelled; tasks already running finish, no new work is planned")
+            models.log(job, "job cancelled; tasks already running finish, no new work is planned"
+                            + (f" ({held} planned task(s) not sent)" if held else ""))
         audit.record(actor, "job_cancelled", f"job {job_id}")
         self.announce_finished()
         return job

@@ -53,6 +53,24 @@ def test_an_upload_is_completed_before_the_parts_planned_after_it(head_node, buc
     assert queue_depth(node, busmod.task_queue(job.region))[0] == 3 + 2 + 1
 
 
+def test_a_cancelled_job_never_sends_what_the_window_held_back(head_node, buckets, s3_env):
+    from headnode.models import Job, Task
+    source, dest = buckets
+    rng = random.Random(23)
+    put_objects(s3_env.client(), source, {f"large/object-{n}": rng.randbytes(11 * MiB) for n in range(2)})
+    node = head_node(FLEET="none", PUBLISH_WINDOW=2, **SMALL_PARTS)
+    job = node.service.create(source=f"s3://{source}/", destination=f"s3://{dest}/",
+                              endpoint_url=s3_env.endpoint_url)
+    wait_for(lambda: Job.get_by_id(job.id).planning_done, timeout=60, what="planning")
+    node.service.cancel(job.id)
+
+    assert states(job.id, "CopyPart") == ["queued"] * 2 + ["failed"] * 4
+    held = Task.select().where((Task.job == job.id) & (Task.state == "failed")).first()
+    assert held.last_error == "the job was cancelled before this task was sent"
+    assert Job.get_by_id(job.id).open_tasks == 2, "only the tasks sent before the cancel can still report"
+    assert queue_depth(node, busmod.task_queue(job.region))[0] == 2
+
+
 def test_a_move_through_a_narrow_window_copies_and_deletes_everything(head_node, buckets, s3_env):
     source, dest = buckets
     client = s3_env.client()
