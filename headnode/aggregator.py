@@ -55,6 +55,8 @@ class Aggregator:
             # its follow-ups go out at once; a finished task leaves room for one more of the job's
             self.service.publish_pending(job, first=[t["task_id"] for t in follow_ups])
         finish_if_done(self.service, task.job_id)
+        if job.state == "cancelled":    # its last task out may have just reported
+            self.service.abort_abandoned_uploads(job.id)
 
     def dead_lettered(self, body: dict) -> None:
         """A task that kept failing reached the dead-letter queue: record it as failed."""

@@ -29,7 +29,7 @@ from pipeline.store import StoreCache, StoreSpec, ref_from_spec
 from headnode import audit, models, preflight
 from headnode.accesserrors import Forbidden
 from headnode.config import plan_settings
-from headnode.models import FINAL_STATES, Job, ObjectFailure, Task, db
+from headnode.models import FINAL_STATES, Job, ObjectFailure, Task, Upload, db
 from headnode.regions import job_region
 
 log = logging.getLogger("cloudmover.jobs")
@@ -188,6 +188,14 @@ class JobService:
         the very end."""
         queue = busmod.task_queue(job.region)
         with self._publishing:          # the planner and the aggregator both publish
+            if Job.get_by_id(job.id).state == "cancelled":
+                # a page the planner committed as the job was cancelled: drop it, as cancel does
+                with db.atomic("IMMEDIATE"):
+                    job = Job.get_by_id(job.id)
+                    if _drop_unsent(job):
+                        job.save()
+                self.abort_abandoned_uploads(job.id)     # the page's uploads, if nothing else is out
+                return 0
             if queue not in self._ensured:   # with its dead-letter queue, before the first task
                 self.bus.ensure(queue)
                 self._ensured.add(queue)
@@ -263,16 +271,39 @@ class JobService:
             if job.finished:
                 raise Conflict(f"job {job_id} has already finished ({job.state})")
             job.state, job.finished_at = "cancelled", models.now()
-            # tasks the publishing window still held back are never sent (nor sent by a later retry)
-            held = (Task.update(state="failed", last_error="the job was cancelled before this task was sent")
-                    .where((Task.job == job.id) & (Task.state == "pending")).execute())
-            job.open_tasks -= held
+            held = _drop_unsent(job)
             job.save()
             models.log(job, "job cancelled; tasks already running finish, no new work is planned"
                             + (f" ({held} planned task(s) not sent)" if held else ""))
         audit.record(actor, "job_cancelled", f"job {job_id}")
         self.announce_finished()
+        self.abort_abandoned_uploads(job_id)
         return job
+
+    def abort_abandoned_uploads(self, job_id: int) -> int:
+        """Abort the multipart uploads a cancelled job leaves unfinished, once none of its tasks
+        is still out (a part still running would fail on an aborted upload); returns how many.
+        Its completions are never sent, so they would hold their parts' storage at the
+        destination until a lifecycle rule removed them."""
+        job = Job.get_by_id(job_id)
+        if job.state != "cancelled" or job.open_tasks > 0:
+            return 0
+        completed = {t.payload["upload_id"] for t in Task.select().where(
+            (Task.job == job_id) & (Task.type == "CompleteMultipart") & (Task.state == "done"))}
+        abandoned = [u for u in Upload.select().where((Upload.job == job_id) & ~Upload.failed)
+                     if u.upload_id not in completed]
+        aborted = 0
+        for upload in abandoned:
+            try:
+                self.store(job.destination).abort_multipart(upload.dest_key, upload.upload_id)
+            except errors.PipelineError as exc:
+                models.log(job, f"could not abort the upload of {upload.dest_key}: {exc}", "warning")
+                continue
+            Upload.update(failed=True).where(Upload.id == upload.id).execute()   # not to be aborted again
+            aborted += 1
+        if aborted:
+            models.log(job, f"aborted {aborted} multipart upload(s) the cancelled job left unfinished")
+        return aborted
 
     def retry_failed(self, job_id: int, *, actor: str | None = None) -> Job:
         """Plan the failed objects of a finished job again."""
@@ -333,3 +364,13 @@ def _require_objects(store, location: Location, recursive: bool) -> None:
             return
     raise errors.BadLocation(f"nothing to copy: {location.url()} holds no objects "
                              f"{'(recursively)' if recursive else '(top level)'}; check the path")
+
+
+def _drop_unsent(job: Job) -> int:
+    """Mark the tasks of ``job`` (cancelled) still unsent failed, and take them off its open count
+    (inside the caller's transaction; the caller saves the job): a later retry of the job must not
+    send them."""
+    dropped = (Task.update(state="failed", last_error="the job was cancelled before this task was sent")
+               .where((Task.job == job.id) & (Task.state == "pending")).execute())
+    job.open_tasks -= dropped
+    return dropped

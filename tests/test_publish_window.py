@@ -71,6 +71,32 @@ def test_a_cancelled_job_never_sends_what_the_window_held_back(head_node, bucket
     assert queue_depth(node, busmod.task_queue(job.region))[0] == 2
 
 
+def test_a_cancelled_job_aborts_its_unfinished_uploads_once_its_last_part_reports(head_node, buckets, s3_env):
+    from headnode.models import Job, JobLog, Task
+    source, dest = buckets
+    client = s3_env.client()
+    rng = random.Random(24)
+    put_objects(client, source, {f"large/object-{n}": rng.randbytes(11 * MiB) for n in range(2)})
+    node = head_node(FLEET="none", PUBLISH_WINDOW=2, **SMALL_PARTS)
+    job = node.service.create(source=f"s3://{source}/", destination=f"s3://{dest}/",
+                              endpoint_url=s3_env.endpoint_url)
+    wait_for(lambda: Job.get_by_id(job.id).planning_done, timeout=60, what="planning")
+    node.service.cancel(job.id)
+    open_uploads = lambda: len(client.list_multipart_uploads(Bucket=dest).get("Uploads", []))  # noqa: E731
+    assert open_uploads() == 2, "two parts are still out: nothing is aborted under them"
+
+    for part in Task.select().where((Task.job == job.id) & (Task.state == "queued")):
+        node.aggregator.apply(messages.load(messages.build(
+            "PartCopied", job_id=job.id, task_id=part.task_id, key=part.payload["key"],
+            upload_id=part.payload["upload_id"], part_number=part.payload["part_number"],
+            etag="0123456789abcdef0123456789abcdef", size=part.payload["length"]), messages.EVENTS))
+
+    assert open_uploads() == 0
+    assert JobLog.select().where((JobLog.job == job.id) & JobLog.message.contains(
+        "aborted 2 multipart upload(s) the cancelled job left unfinished")).exists()
+    assert Job.get_by_id(job.id).state == "cancelled"
+
+
 def test_a_move_through_a_narrow_window_copies_and_deletes_everything(head_node, buckets, s3_env):
     source, dest = buckets
     client = s3_env.client()
