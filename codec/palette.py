@@ -86,6 +86,7 @@ def _pack(values: np.ndarray) -> bytes:
     deltas = np.diff(values, prepend=np.uint16(0)).astype("<u2").tobytes()
     return compressor(6).compress(deltas)
 
+
 def serialize(palettes: Palettes) -> bytes:
     flags = sum(1 << plane for plane, values in enumerate(palettes.values) if values is not None)
     parts = [bytes([flags])]

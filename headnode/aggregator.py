@@ -51,12 +51,12 @@ class Aggregator:
             follow_ups = handler(job, task, event)
             task.save()
             job.save()
-        if (finished or follow_ups) and job.state != "cancelled":
+        if finished or follow_ups:
             # its follow-ups go out at once; a finished task leaves room for one more of the job's
+            # (of a cancelled job nothing goes out: its unsent tasks are dropped, follow-ups too,
+            # and once its last task out has reported, its unfinished uploads aborted)
             self.service.publish_pending(job, first=[t["task_id"] for t in follow_ups])
         finish_if_done(self.service, task.job_id)
-        if job.state == "cancelled":    # its last task out may have just reported
-            self.service.abort_abandoned_uploads(job.id)
 
     def dead_lettered(self, body: dict) -> None:
         """A task that kept failing reached the dead-letter queue: record it as failed."""

@@ -189,12 +189,13 @@ class JobService:
         queue = busmod.task_queue(job.region)
         with self._publishing:          # the planner and the aggregator both publish
             if Job.get_by_id(job.id).state == "cancelled":
-                # a page the planner committed as the job was cancelled: drop it, as cancel does
+                # what was written since the cancel (a page the planner committed as it came, a
+                # completion for a part still out) is dropped, as cancel dropped the rest
                 with db.atomic("IMMEDIATE"):
                     job = Job.get_by_id(job.id)
                     if _drop_unsent(job):
                         job.save()
-                self.abort_abandoned_uploads(job.id)     # the page's uploads, if nothing else is out
+                self.abort_abandoned_uploads(job.id)     # once nothing of the job is out
                 return 0
             if queue not in self._ensured:   # with its dead-letter queue, before the first task
                 self.bus.ensure(queue)

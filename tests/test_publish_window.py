@@ -72,18 +72,22 @@ def test_a_cancelled_job_never_sends_what_the_window_held_back(head_node, bucket
 
 
 def test_a_cancelled_job_aborts_its_unfinished_uploads_once_its_last_part_reports(head_node, buckets, s3_env):
+    """The parts out at the cancel are the first object's three: the last to report makes its
+    completion, which a cancelled job must drop (not leave pending, which would keep it open)."""
     from headnode.models import Job, JobLog, Task
     source, dest = buckets
     client = s3_env.client()
     rng = random.Random(24)
     put_objects(client, source, {f"large/object-{n}": rng.randbytes(11 * MiB) for n in range(2)})
-    node = head_node(FLEET="none", PUBLISH_WINDOW=2, **SMALL_PARTS)
+    node = head_node(FLEET="none", PUBLISH_WINDOW=3, **SMALL_PARTS)
     job = node.service.create(source=f"s3://{source}/", destination=f"s3://{dest}/",
                               endpoint_url=s3_env.endpoint_url)
     wait_for(lambda: Job.get_by_id(job.id).planning_done, timeout=60, what="planning")
     node.service.cancel(job.id)
-    open_uploads = lambda: len(client.list_multipart_uploads(Bucket=dest).get("Uploads", []))  # noqa: E731
-    assert open_uploads() == 2, "two parts are still out: nothing is aborted under them"
+
+    def open_uploads() -> int:
+        return len(client.list_multipart_uploads(Bucket=dest).get("Uploads", []))
+    assert open_uploads() == 2, "three parts are still out: nothing is aborted under them"
 
     for part in Task.select().where((Task.job == job.id) & (Task.state == "queued")):
         node.aggregator.apply(messages.load(messages.build(
@@ -91,7 +95,8 @@ def test_a_cancelled_job_aborts_its_unfinished_uploads_once_its_last_part_report
             upload_id=part.payload["upload_id"], part_number=part.payload["part_number"],
             etag="0123456789abcdef0123456789abcdef", size=part.payload["length"]), messages.EVENTS))
 
-    assert open_uploads() == 0
+    assert states(job.id, "CompleteMultipart") == ["failed"]
+    assert (Job.get_by_id(job.id).open_tasks, open_uploads()) == (0, 0)
     assert JobLog.select().where((JobLog.job == job.id) & JobLog.message.contains(
         "aborted 2 multipart upload(s) the cancelled job left unfinished")).exists()
     assert Job.get_by_id(job.id).state == "cancelled"
