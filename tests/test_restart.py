@@ -115,8 +115,9 @@ def test_a_head_node_ended_while_planning_resumes_after_restart(ending, serve, b
     def mid_plan():
         marker, done = planning_state(first.data_dir, job_id) or (None, 0)
         assert not done, "planning finished before the head node could be ended"
-        return marker is not None and unsent_tasks(first.data_dir, job_id) > 0
-    wait_for(mid_plan, timeout=120, interval=0.02, what="a persisted listing position and a task held back")
+        # planning well ahead of the window: several tasks held back, not one about to be sent
+        return marker is not None and unsent_tasks(first.data_dir, job_id) >= 3
+    wait_for(mid_plan, timeout=120, interval=0.02, what="a persisted listing position and tasks held back")
     orphans = first.worker_pids()
     if ending == "stopped":   # planning ends with the listing page at hand, not with the job
         os.kill(first.process.pid, signal.SIGTERM)
@@ -129,7 +130,8 @@ def test_a_head_node_ended_while_planning_resumes_after_restart(ending, serve, b
                              for pid in orphans), timeout=60, what="the dead head node's workers to stop")
     marker, done = planning_state(first.data_dir, job_id)
     assert marker is not None and not done
-    assert unsent_tasks(first.data_dir, job_id) > 0, "the window held planned tasks back for the next head node"
+    if ending != "stopped":   # (a stopping head node may still send some as its workers finish)
+        assert unsent_tasks(first.data_dir, job_id) > 0, "the window held planned tasks back for the next head node"
 
     second = serve()
     # the new head node waits for what is left of the old one to stop before it plans (one per data directory)
