@@ -1,7 +1,9 @@
 """Rewrites the golden containers from the committed inputs beside this file.
 
-Run it only on purpose, after a deliberate format change (with a new container
-or raster coder version): the tests never write golden files themselves.
+Run it only on purpose: after a deliberate format change (with a new container
+or raster coder version), or after a change in what the encoder chooses within
+the format (then the containers committed before must still decode, unchanged).
+The tests never write golden files themselves.
 Creates the inputs too when they are missing (seeded, so they are the same
 every time).
 """
