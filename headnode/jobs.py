@@ -312,6 +312,11 @@ class JobService:
             job = self.get(job_id)
             if not job.finished:
                 raise Conflict(f"job {job_id} is still {job.state}; retry once it has finished")
+            if job.state == "cancelled" and job.open_tasks > 0:
+                # its retry would reopen it, and the uploads it leaves unfinished are aborted only
+                # once nothing of a cancelled job is out: they would stay at the destination
+                raise Conflict(f"job {job_id} was cancelled with {job.open_tasks} task(s) still running; "
+                               "retry once they have reported")
             failed = list(ObjectFailure.select().where((ObjectFailure.job == job) & ~ObjectFailure.retried
                                                        & (ObjectFailure.kind == "copy")))
             if not failed:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from pipeline import bus as busmod
 from pipeline import messages
 from support.objects import MiB, assert_same_objects, listed_keys, put_objects, small_and_large
@@ -115,3 +117,38 @@ def test_a_move_through_a_narrow_window_copies_and_deletes_everything(head_node,
     assert_same_objects(client, dest, objects)
     assert listed_keys(client, source) == []
     assert set(states(job.id, "CopyPart")) == set(states(job.id, "DeleteObjects")) == {"done"}
+
+
+def test_a_cancelled_job_is_retried_only_once_nothing_of_it_is_out(head_node, buckets, s3_env):
+    """Retrying reopens the job, and a reopened job never aborts the uploads the cancel left
+    unfinished: so its failed objects are planned again only once its last task out reports."""
+    from headnode.jobs import Conflict
+    from headnode.models import Job, Task
+    source, dest = buckets
+    client = s3_env.client()
+    rng = random.Random(25)
+    put_objects(client, source, {f"large/object-{n}": rng.randbytes(11 * MiB) for n in range(2)})
+    node = head_node(FLEET="none", PUBLISH_WINDOW=3, **SMALL_PARTS)
+    job = node.service.create(source=f"s3://{source}/", destination=f"s3://{dest}/",
+                              endpoint_url=s3_env.endpoint_url)
+    wait_for(lambda: Job.get_by_id(job.id).planning_done, timeout=60, what="planning")
+    failing = Task.select().where((Task.job == job.id) & (Task.state == "queued")).first()
+    node.aggregator.apply(messages.load(messages.build(
+        "TaskFailed", job_id=job.id, task_id=failing.task_id, task_type="CopyPart", reason="AccessDenied",
+        retryable=False, attempt=1, keys=[]), messages.EVENTS))
+    node.service.cancel(job.id)
+    still_out = Job.get_by_id(job.id).open_tasks
+    assert still_out >= 2
+
+    with pytest.raises(Conflict, match=f"cancelled with {still_out} task\\(s\\) still running"):
+        node.service.retry_failed(job.id)
+    assert Job.get_by_id(job.id).state == "cancelled"
+
+    for part in Task.select().where((Task.job == job.id) & (Task.state == "queued")):
+        node.aggregator.apply(messages.load(messages.build(
+            "PartCopied", job_id=job.id, task_id=part.task_id, key=part.payload["key"],
+            upload_id=part.payload["upload_id"], part_number=part.payload["part_number"],
+            etag="0123456789abcdef0123456789abcdef", size=part.payload["length"]), messages.EVENTS))
+    assert client.list_multipart_uploads(Bucket=dest).get("Uploads", []) == []
+    retried = node.service.retry_failed(job.id)
+    assert retried.state == "queued" and retried.options["retry_keys"] == ["large/object-0"]
