@@ -118,9 +118,11 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
     modelled = list(pool.map(model_counted, range(0, height, rows)))
     freq = tables.normalize(tables.pool(sum(counts.all())))
     encoder = tables.encoder(freq)
-    # storing the tables is one more job, last, for whichever thread is free first
-    *coded, entropy = pool.map(lambda m: tables.serialize(freq) if m is None else code(m.symbols, encoder),
-                               [*modelled, None])
+    # tiles coded in twos where that leaves every thread work (see ``code``); storing the
+    # tables is one more job, last, for whichever thread is free first
+    *coded, entropy = pool.map(lambda job: tables.serialize(freq) if job is None else code(job, encoder),
+                               [*in_twos([m.symbols for m in modelled], workers(pool)), None])
+    coded = [rans for job in coded for rans in job]
 
     parts = [HEADER.pack(VERSION, height, width, channels, bits, coded_bits, rows), palette.serialize(palettes),
              struct.pack("<I", len(entropy)), entropy]
@@ -177,11 +179,24 @@ def model(samples: Samples, y: int, rows: int, channel_of: np.ndarray, ranks, bi
     return Modelled(predictors, decorrelate, symbols, extra[:used].tobytes(), histogram)
 
 
-def code(symbols: np.ndarray, encoder) -> bytes:
-    """Pass two on a tile: its tokens, rANS-coded with the raster's tables."""
-    out = reused("rans", (symbols.size * 2 + 24,), np.uint8)
-    begin = lossless.rans_tile(symbols, *encoder, out)
-    return out[begin:].tobytes()
+def code(tiles: list[np.ndarray], encoder) -> list[bytes]:
+    """Pass two on one or two tiles: their tokens, rANS-coded with the raster's
+    tables.  Two at once take about two thirds of the time of one after the
+    other (``lossless.rans_tiles``)."""
+    outs = [reused(f"rans{n}", (symbols.size * 2 + 24,), np.uint8) for n, symbols in enumerate(tiles)]
+    if len(tiles) == 2:
+        begins = lossless.rans_tiles(*tiles, *encoder, *outs)
+    else:
+        begins = [lossless.rans_tile(tiles[0], *encoder, outs[0])]
+    return [out[begin:].tobytes() for out, begin in zip(outs, begins)]
+
+
+def in_twos(tiles: list, threads: int) -> list[list]:
+    """``tiles`` as jobs of two neighbours, then of one: as many twos as leave at
+    least ``threads`` jobs (two tiles on one thread are slower than one on each),
+    the twos first, so that no thread is left with one while another starts two."""
+    twos = max(0, min(len(tiles) // 2, len(tiles) - threads))
+    return [tiles[i:i + 2] for i in range(0, 2 * twos, 2)] + [[t] for t in tiles[2 * twos:]]
 
 
 _buffers = threading.local()

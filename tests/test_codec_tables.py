@@ -1,7 +1,8 @@
 """The entropy tables' kernels (codec/tables.py) give exactly what their numpy
 reference gives (tests/support/codec_tables_reference.py): pooled counts,
 frequencies, stored bytes, and for any stored bytes, sound or damaged, the
-same frequencies or the same complaint."""
+same frequencies or the same complaint.  And the rANS coder, given two tiles at
+once, codes each to the bytes it gets alone."""
 import numpy as np
 import pytest
 import zstandard
@@ -78,3 +79,29 @@ def test_damaged_tables_get_the_reference_verdict(histogram, data):
 def test_each_complaint(raw, message):
     with pytest.raises(CodecError, match=message):
         tables.parse(memoryview(zstandard.ZstdCompressor().compress(raw)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(histograms(), st.integers(0, 3000), st.integers(0, 3000), st.integers(0, 2**32 - 1))
+def test_two_tiles_coded_at_once_get_the_bytes_each_gets_alone(histogram, length, other_length, seed):
+    """``rans_tiles`` interleaves two tiles' steps for speed (codec/rastercoder.py codes tiles
+    in twos); each tile's bytes must be what ``rans_tile`` gives it alone, whatever the lengths
+    (zero, odd, one far longer than the other)."""
+    from codec.pyx import lossless
+    freq = tables.normalize(tables.pool(histogram))
+    (entries,) = tables.encoder(freq)
+    rng = np.random.default_rng(seed)
+    used = np.flatnonzero(freq.reshape(-1)) if freq.any() else np.arange(freq.size)
+    tiles = [rng.choice(used, n).astype(np.uint16) for n in (length, other_length)]
+
+    def room(symbols):
+        return np.full(symbols.size * 2 + 24, 0xA5, dtype=np.uint8)
+    alone = []
+    for symbols in tiles:
+        out = room(symbols)
+        alone.append(out[lossless.rans_tile(symbols, entries, out):].tobytes())
+    outs = [room(symbols) for symbols in tiles]
+    begins = lossless.rans_tiles(*tiles, entries, *outs)
+    assert [out[begin:].tobytes() for out, begin in zip(outs, begins)] == alone
+    with pytest.raises(ValueError, match="too small"):
+        lossless.rans_tiles(*tiles, entries, outs[0], np.empty(2 * other_length + 23, dtype=np.uint8))
