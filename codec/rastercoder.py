@@ -107,15 +107,10 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
     else:
         ranks = np.zeros((channels, 1), dtype=np.uint16), np.zeros(channels, dtype=np.int32)
     step = CHOICE_STEP.get(level, 8)
+    # each thread counts its tiles' tokens into its own array, not after the map
     counts = PerThread(lambda: np.zeros((NTABLES, NTOKENS), dtype=np.uint64))
-
-    def model_counted(y: int) -> Modelled:
-        m = model(samples, y, rows, channel_of, ranks, coded_bits, step)
-        total = counts.mine()
-        total += m.histogram        # summed by the tile's thread, not after the map
-        return m
-
-    modelled = list(pool.map(model_counted, range(0, height, rows)))
+    modelled = list(pool.map(lambda y: model(samples, y, rows, channel_of, ranks, coded_bits, step, counts.mine()),
+                             range(0, height, rows)))
     freq = tables.normalize(tables.pool(sum(counts.all())))
     encoder = tables.encoder(freq)
     # tiles coded in twos where that leaves every thread work (see ``code``); storing the
@@ -157,12 +152,12 @@ class Modelled:
     decorrelate: bool
     symbols: np.ndarray
     extra: bytes
-    histogram: np.ndarray
 
 
-def model(samples: Samples, y: int, rows: int, channel_of: np.ndarray, ranks, bits: int, step: int) -> Modelled:
+def model(samples: Samples, y: int, rows: int, channel_of: np.ndarray, ranks, bits: int, step: int,
+          counts: np.ndarray) -> Modelled:
     """Pass one on a tile (``rows`` rows of the samples from ``y``): its
-    predictors, tokens, extra bits and token counts."""
+    predictors, tokens and extra bits; its token counts are added to ``counts``."""
     band = samples.rows(y, rows)
     rows = len(band) // (samples.width * samples.channels * samples.itemsize)
     planes = reused("planes", (samples.channels, rows, samples.width), np.uint16)
@@ -173,10 +168,9 @@ def model(samples: Samples, y: int, rows: int, channel_of: np.ndarray, ranks, bi
     predictors = np.array(predictors, dtype=np.uint8)
     symbols = np.empty(planes.size, dtype=np.uint16)
     extra = reused("extra", (planes.size * 2 + 16,), np.uint8)
-    histogram = np.zeros((NTABLES, NTOKENS), dtype=np.uint32)
-    used = lossless.model_tile(planes, bits, predictors, decorrelate, symbols, extra, histogram,
+    used = lossless.model_tile(planes, bits, predictors, decorrelate, symbols, extra, counts,
                                scratch_for(rows, samples.width))
-    return Modelled(predictors, decorrelate, symbols, extra[:used].tobytes(), histogram)
+    return Modelled(predictors, decorrelate, symbols, extra[:used].tobytes())
 
 
 def code(tiles: list[np.ndarray], encoder) -> list[bytes]:

@@ -358,7 +358,7 @@ cdef extern from *:
     /* Returns the bytes of extra bits written, or -1 when out of memory. */
     CM_KERNEL
     static int64_t cm_model_tile(const cm_tile* t, const uint16_t* planes, uint16_t* symbols, uint8_t* extra,
-                                 uint32_t* histogram) {
+                                 uint64_t* histogram) {
         int k, y, i, padded = t->width + 2;
         cm_model m;
         cm_row r;
@@ -380,7 +380,7 @@ cdef extern from *:
             }
         }
         for (i = 0; i < CM_NSYMBOLS; i++)
-            histogram[i] += counts[i] + counts[CM_NSYMBOLS + i];
+            histogram[i] += (uint64_t)counts[i] + counts[CM_NSYMBOLS + i];
         free(counts);
         return m.pos + (m.count > 0 ? 1 : 0);
     }
@@ -954,7 +954,7 @@ cdef extern from *:
         const uint8_t* predictors
         uint16_t* scratch
     int64_t cm_model_tile(const cm_tile* t, const uint16_t* planes, uint16_t* symbols, uint8_t* extra,
-                          uint32_t* histogram) nogil
+                          uint64_t* histogram) nogil
     ctypedef struct cm_encoder_entry:
         pass
     void cm_encoder_fill(cm_encoder_entry* e, uint32_t freq, uint32_t start) nogil
@@ -1079,9 +1079,10 @@ cdef cm_tile tile_of(tuple shape, int bits, const uint8_t[::1] predictors, bint 
 
 
 def model_tile(const uint16_t[:, :, ::1] planes, int bits, const uint8_t[::1] predictors, bint decorrelate,
-               uint16_t[::1] symbols, uint8_t[::1] extra, uint32_t[:, ::1] histogram, uint16_t[:, ::1] scratch):
+               uint16_t[::1] symbols, uint8_t[::1] extra, uint64_t[:, ::1] histogram, uint16_t[:, ::1] scratch):
     """Pass one of encoding: tokens (as table << 6 | token) into ``symbols``,
-    raw extra bits into ``extra``, counts into ``histogram``.  ``scratch`` is
+    raw extra bits into ``extra``, counts added into ``histogram`` (a thread
+    adds all its tiles' into one).  ``scratch`` is
     (2 * rows + 10, width + 2).  Returns the length of ``extra`` used."""
     cdef cm_tile t = tile_of((planes.shape[0], planes.shape[1], planes.shape[2]), bits, predictors, decorrelate, scratch)
     cdef int64_t used
