@@ -70,11 +70,24 @@ def choose(used: np.ndarray, samples_per_plane: int, *, pool=None) -> Palettes:
     return Palettes([values for values, _ in picks], [stored for _, stored in picks])
 
 
+def could_pay(used: np.ndarray) -> np.ndarray:
+    """Per plane, whether a palette might pay given the levels ``used`` (planes × 2**bits
+    marks) by some of its samples: a plane whose samples already use too many never can
+    (all of them use at least as many), so ``choose`` would give it none."""
+    bits = (used.shape[1] - 1).bit_length()
+    counts = np.count_nonzero(used, axis=1)
+    return np.array([_may_pay(plane, int(count), bits) for plane, count in enumerate(counts)], dtype=bool)
+
+
+def _may_pay(plane: int, count: int, bits: int) -> bool:
+    return plane < MAX_PALETTED and bits >= MIN_BITS and 0 < count <= WORTH_IT * (1 << bits)
+
+
 def _pick(plane: int, marks: np.ndarray, bits: int, samples_per_plane: int) -> tuple:
     """(values, stored form) of the plane's palette, or (None, None) when it would not pay."""
     values = np.flatnonzero(marks.view(np.bool_)).astype(np.uint16)   # marks are 0 or 1; bools scan faster
     count = len(values)
-    if plane < MAX_PALETTED and bits >= MIN_BITS and 0 < count <= WORTH_IT * (1 << bits):
+    if _may_pay(plane, count, bits):
         stored = _pack(values)
         # conservatively, ranks save half a bit per sample for each bit of range they drop
         if samples_per_plane * (bits - np.log2(count)) / 16 >= 2 * len(stored):

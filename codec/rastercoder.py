@@ -36,6 +36,7 @@ HEADER = struct.Struct("<BIIHBBI")
 TILE_ENTRY_TAIL = struct.Struct("<BII")
 NTABLES = lossless.TABLES
 NTOKENS = lossless.TOKENS
+SAMPLED_ROWS, SAMPLED_EVERY = 4, 128    # the rows whose levels may rule palettes out
 # rows sampled to choose the predictors, by level
 CHOICE_STEP = {1: 64, 2: 16, 3: 2}
 
@@ -96,16 +97,20 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
         # slower than one)
         pool = Inline()
     channel_of = np.array(plane_order(channels), dtype=np.uint16)
-    used = None
-    if bits >= palette.MIN_BITS or checked:
+    palettes = palette.Palettes([None] * channels)
+    must_check = checked and bits < 8 * samples.itemsize     # words that can hold more than bits
+    paletted = bits >= palette.MIN_BITS
+    if paletted and not must_check:
+        # a sample of the rows first: where each plane's already uses too many levels for a
+        # palette to pay (most photos and camera frames), marking every sample (a tenth of
+        # the encoding of a 10-bit DPX frame) would tell nothing more
+        paletted = palette.could_pay(mark_used(samples, channel_of, pool, sampled=True)[:, :1 << bits]).any()
+    if must_check or paletted:
         used = mark_used(samples, channel_of, pool)
-        if checked and used[:, 1 << bits:].any():
+        if must_check and used[:, 1 << bits:].any():
             return None
-        used = used[:, :1 << bits]
-    if used is not None and bits >= palette.MIN_BITS:
-        palettes = palette.choose(used, height * width, pool=pool)
-    else:
-        palettes = palette.Palettes([None] * channels)
+        if paletted:
+            palettes = palette.choose(used[:, :1 << bits], height * width, pool=pool)
     coded_bits = palettes.coded_bits(bits)
     if palettes.active:
         ranks = palettes.ranks(bits)
@@ -135,18 +140,22 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
     return parts
 
 
-def mark_used(samples: Samples, channel_of: np.ndarray, pool) -> np.ndarray:
-    """Per plane, a mark (1) for each level its samples use.  Each thread marks
-    an array of its own: threads storing into one shared array fight over its
-    cache lines (that ran 3x slower on two threads than on one)."""
+def mark_used(samples: Samples, channel_of: np.ndarray, pool, *, sampled: bool = False) -> np.ndarray:
+    """Per plane, a mark (1) for each level its samples use (``sampled``: those of
+    SAMPLED_ROWS rows in every SAMPLED_EVERY).  Each thread marks an array of its
+    own: threads storing into one shared array fight over its cache lines (that
+    ran 3x slower on two threads than on one)."""
     marks = PerThread(lambda: np.zeros((samples.channels, 1 << 8 * samples.itemsize), dtype=np.uint8))
 
     def mark(band: tuple[int, int]) -> None:
         lossless.mark_levels(samples.rows(*band), samples.itemsize, samples.big_endian, samples.width,
                              samples.channels, channel_of, marks.mine())
 
-    # four bands a thread, so one busy with the file's checksum holds no one up for long
-    list(pool.map(mark, runs(samples.height, 1 if workers(pool) == 1 else 4 * workers(pool))))
+    if sampled:
+        bands = [(y, min(SAMPLED_ROWS, samples.height - y)) for y in range(0, samples.height, SAMPLED_EVERY)]
+    else:   # four bands a thread, so one busy with the file's checksum holds no one up for long
+        bands = runs(samples.height, 1 if workers(pool) == 1 else 4 * workers(pool))
+    list(pool.map(mark, bands))
     found = marks.all()
     return found[0] if len(found) == 1 else np.bitwise_or.reduce(found)
 

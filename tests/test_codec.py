@@ -72,6 +72,28 @@ def test_many_tiles_round_trip_in_parallel(shape, monkeypatch):
     np.testing.assert_array_equal(decoded, pixels)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([(8, 1), (10, 3), (12, 1), (16, 3)]),
+       st.floats(0.5, 1.0), st.integers(1, 3))
+def test_ruling_palettes_out_from_a_sample_of_rows_changes_nothing(seed, depth, share, threads):
+    """Encoding first marks the levels of a sample of rows, and marks every sample only when
+    that leaves a palette possible. Whatever the share of levels an image uses (around the
+    share where palettes stop paying, with rows that use fewer than the whole), the bytes
+    are those of marking every sample first."""
+    bits, channels = depth
+    rng = np.random.default_rng(seed)
+    levels = rng.choice(1 << bits, size=max(1, int(share * (1 << bits))), replace=False)
+    pixels = rng.choice(levels, size=(300, 200, channels)).astype(np.uint8 if bits == 8 else np.uint16)
+    pixels[:150] //= 2                       # the sampled rows cannot stand for the rest
+    data = samples.write_pnm(pixels, maxval=(1 << bits) - 1)
+    sampled = codec.encode(data, threads=threads)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rastercoder, "SAMPLED_ROWS", 1)
+        patch.setattr(rastercoder, "SAMPLED_EVERY", 1 << 30)   # a one-row sample: nothing is ruled out
+        assert codec.encode(data, threads=threads) == sampled
+    assert codec.decode(sampled) == data
+
+
 def test_threads_change_neither_the_encoding_nor_the_decoded_bytes():
     # large enough for two threads, and for decoding straight into the returned bytes
     data = samples.write_pnm(smooth_image((300, 200, 3), 16, salt=5), maxval=65535)
