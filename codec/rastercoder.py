@@ -100,11 +100,12 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
     palettes = palette.Palettes([None] * channels)
     must_check = checked and bits < 8 * samples.itemsize     # words that can hold more than bits
     paletted = bits >= palette.MIN_BITS
-    if paletted and not must_check:
-        # a sample of the rows first: where each plane's already uses too many levels for a
-        # palette to pay (most photos and camera frames), marking every sample (a tenth of
-        # the encoding of a 10-bit DPX frame) would tell nothing more
-        paletted = palette.could_pay(mark_used(samples, channel_of, pool, sampled=True)[:, :1 << bits]).any()
+    sample = sampled_bands(height)
+    if paletted and not must_check and sum(n for _, n in sample) * width > palette.WORTH_IT * (1 << bits):
+        # a sample of the rows first (when it holds enough samples to tell): where each plane's
+        # already uses too many levels for a palette to pay (most photos and camera frames),
+        # marking every sample (a tenth of the encoding of a 10-bit DPX frame) would tell nothing more
+        paletted = palette.could_pay(mark_used(samples, channel_of, pool, bands=sample)[:, :1 << bits]).any()
     if must_check or paletted:
         used = mark_used(samples, channel_of, pool)
         if must_check and used[:, 1 << bits:].any():
@@ -140,9 +141,14 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
     return parts
 
 
-def mark_used(samples: Samples, channel_of: np.ndarray, pool, *, sampled: bool = False) -> np.ndarray:
-    """Per plane, a mark (1) for each level its samples use (``sampled``: those of
-    SAMPLED_ROWS rows in every SAMPLED_EVERY).  Each thread marks an array of its
+def sampled_bands(height: int) -> list[tuple[int, int]]:
+    """SAMPLED_ROWS rows in every SAMPLED_EVERY, as (first row, rows)."""
+    return [(y, min(SAMPLED_ROWS, height - y)) for y in range(0, height, SAMPLED_EVERY)]
+
+
+def mark_used(samples: Samples, channel_of: np.ndarray, pool, *, bands: list | None = None) -> np.ndarray:
+    """Per plane, a mark (1) for each level its samples use (those of ``bands`` of
+    rows, (first row, rows), when given).  Each thread marks an array of its
     own: threads storing into one shared array fight over its cache lines (that
     ran 3x slower on two threads than on one)."""
     marks = PerThread(lambda: np.zeros((samples.channels, 1 << 8 * samples.itemsize), dtype=np.uint8))
@@ -151,9 +157,7 @@ def mark_used(samples: Samples, channel_of: np.ndarray, pool, *, sampled: bool =
         lossless.mark_levels(samples.rows(*band), samples.itemsize, samples.big_endian, samples.width,
                              samples.channels, channel_of, marks.mine())
 
-    if sampled:
-        bands = [(y, min(SAMPLED_ROWS, samples.height - y)) for y in range(0, samples.height, SAMPLED_EVERY)]
-    else:   # four bands a thread, so one busy with the file's checksum holds no one up for long
+    if bands is None:   # four bands a thread, so one busy with the file's checksum holds no one up for long
         bands = runs(samples.height, 1 if workers(pool) == 1 else 4 * workers(pool))
     list(pool.map(mark, bands))
     found = marks.all()
