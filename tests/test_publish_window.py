@@ -23,6 +23,28 @@ def states(job_id: int, kind: str) -> list[str]:
     return [t.state for t in sorted(tasks, key=lambda t: int(t.task_id.rsplit("-", 1)[1]))]
 
 
+def report_part(node, job_id: int, part) -> None:
+    """Report a part copied, as a worker would."""
+    node.aggregator.apply(messages.load(messages.build(
+        "PartCopied", job_id=job_id, task_id=part.task_id, key=part.payload["key"],
+        upload_id=part.payload["upload_id"], part_number=part.payload["part_number"],
+        etag="0123456789abcdef0123456789abcdef", size=part.payload["length"]), messages.EVENTS))
+
+
+def planned_two_large_objects(head_node, buckets, s3_env, seed: int):
+    """A head node without workers, a window of three, and a planned job of two three-part
+    objects: (node, job, the destination bucket)."""
+    from headnode.models import Job
+    source, dest = buckets
+    rng = random.Random(seed)
+    put_objects(s3_env.client(), source, {f"large/object-{n}": rng.randbytes(11 * MiB) for n in range(2)})
+    node = head_node(FLEET="none", PUBLISH_WINDOW=3, **SMALL_PARTS)
+    job = node.service.create(source=f"s3://{source}/", destination=f"s3://{dest}/",
+                              endpoint_url=s3_env.endpoint_url)
+    wait_for(lambda: Job.get_by_id(job.id).planning_done, timeout=60, what="planning")
+    return node, job, dest
+
+
 def test_an_upload_is_completed_before_the_parts_planned_after_it(head_node, buckets, s3_env):
     """On a head node without workers, parts are reported by hand as a worker would."""
     from headnode.models import Job, Task, Upload
@@ -42,10 +64,7 @@ def test_an_upload_is_completed_before_the_parts_planned_after_it(head_node, buc
              if t.payload["upload_id"] == first.upload_id]
     assert len(parts) == 3 and {t.state for t in parts} == {"queued"}
     for part in parts:
-        node.aggregator.apply(messages.load(messages.build(
-            "PartCopied", job_id=job.id, task_id=part.task_id, key=part.payload["key"],
-            upload_id=first.upload_id, part_number=part.payload["part_number"],
-            etag="0123456789abcdef0123456789abcdef", size=part.payload["length"]), messages.EVENTS))
+        report_part(node, job.id, part)
 
     # each reported part made room for the next; the first object's completion went out at
     # once, ahead of the parts still waiting (and then took its place in the window)
@@ -77,14 +96,8 @@ def test_a_cancelled_job_aborts_its_unfinished_uploads_once_its_last_part_report
     """The parts out at the cancel are the first object's three: the last to report makes its
     completion, which a cancelled job must drop (not leave pending, which would keep it open)."""
     from headnode.models import Job, JobLog, Task
-    source, dest = buckets
     client = s3_env.client()
-    rng = random.Random(24)
-    put_objects(client, source, {f"large/object-{n}": rng.randbytes(11 * MiB) for n in range(2)})
-    node = head_node(FLEET="none", PUBLISH_WINDOW=3, **SMALL_PARTS)
-    job = node.service.create(source=f"s3://{source}/", destination=f"s3://{dest}/",
-                              endpoint_url=s3_env.endpoint_url)
-    wait_for(lambda: Job.get_by_id(job.id).planning_done, timeout=60, what="planning")
+    node, job, dest = planned_two_large_objects(head_node, buckets, s3_env, 24)
     node.service.cancel(job.id)
 
     def open_uploads() -> int:
@@ -92,10 +105,7 @@ def test_a_cancelled_job_aborts_its_unfinished_uploads_once_its_last_part_report
     assert open_uploads() == 2, "three parts are still out: nothing is aborted under them"
 
     for part in Task.select().where((Task.job == job.id) & (Task.state == "queued")):
-        node.aggregator.apply(messages.load(messages.build(
-            "PartCopied", job_id=job.id, task_id=part.task_id, key=part.payload["key"],
-            upload_id=part.payload["upload_id"], part_number=part.payload["part_number"],
-            etag="0123456789abcdef0123456789abcdef", size=part.payload["length"]), messages.EVENTS))
+        report_part(node, job.id, part)
 
     assert states(job.id, "CompleteMultipart") == ["failed"]
     assert (Job.get_by_id(job.id).open_tasks, open_uploads()) == (0, 0)
@@ -124,14 +134,8 @@ def test_a_cancelled_job_is_retried_only_once_nothing_of_it_is_out(head_node, bu
     unfinished: so its failed objects are planned again only once its last task out reports."""
     from headnode.jobs import Conflict
     from headnode.models import Job, Task
-    source, dest = buckets
     client = s3_env.client()
-    rng = random.Random(25)
-    put_objects(client, source, {f"large/object-{n}": rng.randbytes(11 * MiB) for n in range(2)})
-    node = head_node(FLEET="none", PUBLISH_WINDOW=3, **SMALL_PARTS)
-    job = node.service.create(source=f"s3://{source}/", destination=f"s3://{dest}/",
-                              endpoint_url=s3_env.endpoint_url)
-    wait_for(lambda: Job.get_by_id(job.id).planning_done, timeout=60, what="planning")
+    node, job, dest = planned_two_large_objects(head_node, buckets, s3_env, 25)
     failing = Task.select().where((Task.job == job.id) & (Task.state == "queued")).first()
     node.aggregator.apply(messages.load(messages.build(
         "TaskFailed", job_id=job.id, task_id=failing.task_id, task_type="CopyPart", reason="AccessDenied",
@@ -145,10 +149,7 @@ def test_a_cancelled_job_is_retried_only_once_nothing_of_it_is_out(head_node, bu
     assert Job.get_by_id(job.id).state == "cancelled"
 
     for part in Task.select().where((Task.job == job.id) & (Task.state == "queued")):
-        node.aggregator.apply(messages.load(messages.build(
-            "PartCopied", job_id=job.id, task_id=part.task_id, key=part.payload["key"],
-            upload_id=part.payload["upload_id"], part_number=part.payload["part_number"],
-            etag="0123456789abcdef0123456789abcdef", size=part.payload["length"]), messages.EVENTS))
+        report_part(node, job.id, part)
     assert client.list_multipart_uploads(Bucket=dest).get("Uploads", []) == []
     retried = node.service.retry_failed(job.id)
     assert retried.state == "queued" and retried.options["retry_keys"] == ["large/object-0"]
