@@ -19,6 +19,7 @@ import zstandard
 
 from codec.compressors import compressor
 from codec.errors import CodecError
+from codec.pyx import lossless
 
 MAX_PALETTED = 8
 MIN_BITS = 4          # shallower planes have too few levels to gain anything
@@ -136,8 +137,8 @@ def parse(view: memoryview, position: int, *, planes: int, bits: int) -> tuple[P
         position += length
         if len(deltas) != 2 * count:
             raise CodecError("coded raster has a corrupt palette")
-        values = np.cumsum(np.frombuffer(deltas, dtype="<u2"), dtype=np.int64)
-        if values[-1] >= 1 << bits or (count > 1 and (np.diff(values) <= 0).any()):
+        values = lossless.palette_values(deltas, bits)
+        if values is None:
             raise CodecError("coded raster has a corrupt palette")
-        chosen.append(values.astype(np.uint16))
+        chosen.append(values)
     return Palettes(chosen), position

@@ -267,3 +267,25 @@ def test_fuzzing_findings_stay_fixed(finding):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 16 << 20
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 16), st.lists(st.integers(0, 65535), min_size=0, max_size=40),
+       st.sampled_from(["rising", "flat steps", "any"]))
+def test_stored_palettes_are_read_as_numpy_reads_them(bits, deltas, kind):
+    """``palette.parse`` reads a palette's deltas with a kernel: the values when they rise
+    strictly below 2**bits, else None (the caller's "corrupt palette"), as numpy's running sum."""
+    from codec.pyx import lossless
+    if kind == "rising":                        # small steps, none zero after the first: mostly sound
+        deltas = [d % 7 + (i > 0) for i, d in enumerate(deltas)]
+    elif kind == "flat steps":                  # small steps, some zero: a value twice
+        deltas = [d % 3 for d in deltas]
+    raw = np.array(deltas, dtype="<u2").tobytes()
+    values = np.cumsum(np.array(deltas, dtype=np.int64))
+    sound = len(deltas) > 0 and values[-1] < 1 << bits and bool((np.diff(values) > 0).all())
+    got = lossless.palette_values(raw, bits)
+    if sound:
+        np.testing.assert_array_equal(got, values.astype(np.uint16))
+    else:
+        assert got is None
+    assert lossless.palette_values(raw + b"\0", bits) is None, "an odd byte count is refused"

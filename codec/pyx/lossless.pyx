@@ -1543,6 +1543,29 @@ cdef _check_rows(int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
         raise ValueError("rows do not fit")
 
 
+def palette_values(const uint8_t[::1] deltas, int bits):
+    """A stored palette's values from their deltas (little-endian u16, the
+    first from 0), or None unless they rise strictly and stay below 2**bits.
+    (numpy's running sum and its checks took 0.15 ms a 16-bit plane, serial
+    work before a decode's tiles can start.)"""
+    cdef Py_ssize_t n = deltas.shape[0] // 2, i
+    cdef uint32_t value, step, flat = 0     # (a sum of at most 65,536 u16 cannot wrap a u32)
+    if deltas.shape[0] % 2 or n == 0 or n > 1 << 16:
+        return None
+    values = np.empty(n, dtype=np.uint16)
+    cdef uint16_t[::1] out = values
+    with nogil:
+        value = deltas[0] | (<uint32_t>deltas[1] << 8)
+        out[0] = <uint16_t>value
+        for i in range(1, n):
+            step = deltas[2 * i] | (<uint32_t>deltas[2 * i + 1] << 8)
+            flat |= step == 0
+            value += step
+            out[i] = <uint16_t>value
+    # the values never fall, so the last is the largest
+    return None if flat or value >= (1u << bits) else values
+
+
 def unpack_fields(const uint8_t[::1] data, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
                   bint big_endian, tuple shifts, int width, uint16_t[::1] out):
     """Samples of a one-word bitfield layout (each ``word_bytes`` word holds
