@@ -134,7 +134,7 @@ class Aggregator:
                 return []
             upload.failed = True
             upload.save()
-            self._abort(job, upload)
+            self.service.abort_upload(job, upload)
             keys = [upload.key]
         self._record_failures(job, task, [{"key": k, "reason": event["reason"]} for k in keys])
         return []
@@ -158,12 +158,6 @@ class Aggregator:
         for failure in failed:
             ObjectFailure.create(job=job, key=failure["key"], reason=failure["reason"], task_id=task.task_id)
         job.objects_failed += len(failed)
-
-    def _abort(self, job: Job, upload: Upload) -> None:
-        try:
-            self.service.store(job.destination).abort_multipart(upload.dest_key, upload.upload_id)
-        except Exception as exc:  # the object is already reported failed; say the upload may linger
-            models.log(job, f"could not abort the upload of {upload.dest_key}: {exc}", "warning")
 
     @staticmethod
     def _heartbeat(event: dict) -> None:

@@ -295,16 +295,22 @@ class JobService:
                      if u.upload_id not in completed]
         aborted = 0
         for upload in abandoned:
-            try:
-                self.store(job.destination).abort_multipart(upload.dest_key, upload.upload_id)
-            except errors.PipelineError as exc:
-                models.log(job, f"could not abort the upload of {upload.dest_key}: {exc}", "warning")
-                continue
-            Upload.update(failed=True).where(Upload.id == upload.id).execute()   # not to be aborted again
-            aborted += 1
+            if self.abort_upload(job, upload):
+                Upload.update(failed=True).where(Upload.id == upload.id).execute()   # not to be aborted again
+                aborted += 1
         if aborted:
             models.log(job, f"aborted {aborted} multipart upload(s) the cancelled job left unfinished")
         return aborted
+
+    def abort_upload(self, job: Job, upload: Upload) -> bool:
+        """Abort one multipart upload of ``job`` at its destination; whether that worked. A
+        failure is logged on the job: the upload may linger until a lifecycle rule removes it."""
+        try:
+            self.store(job.destination).abort_multipart(upload.dest_key, upload.upload_id)
+        except Exception as exc:  # its object is reported failed or its job cancelled either way
+            models.log(job, f"could not abort the upload of {upload.dest_key}: {exc}", "warning")
+            return False
+        return True
 
     def retry_failed(self, job_id: int, *, actor: str | None = None) -> Job:
         """Plan the failed objects of a finished job again."""

@@ -10,6 +10,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+import zstandard
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -289,3 +290,13 @@ def test_stored_palettes_are_read_as_numpy_reads_them(bits, deltas, kind):
     else:
         assert got is None
     assert lossless.palette_values(raw + b"\0", bits) is None, "an odd byte count is refused"
+
+
+@pytest.mark.parametrize("deltas, why", [([3, 0, 4], "a level twice"), ([1, 65535], "past the depth")])
+def test_a_corrupt_stored_palette_is_refused_by_name(deltas, why):
+    """A palette whose stored deltas repeat a level or leave the bit depth: the codec's own error."""
+    from codec import palette
+    packed = zstandard.ZstdCompressor().compress(np.array(deltas, dtype="<u2").tobytes())
+    stored = bytes([1]) + palette.ENTRY.pack(len(deltas), len(packed)) + packed
+    with pytest.raises(CodecError, match="coded raster has a corrupt palette"):
+        palette.parse(memoryview(stored), 0, planes=1, bits=12)
