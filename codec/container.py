@@ -23,10 +23,10 @@ import struct
 from dataclasses import dataclass, replace
 
 import numpy as np
-import xxhash
 import zstandard
 
 from codec import conversion, layouts, rastercoder
+from codec.checksum import RunningChecksum, checksum
 from codec.threads import pool_of
 from codec.errors import CodecError
 from codec.pyx import lossless
@@ -79,10 +79,6 @@ class Placed:
 
 def threads_for(size: int, threads: int) -> int:
     return max(1, min(threads, size // PARALLEL_BYTES))
-
-
-def checksum(data) -> bytes:
-    return xxhash.xxh3_128_digest(data)
 
 
 def is_container(data) -> bool:
@@ -266,19 +262,21 @@ def decode(data, *, threads: int, max_size: int | None = None) -> bytes:
     if stream_size(header.verbatim_method, header.verbatim) != verbatim_size:
         raise CodecError("container is corrupt: verbatim bytes do not fit around the rasters")
     out, target = blank(size)
+    running = RunningChecksum(out)
     verbatim = np.frombuffer(unpack_stream(header.verbatim_method, header.verbatim, verbatim_size), dtype=np.uint8)
     position = 0
     for start, end in gaps:
         if position + end - start > len(verbatim):
             raise CodecError("container is corrupt: verbatim bytes are short")
         target[start:end] = verbatim[position:position + end - start]
+        running.written(start, end)
         position += end - start
     if position != len(verbatim):
         raise CodecError("container is corrupt: verbatim bytes do not fit around the rasters")
     with pool_of(threads_for(size, threads)) as pool:
         for where, method, payload in header.rasters:
-            decode_raster(target, where, method, payload, pool=pool)
-    if checksum(out) != header.checksum:
+            decode_raster(target, where, method, payload, pool=pool, written=running.written)
+    if running.digest() != header.checksum:
         raise CodecError("decoded bytes do not match the original's checksum: the container is corrupt")
     return bytes(out)       # no copy when ``out`` already is bytes
 
@@ -297,48 +295,53 @@ def blank(size: int) -> tuple[bytes | bytearray, np.ndarray]:
     return out, lossless.writable(out)
 
 
-def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memoryview, *, pool) -> None:
+def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memoryview, *, pool,
+                  written=None) -> None:
     """Decode one raster into its place in ``target`` (the original's bytes),
     every byte of its rows: the kernels write whole tiles, the layouts whole
-    rows (a word-field layout's rows are whole words)."""
+    rows (a word-field layout's rows are whole words).  ``written(start, end)``
+    is told each run of ``target`` that is final, as soon as it is."""
     raster = where.raster
     row = row_bytes(raster)
     contiguous = where.stride == row
+    written = written or (lambda start, end: None)
     if method == SHUFFLED:
         rows = unshuffle(zstd_decompress(payload, row * raster.height), layouts.element_size(raster))
         if len(rows) != row * raster.height:
             raise CodecError("container is corrupt: a raster decoded to the wrong length")
-        scatter_rows(target, where, rows)
+        scatter_rows(target, where, rows, written)
         return
     place = target[raster.offset:raster.offset + row * raster.height] if contiguous \
         else np.empty(row * raster.height, dtype=np.uint8)
     shape = (raster.height, raster.width, raster.channels)
     order = layouts.plain_word_order(raster)
-    if order is not None:
-        # samples stored as plain words: the kernel writes the file's bytes itself
-        _, bits = rastercoder.decode(payload, shape=shape, pool=pool, into=place, big_endian=order == ">")
-        if bits != raster.bits:
-            raise CodecError("container is corrupt: a raster's depth does not match its descriptor")
-        if not contiguous:
-            scatter_rows(target, where, place.tobytes())
-        return
-    pixels, bits = rastercoder.decode(payload, shape=shape, pool=pool)
-    if bits != raster.bits:
-        raise CodecError("container is corrupt: a raster's depth does not match its descriptor")
-    try:
-        conversion.pack_into(memoryview(place), compact(raster), pixels, row=row, pool=pool)
-    except ValueError as error:
-        raise CodecError(f"container is corrupt: {error}") from None
+    layout = compact(raster)
+
+    def final(pixels, y: int, rows: int) -> None:
+        """A tile's rows are decoded: into the file's layout with them, unless the kernel wrote that."""
+        if order is None:
+            try:
+                conversion.pack_rows(memoryview(place), layout, pixels, y, y + rows, row=row)
+            except ValueError as error:
+                raise CodecError(f"container is corrupt: {error}") from None
+        if contiguous:
+            written(raster.offset + y * row, raster.offset + (y + rows) * row)
+
+    # plain words: the kernel writes the file's bytes itself
+    rastercoder.decode(payload, shape=shape, bits=raster.bits, pool=pool, on_rows=final,
+                       into=None if order is None else place, big_endian=order == ">")
     if not contiguous:
-        scatter_rows(target, where, place.tobytes())
+        scatter_rows(target, where, place.tobytes(), written)
 
 
-def scatter_rows(target: np.ndarray, where: Placed, rows: bytes) -> None:
+def scatter_rows(target: np.ndarray, where: Placed, rows: bytes, written) -> None:
     row = row_bytes(where.raster)
     source = np.frombuffer(rows, dtype=np.uint8).reshape(where.raster.height, row)
     grid = np.lib.stride_tricks.as_strided(target[where.raster.offset:], shape=(where.raster.height, row),
                                            strides=(where.stride, 1))
     grid[:] = source
+    for start, end in where.spans().tolist():
+        written(start, end)
 
 
 def stream_size(method: int, payload: memoryview) -> int:

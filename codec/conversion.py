@@ -1,8 +1,10 @@
-"""Samples in and out of their storage layout, in bands of rows on a thread pool.
+"""Samples in and out of their storage layout, a band of rows at a time.
 
 ``layouts`` converts a whole raster at a time; on big frames that single
 numpy pass would be the serial part of an otherwise parallel encode, so the
-rows are cut into bands converted side by side (numpy releases the GIL).
+rows are cut into bands converted side by side on a thread pool (numpy
+releases the GIL).  Decoding packs each tile's rows on the thread that
+decoded them, while they are in its cache.
 """
 from dataclasses import replace
 
@@ -52,22 +54,21 @@ def unpack_exact(raster: Raster, rows: bytes, *, row: int, pool) -> np.ndarray |
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def pack_into(target: memoryview, raster: Raster, pixels: np.ndarray, *, row: int, pool) -> None:
-    """Write the raster's rows back to back into ``target``, for ``pixels``
-    (height, width, channels); raises ValueError when they do not fit."""
+def pack_rows(target: memoryview, raster: Raster, pixels: np.ndarray, start: int, end: int, *, row: int) -> None:
+    """Write rows ``start``..``end`` of ``pixels`` (height, width, channels) into
+    their place in ``target``, which holds the raster's rows back to back (the
+    decoder packs each tile's rows as soon as they are decoded); raises
+    ValueError when the rows do not fit."""
     if len(target) != row * raster.height:
         raise ValueError("the raster's rows do not fit their place")
     fields = layouts.word_fields(raster)
     if fields is not None:
-        pack_fields(np.frombuffer(target, dtype=np.uint8), raster, pixels, fields, row=row, pool=pool)
+        word_bytes, big_endian, shifts = fields
+        values = np.ascontiguousarray(pixels[start:end], dtype=np.uint16).reshape(-1)
+        lossless.pack_fields(values, end - start, raster.width * raster.channels, row, word_bytes, big_endian,
+                             shifts, raster.bits, np.frombuffer(target, dtype=np.uint8)[start * row:end * row])
         return
-
-    def convert(band):
-        start, end = band
-        part = band_raster(raster, start, end, row)
-        target[start * row:end * row] = layouts.pack(part, pixels[start:end])
-
-    list(pool.map(convert, bands(raster, row)))
+    target[start * row:end * row] = layouts.pack(band_raster(raster, start, end, row), pixels[start:end])
 
 
 # Layouts of whole samples in single words (filled 10-bit DPX, 12-bit DPX) convert in
@@ -84,16 +85,3 @@ def unpack_fields(raster: Raster, data: np.ndarray, fields: tuple, *, row: int, 
                                       shifts, raster.bits, out[start:end].reshape(-1))
 
     return out if all(list(pool.map(convert, bands(raster, row)))) else None
-
-
-def pack_fields(target: np.ndarray, raster: Raster, pixels: np.ndarray, fields: tuple, *, row: int, pool) -> None:
-    word_bytes, big_endian, shifts = fields
-    count = raster.width * raster.channels
-    values = np.ascontiguousarray(pixels, dtype=np.uint16).reshape(raster.height, count)
-
-    def convert(band):
-        start, end = band
-        lossless.pack_fields(values[start:end].reshape(-1), end - start, count, row, word_bytes, big_endian, shifts,
-                             raster.bits, target[start * row:end * row])
-
-    list(pool.map(convert, bands(raster, row)))

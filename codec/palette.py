@@ -20,6 +20,7 @@ import zstandard
 from codec.compressors import compressor
 from codec.errors import CodecError
 from codec.pyx import lossless
+from codec.threads import Inline
 
 MAX_PALETTED = 8
 MIN_BITS = 4          # shallower planes have too few levels to gain anything
@@ -31,7 +32,7 @@ ENTRY = struct.Struct("<II")
 class Palettes:
     """Per plane: the sorted values used (or None), as lookup tables for the kernels."""
     values: list
-    packed: list = None     # per plane, the stored form of its values (encoding only)
+    packed: list = None     # per plane, a Future of the stored form of its values (encoding only)
 
     @property
     def active(self) -> bool:
@@ -66,8 +67,8 @@ def choose(used: np.ndarray, samples_per_plane: int, *, pool=None) -> Palettes:
     """Palettes for the planes whose ``used`` levels (planes × 2**bits marks)
     make them pay; the planes are weighed side by side on ``pool`` (an executor)."""
     bits = (used.shape[1] - 1).bit_length()
-    picks = list((pool.map if pool else map)(lambda plane: _pick(plane, used[plane], bits, samples_per_plane),
-                                             range(len(used))))
+    pool = pool or Inline()
+    picks = list(pool.map(lambda plane: _pick(plane, used[plane], bits, samples_per_plane, pool), range(len(used))))
     return Palettes([values for values, _ in picks], [stored for _, stored in picks])
 
 
@@ -84,16 +85,26 @@ def _may_pay(plane: int, count: int, bits: int) -> bool:
     return plane < MAX_PALETTED and bits >= MIN_BITS and 0 < count <= WORTH_IT * (1 << bits)
 
 
-def _pick(plane: int, marks: np.ndarray, bits: int, samples_per_plane: int) -> tuple:
-    """(values, stored form) of the plane's palette, or (None, None) when it would not pay."""
+def _pick(plane: int, marks: np.ndarray, bits: int, samples_per_plane: int, pool) -> tuple:
+    """(values, Future of the stored form) of the plane's palette, or (None, None) when it would not pay."""
     values = np.flatnonzero(marks.view(np.bool_)).astype(np.uint16)   # marks are 0 or 1; bools scan faster
     count = len(values)
-    if _may_pay(plane, count, bits):
-        stored = _pack(values)
-        # conservatively, ranks save half a bit per sample for each bit of range they drop
-        if samples_per_plane * (bits - np.log2(count)) / 16 >= 2 * len(stored):
-            return values, stored
-    return None, None
+    if not _may_pay(plane, count, bits):
+        return None, None
+    # conservatively, ranks save half a bit per sample for each bit of range they drop
+    saving = samples_per_plane * (bits - np.log2(count)) / 16
+    if saving >= 2 * _packed_bound(count):
+        # it pays whatever its stored size: packed beside pass one, not before it (zstd took
+        # 0.3 ms a plane of a 16-bit frame, serial while the tiles waited)
+        return values, pool.submit(_pack, values)
+    stored = _pack(values)
+    return (values, Inline.submit(lambda: stored)) if saving >= 2 * len(stored) else (None, None)
+
+
+def _packed_bound(count: int) -> int:
+    """At least the length ``_pack`` gives ``count`` values (zstd's compress bound, and a margin)."""
+    size = 2 * count
+    return size + (size >> 8) + ((128 << 10) - size >> 11 if size < 128 << 10 else 0) + 64
 
 
 def _pack(values: np.ndarray) -> bytes:
@@ -106,8 +117,9 @@ def serialize(palettes: Palettes) -> bytes:
     parts = [bytes([flags])]
     for values, packed in zip(palettes.values, palettes.packed or [None] * len(palettes.values)):
         if values is not None:
-            parts.append(ENTRY.pack(len(values), len(packed)))
-            parts.append(packed)
+            stored = packed.result()
+            parts.append(ENTRY.pack(len(values), len(stored)))
+            parts.append(stored)
     return b"".join(parts)
 
 

@@ -239,23 +239,30 @@ class Tile:
 
 
 def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads: int = 1, pool=None,
-           into: np.ndarray | None = None, big_endian: bool = False) -> tuple[np.ndarray | None, int]:
+           into: np.ndarray | None = None, big_endian: bool = False, bits: int | None = None,
+           on_rows=None) -> tuple[np.ndarray | None, int]:
     """The pixels (height, width, channels; uint8 up to 8 bits, else uint16)
-    and bit depth of a coded raster, which must have the ``shape`` its
-    container describes.  With ``into`` (uint8, the raster's bytes: one byte
+    and bit depth of a coded raster, which must have the ``shape`` (and the
+    ``bits``, when given) its container describes.  With ``into`` (uint8, the raster's bytes: one byte
     a sample up to 8 bits, else two, in the byte order ``big_endian`` says)
-    the samples are written there instead, and None is returned for them."""
+    the samples are written there instead, and None is returned for them.
+    ``on_rows(pixels, first row, rows)`` (pixels None with ``into``) is called
+    on the thread that decoded each tile, once its rows are written: work on
+    them there finds them in that core's cache."""
     if pool is None:
         with pool_of(threads) as own:
-            return decode(payload, shape=shape, pool=own, into=into, big_endian=big_endian)
+            return decode(payload, shape=shape, pool=own, into=into, big_endian=big_endian, bits=bits,
+                          on_rows=on_rows)
     view = memoryview(payload)
     if len(view) < HEADER.size + 4:
         raise CodecError("coded raster is truncated")
-    version, height, width, channels, bits, coded_bits, rows = HEADER.unpack_from(view, 0)
+    version, height, width, channels, stored_bits, coded_bits, rows = HEADER.unpack_from(view, 0)
     if version != VERSION:
         raise CodecError(f"unknown raster coder version {version}")
-    if (height, width, channels) != tuple(shape) or not (1 <= coded_bits <= bits <= 16 and rows >= 1):
+    if (height, width, channels) != tuple(shape) or bits not in (None, stored_bits) \
+            or not (1 <= coded_bits <= stored_bits <= 16 and rows >= 1):
         raise CodecError("coded raster does not match its descriptor")
+    bits = stored_bits
     palettes, position = palette.parse(view, HEADER.size, planes=channels, bits=bits)
     if palettes.coded_bits(bits) != coded_bits:
         raise CodecError("coded raster's depth does not match its palettes")
@@ -278,10 +285,13 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
 
     def run(tile: Tile) -> bool:
         # the kernel writes the tile's rows in place: channels interleaved, palettes applied
-        return lossless.decode_tile(into[tile.y * row_bytes:(tile.y + tile.rows) * row_bytes], itemsize, big_endian,
-                                    width, channels, coded_bits, tile.predictors, tile.decorrelate,
-                                    tile.rans, tile.extra, *decoder, scratch_for(tile.rows, width), channel_of,
-                                    levels, sizes)
+        clean = lossless.decode_tile(into[tile.y * row_bytes:(tile.y + tile.rows) * row_bytes], itemsize, big_endian,
+                                     width, channels, coded_bits, tile.predictors, tile.decorrelate,
+                                     tile.rans, tile.extra, *decoder, scratch_for(tile.rows, width), channel_of,
+                                     levels, sizes)
+        if clean and on_rows is not None:
+            on_rows(pixels, tile.y, tile.rows)
+        return clean
 
     if not all(list(pool.map(run, tiles))):
         raise CodecError("coded raster is corrupt: a tile did not decode cleanly")

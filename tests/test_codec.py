@@ -300,3 +300,64 @@ def test_a_corrupt_stored_palette_is_refused_by_name(deltas, why):
     stored = bytes([1]) + palette.ENTRY.pack(len(deltas), len(packed)) + packed
     with pytest.raises(CodecError, match="coded raster has a corrupt palette"):
         palette.parse(memoryview(stored), 0, planes=1, bits=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([12, 16]), st.floats(0.0005, 0.8), st.floats(0.2, 3.0),
+       st.sampled_from([1, 2]))
+def test_palettes_are_chosen_by_their_stored_size(seed, bits, share, scale, threads):
+    """A plane gets a palette when what its ranks save pays twice for its stored values. Planes
+    that pay whatever their stored size are packed on the pool beside pass one; the choice and
+    the stored bytes are those of packing every plane first."""
+    from codec import palette
+    from codec.threads import Inline, pool_of
+    generator = np.random.default_rng(seed)
+    used = np.zeros((3, 1 << bits), dtype=np.uint8)
+    for plane in range(3):      # random levels (hard to pack), evenly spaced ones (easy), a few
+        count = max(1, int(share * (1 << bits) / (plane + 1)))
+        picks = generator.choice(1 << bits, count, replace=False) if plane != 1 else \
+            np.arange(0, 1 << bits, max(1, (1 << bits) // count))
+        used[plane, picks] = 1
+    values = [np.flatnonzero(marks).astype(np.uint16) for marks in used]
+    stored = [palette._pack(v) for v in values]
+    # samples per plane around where the palettes stop paying
+    samples = int(scale * 32 * len(stored[0]) / max(0.01, bits - np.log2(len(values[0]))))
+    with pool_of(threads) as pool:
+        chosen = palette.choose(used, samples, pool=pool)
+        written = palette.serialize(chosen)
+    for plane in range(3):
+        count = len(values[plane])
+        pays = palette._may_pay(plane, count, bits) and \
+            samples * (bits - np.log2(count)) / 16 >= 2 * len(stored[plane])
+        assert (chosen.values[plane] is not None) == pays
+        assert len(stored[plane]) <= palette._packed_bound(count)
+        if pays:
+            np.testing.assert_array_equal(chosen.values[plane], values[plane])
+    assert written == palette.serialize(palette.Palettes(
+        [v if c is not None else None for v, c in zip(values, chosen.values)],
+        [Inline.submit(lambda s=s: s) for s in stored]))
+
+
+def test_the_running_checksum_waits_for_every_byte_before_a_piece():
+    """Pieces marked written in any order, from several threads, give the checksum of the whole;
+    a piece marked before the bytes ahead of it are written is hashed only once they are."""
+    import threading
+    from codec.checksum import RunningChecksum, checksum
+    data = bytearray(np.random.default_rng(3).bytes(1 << 20))
+    final = bytes(data)
+    running = RunningChecksum(data)
+    data[:1000] = bytes(1000)               # not written yet
+    running.written(1000, 5000)             # written before the bytes ahead of it
+    data[:1000] = final[:1000]
+    running.written(0, 1000)
+    edges = sorted({5000, len(data), *np.random.default_rng(4).integers(5000, len(data), 60).tolist()})
+    pieces = list(zip(edges, edges[1:]))
+    np.random.default_rng(5).shuffle(pieces)
+    threads = [threading.Thread(target=lambda mine=pieces[i::4]: [running.written(*p) for p in mine])
+               for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert running.digest() == checksum(final)
+    assert RunningChecksum(final).digest() == checksum(final), "nothing marked: all hashed at the end"
