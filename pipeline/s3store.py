@@ -338,8 +338,10 @@ class S3Store:
         try:
             self._call(f"abort upload of {self._where(key)}", "abort_multipart_upload",
                        Bucket=self.spec.bucket, Key=key, UploadId=upload_id)
-        except errors.StoreError:
-            pass  # already completed or aborted: nothing left to clean up
+        except errors.StoreError as exc:
+            if "NoSuchUpload" not in str(exc):
+                raise   # refused (denied, no bucket): the caller says the upload may linger
+            # already completed or aborted: nothing left to clean up
 
     def delete(self, key: str) -> None:
         if self.lean:

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline import bus as busmod
 from pipeline import messages
+from support.faultproxy import FaultProxy
 from support.objects import MiB, assert_same_objects, listed_keys, put_objects, small_and_large
 from support.queues import queue_depth
 from support.waiting import wait_finished, wait_for
@@ -112,6 +113,35 @@ def test_a_cancelled_job_aborts_its_unfinished_uploads_once_its_last_part_report
     assert JobLog.select().where((JobLog.job == job.id) & JobLog.message.contains(
         "aborted 2 multipart upload(s) the cancelled job left unfinished")).exists()
     assert Job.get_by_id(job.id).state == "cancelled"
+
+
+def test_an_abort_the_store_refuses_is_logged_and_the_upload_left(head_node, buckets, s3_env):
+    """The destination answers a cancelled job's aborts with AccessDenied: each refusal is in the
+    job's log, naming the object and why (the upload stays until a lifecycle rule removes it),
+    and the source is untouched."""
+    from headnode.models import Job, JobLog, Task
+    source, dest = buckets
+    client = s3_env.client()
+    objects = {f"large/object-{n}": random.Random(26).randbytes(11 * MiB) for n in range(2)}
+    put_objects(client, source, objects)
+    with FaultProxy(s3_env.endpoint_url, methods={"DELETE"}, every_nth=1,
+                    error=(403, "AccessDenied", "Access Denied")) as proxy:
+        node = head_node(FLEET="none", PUBLISH_WINDOW=3, **SMALL_PARTS)
+        job = node.service.create(source=f"s3://{source}/", destination=f"s3://{dest}/",
+                                  endpoint_url=proxy.endpoint_url)
+        wait_for(lambda: Job.get_by_id(job.id).planning_done, timeout=60, what="planning")
+        node.service.cancel(job.id)
+        for part in Task.select().where((Task.job == job.id) & (Task.state == "queued")):
+            report_part(node, job.id, part)
+        assert proxy.faults == 2, "one abort for each unfinished upload, refused"
+
+    refused = [e.message for e in JobLog.select().where((JobLog.job == job.id) & (JobLog.level == "warning"))]
+    assert sorted(m.split(":")[0] for m in refused) == [f"could not abort the upload of {key}" for key in objects]
+    assert all("access denied (AccessDenied)" in m for m in refused), refused
+    assert not JobLog.select().where((JobLog.job == job.id) & JobLog.message.contains("aborted")).exists()
+    assert len(client.list_multipart_uploads(Bucket=dest).get("Uploads", [])) == 2
+    assert Job.get_by_id(job.id).state == "cancelled"
+    assert_same_objects(client, source, objects)
 
 
 def test_a_move_through_a_narrow_window_copies_and_deletes_everything(head_node, buckets, s3_env):

@@ -1,11 +1,12 @@
-"""A reverse proxy in front of an S3 endpoint that injects ``503 SlowDown`` errors.
+"""A reverse proxy in front of an S3 endpoint that injects errors: ``503 SlowDown``
+unless told another (``error``: status, S3 error code, message).
 
 Requests are forwarded verbatim (method, path and query, headers including
 Host, so SigV4 signatures made for the proxy's URL stay valid upstream), with
-bodies streamed in both directions.  The share of requests answered with a
-SlowDown error is set by ``fault_rate`` (drawn from a seeded
-``random.Random``) and/or ``every_nth``, optionally only for some HTTP
-methods; ``faults`` and ``forwarded`` count what happened.
+bodies streamed in both directions.  The share of requests answered with the
+error is set by ``fault_rate`` (drawn from a seeded ``random.Random``) and/or
+``every_nth``, optionally only for some HTTP methods; ``faults`` and
+``forwarded`` count what happened.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
     "proxy-authorization", "te", "trailer", "upgrade", "expect",
 })
-SLOWDOWN_BODY = (
+SLOWDOWN = (503, "SlowDown", "Please reduce your request rate.")
+ERROR_BODY = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
-    "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message>"
+    "<Error><Code>{code}</Code><Message>{message}</Message>"
     "<RequestId>{request_id}</RequestId><HostId>faultproxy</HostId></Error>"
 )
 
@@ -39,7 +41,7 @@ class FaultProxy:
     """Threaded HTTP/1.1 proxy on 127.0.0.1 and a free port.
 
     A request is eligible for a fault when ``methods`` is None or holds its
-    method.  Eligible request number n (from 1) gets a SlowDown when
+    method.  Eligible request number n (from 1) gets the error when
     ``every_nth`` divides n, or else when the seeded generator draws below
     ``fault_rate``.  These attributes may be changed while the proxy runs.
     """
@@ -53,6 +55,7 @@ class FaultProxy:
         methods: Iterable[str] | None = None,
         seed: int = 0,
         timeout: float = 60.0,
+        error: tuple[int, str, str] = SLOWDOWN,
     ) -> None:
         upstream = urllib.parse.urlsplit(upstream_url)
         if upstream.scheme != "http" or upstream.path not in ("", "/"):
@@ -63,6 +66,7 @@ class FaultProxy:
         self.every_nth = every_nth
         self.methods = methods
         self.timeout = timeout
+        self.error = error
         self.faults = 0
         self.forwarded = 0
         self._eligible = 0
@@ -169,7 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
                 if not decided_early:
                     for _ in self._body():  # keep the connection in step
                         pass
-                self._send_slowdown(close=decided_early)  # the body may yet come
+                self._send_fault(close=decided_early)  # the body may yet come
             else:
                 self._forward()
         except (ConnectionError, TimeoutError, ValueError):
@@ -202,10 +206,11 @@ class _Handler(BaseHTTPRequestHandler):
             size -= len(data)
             yield data
 
-    def _send_slowdown(self, *, close: bool) -> None:
+    def _send_fault(self, *, close: bool) -> None:
         request_id = f"{time.monotonic_ns():016X}"
-        body = SLOWDOWN_BODY.format(request_id=request_id).encode()
-        self.send_response_only(503, "Slow Down")
+        status, code, message = self.server.proxy.error
+        body = ERROR_BODY.format(code=code, message=message, request_id=request_id).encode()
+        self.send_response_only(status)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("x-amz-request-id", request_id)
