@@ -45,6 +45,8 @@ def run(args) -> int:
     for name in args.paths:
         path = Path(name)
         try:
+            if path.is_dir():
+                raise CodecError(f"is a directory: name the files in it (such as {path / '*'})")
             results.append(handler(path, args))
         except (CodecError, OSError) as error:
             failed += 1

@@ -81,3 +81,15 @@ def test_existing_outputs_and_foreign_files_are_refused(frames):
     assert foreign.returncode == 1 and "expected a .cmv file" in foreign.stderr
     missing = run("info", "nothing-here.cmv", cwd=frames)
     assert missing.returncode == 1 and "No such file or directory" in missing.stderr
+
+
+@pytest.mark.parametrize("action", ["encode", "decode", "info", "bench"])
+def test_a_directory_is_refused_by_name_and_the_files_beside_it_still_run(frames, action):
+    (frames / "reels").mkdir()
+    assert run("encode", "shot.dpx", cwd=frames).returncode == 0
+    given = "shot.dpx" if action in ("encode", "bench") else "shot.dpx.cmv"
+    result = run(action, ".", "reels", given, *(["--force"] if action in ("encode", "decode") else []), cwd=frames)
+    assert result.returncode == 1
+    assert ".: is a directory" in result.stderr and "reels: is a directory" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert given in result.stdout
