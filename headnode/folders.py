@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from pipeline import errors
 from pipeline.credentials import Credentials, Sealer
+from pipeline.locations import endpoint_problem
 from pipeline.retrying import RetryPolicy
 from pipeline.s3store import S3Store
 from pipeline.store import StoreSpec
@@ -177,8 +178,8 @@ class FolderService:
             raise Refused("Choose how the head node reaches the bucket: IAM role, access key pair or "
                           "temporary credentials.")
         endpoint = (form.endpoint_url or "").strip() or None
-        if endpoint and not re.match(r"^https?://[^\s/]+(/.*)?$", endpoint):
-            raise Refused(f"{endpoint!r} is not an http(s) endpoint URL.")
+        if endpoint and (problem := endpoint_problem(endpoint)):
+            raise Refused(problem + ".")
         credentials = self._form_credentials(form, existing)
         spec = StoreSpec("s3", bucket, form.region, endpoint, credentials)
         _check_store(spec, (form.prefix or "").strip().lstrip("/"))

@@ -75,6 +75,7 @@ class JobService:
         single = self._single_object(src_store, src)
         if single:
             dst = _single_destination(dst, src.prefix, destination)
+            check_not_inside(src, dst, recursive=False)     # a move onto itself would delete it
         else:
             src = Location(src.spec, _as_directory(src.prefix))
             dst = Location(dst.spec, _as_directory(dst.prefix))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pipeline.credentials import Credentials
 from pipeline.errors import BadLocation
@@ -18,6 +19,8 @@ def parse_location(text: str, *, endpoint_url: str | None = None, region: str | 
                    credentials: Credentials | None = None, folders: dict | None = None) -> Location:
     if not text or not text.strip():
         raise BadLocation("a location is empty")
+    if endpoint_url and (problem := endpoint_problem(endpoint_url)):
+        raise BadLocation(problem)
     if text.startswith("s3://"):
         bucket, _, prefix = text[5:].partition("/")
         if not bucket:
@@ -29,6 +32,8 @@ def parse_location(text: str, *, endpoint_url: str | None = None, region: str | 
         if folder is None:
             known = ", ".join(sorted(folders or {})) or "none"
             raise BadLocation(f"no folder named {name!r} (folders: {known})")
+        if folder.get("endpoint_url") and (problem := endpoint_problem(folder["endpoint_url"])):
+            raise BadLocation(f"folder {name!r}: {problem}")
         creds = (Credentials(folder["access_key_id"], folder["secret_access_key"], folder.get("session_token"))
                  if folder.get("access_key_id") else None)
         return Location(StoreSpec("s3", folder["bucket"], folder.get("region") or region,
@@ -46,3 +51,18 @@ def _join(base: str, rest: str) -> str:
     if base and not base.endswith("/"):
         base += "/"
     return base + rest
+
+
+def endpoint_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an S3 endpoint (None when it can): http(s), a host, an optional
+    port, nothing after them (requests go to the host's root, so a path would be lost)."""
+    try:
+        parts = urlsplit(url.strip())
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        return f"{url!r} is not an http(s) endpoint URL (write http://HOST:PORT or https://HOST)"
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
+        return f"{url!r}: an S3 endpoint URL is a scheme, a host and a port, with no path, query or user"
+    return None

@@ -25,6 +25,10 @@ def listing(client, bucket):
     ("missing prefix", "holds no objects"),
     ("inside the source", "lies inside the source"),
     ("the source itself", "is the source itself"),
+    ("one object moved onto itself", "is the source itself"),
+    ("one object moved into its own prefix", "is the source itself"),
+    ("not an endpoint URL", "'notaurl' is not an http(s) endpoint URL"),
+    ("an endpoint URL with a path", "an S3 endpoint URL is a scheme, a host and a port, with no path"),
 ])
 def test_refused_jobs_say_why_and_write_nothing(case, expected, buckets, s3_env, head_node):
     source, dest = buckets
@@ -46,6 +50,14 @@ def test_refused_jobs_say_why_and_write_nothing(case, expected, buckets, s3_env,
         args["destination"] = f"s3://{source}/data/copy/"
     elif case == "the source itself":
         args["destination"] = f"s3://{source}/data/"
+    elif case == "one object moved onto itself":
+        args.update(source=f"s3://{source}/data/a", destination=f"s3://{source}/data/a", move=True)
+    elif case == "one object moved into its own prefix":
+        args.update(source=f"s3://{source}/data/a", destination=f"s3://{source}/data/", move=True)
+    elif case == "not an endpoint URL":
+        args["endpoint_url"] = "notaurl"
+    elif case == "an endpoint URL with a path":
+        args["endpoint_url"] = s3_env.endpoint_url + "/under/a/path"
     with pytest.raises(errors.PermanentError) as refused:
         node.service.create(**args)
     assert expected in str(refused.value)
@@ -60,6 +72,58 @@ def test_cp_prints_the_reason_and_exits_non_zero(buckets, s3_env):
                     "--endpoint-url", s3_env.endpoint_url)
     assert result.returncode == 2
     assert "holds no objects" in result.stderr
+
+
+@pytest.mark.parametrize("source, destination, expected", [
+    ("keep.txt", "keep.txt", "is the source itself"),
+    ("keep.txt", "./", "is the source itself"),
+    ("keep.txt", "link-to-keep.txt", "is the source itself"),
+    ("tree", "tree/copy", "lies inside the source"),
+    ("tree", "link-to-tree/copy", "lies inside the source"),
+    ("tree", "tree", "is the source itself"),
+])
+def test_a_local_move_onto_itself_or_inside_itself_is_refused(tmp_path, source, destination, expected):
+    """Local paths are compared as the files they name: a move of a file onto itself (however
+    spelt) would have deleted it once its "copy" was verified."""
+    (tmp_path / "keep.txt").write_bytes(b"precious")
+    (tmp_path / "link-to-keep.txt").symlink_to("keep.txt")
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    (tmp_path / "tree" / "sub" / "a.bin").write_bytes(b"a")
+    (tmp_path / "link-to-tree").symlink_to("tree")
+    result = run_cp(source, destination, "--recursive", "--move", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "keep.txt").read_bytes() == b"precious"
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "tree").rglob("*")) == \
+        ["tree/sub", "tree/sub/a.bin"]
+
+
+def test_a_worker_never_deletes_a_source_that_is_its_own_copy(tmp_path):
+    """Should a DeleteObjects task ever name an object as its own copy (the head node refuses
+    such jobs), the worker keeps it and says why."""
+    from pipeline.credentials import Sealer
+    from pipeline.locations import parse_location
+    from pipeline.store import StoreCache, ref_from_spec
+    from worker.executor import Executor
+    from worker.strategies import MemoryBudget
+    (tmp_path / "keep.txt").write_bytes(b"precious")
+    sealer = Sealer("x" * 32)
+    same = ref_from_spec(parse_location(str(tmp_path)).spec, sealer)
+    through_link = tmp_path / "link"
+    through_link.symlink_to(tmp_path)
+    task = {"type": "DeleteObjects", "job_id": 1, "task_id": "t1", "source": same,
+            "destination": ref_from_spec(parse_location(str(through_link)).spec, sealer),
+            "objects": [{"key": "keep.txt", "dest_key": "keep.txt", "size": 8}]}
+    executor = Executor(StoreCache(sealer), object_threads=2, memory=MemoryBudget(1 << 20),
+                        copying=MemoryBudget(1 << 20))
+    try:
+        event = executor.execute(task)
+    finally:
+        executor.close()
+    assert event["deleted"] == []
+    assert event["failed"] == [{"key": "keep.txt", "reason": "the destination is the source itself; "
+                                                            "the source was kept"}]
+    assert (tmp_path / "keep.txt").read_bytes() == b"precious"
 
 
 def test_failed_copy_in_a_move_keeps_its_source(tmp_path):

@@ -16,10 +16,10 @@ STRANGE_KEYS = ["with space/a file.txt", "ünïcødé/ファイル.bin", "plus+s
 MiB = 1 << 20
 
 
-def run_cp(*args, env_extra=None, timeout=600):
+def run_cp(*args, env_extra=None, timeout=600, cwd=None):
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "headnode.cli", "cp", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, cwd=cwd)
 
 
 def put_corpus(client, bucket: str, objects: dict) -> None:

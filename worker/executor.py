@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pipeline import errors, messages
 from pipeline.checksums import already_present
+from pipeline.planner import Location, place_of
 from pipeline.store import StoreCache
 from worker import strategies
 from worker.codec_settings import CodecSettings
@@ -76,6 +77,10 @@ class Executor:
     def _DeleteObjects(self, task, source, destination) -> dict:
         deleted, failed = [], []
         for obj in task["objects"]:
+            if place_of(Location(source.spec, obj["key"])) == place_of(Location(destination.spec, obj["dest_key"])):
+                # the head node refuses such jobs; should one get here, its copy is the source itself
+                failed.append({"key": obj["key"], "reason": "the destination is the source itself; the source was kept"})
+                continue
             try:
                 found = destination.head(obj["dest_key"])
                 if found is None or found.size != obj["size"]:
