@@ -85,6 +85,8 @@ class LocalStore:
 
     def head(self, key: str) -> ObjectInfo | None:
         target = self.path(key)
+        if key.endswith("/"):   # a folder marker (an empty S3 key ending in /) lands as a directory
+            return ObjectInfo(key, 0, None) if target.is_dir() else None
         return ObjectInfo(key, target.stat().st_size, None) if target.is_file() else None
 
     def attributes(self, key: str) -> ObjectAttributes:
@@ -92,6 +94,8 @@ class LocalStore:
 
     def checksum(self, key: str) -> str:
         digest = hashlib.md5(usedforsecurity=False)
+        if key.endswith("/"):
+            return digest.hexdigest()       # a folder marker: no bytes
         with open(self.path(key), "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
@@ -113,12 +117,24 @@ class LocalStore:
     # -- writing -------------------------------------------------------------
     def put(self, key: str, data: bytes, *, md5: bytes, attrs: ObjectAttributes) -> str:
         target = self.path(key)
+        if key.endswith("/"):
+            # S3 consoles mark a folder with an empty key ending in /: here it is a directory
+            if data:
+                raise errors.StoreError(f"write {self.spec.url(key)}: a key ending in / names a directory, "
+                                        f"which cannot hold {len(data)} bytes")
+            with self._writing(key):
+                target.mkdir(parents=True, exist_ok=True)
+            return md5.hex()
         temp = target.with_name(f".{target.name}{_TEMP_MARK}{uuid.uuid4().hex}")
         with self._writing(key):
             target.parent.mkdir(parents=True, exist_ok=True)
-            with open(temp, "wb") as handle:
-                handle.write(data)
-            os.replace(temp, target)
+            try:
+                with open(temp, "wb") as handle:
+                    handle.write(data)
+                os.replace(temp, target)
+            except BaseException:
+                temp.unlink(missing_ok=True)    # a failed write leaves nothing behind
+                raise
         return md5.hex()
 
     @contextlib.contextmanager

@@ -100,6 +100,30 @@ def test_cp_tags_follow_the_object_across_stores(buckets, s3_env, tmp_path):
     assert sorted((t["Key"], t["Value"]) for t in tags) == [("kind", "raw"), ("team", "astro")]
 
 
+def test_folder_markers_land_as_directories_and_a_clash_fails_alone(buckets, s3_env, tmp_path):
+    """An S3 console's folder (an empty key ending in /) becomes a directory on disk, not a file
+    that would block the objects under it. A key that cannot land beside another (a file where
+    a directory is) fails with the reason, and leaves no half-written file."""
+    source, _ = buckets
+    client = s3_env.client()
+    bodies = {"scans/": b"", "scans/day1/": b"", "scans/day1/a.dpx": b"a" * 10, "empty/": b"",
+              "clash/b": b"b", "clash": b"a file where a directory is"}
+    for key, body in bodies.items():
+        client.put_object(Bucket=source, Key=key, Body=body)
+    local = tmp_path / "local"
+    (local / "clash").mkdir(parents=True)   # the directory the file "clash" cannot replace
+    result = run_cp(f"s3://{source}/", str(local), "--recursive", "--endpoint-url", s3_env.endpoint_url, "--json")
+    assert result.returncode == 1
+    summary = json.loads(result.stdout)
+    assert (summary["copied"], summary["failed"]) == (len(bodies) - 1, 1)
+    assert [(f["key"], f["reason"]) for f in summary["failures"]] == \
+        [("clash", f"write {local}/clash: Is a directory")]
+    assert (local / "scans" / "day1" / "a.dpx").read_bytes() == b"a" * 10
+    assert (local / "empty").is_dir() and not any((local / "empty").iterdir())
+    assert (local / "clash" / "b").read_bytes() == b"b"
+    assert sorted(p.name for p in local.iterdir()) == ["clash", "empty", "scans"]
+
+
 def test_cp_resolves_named_folders_with_their_own_keys(buckets, s3_env, monkeypatch, tmp_path):
     source, dest = buckets
     client = s3_env.client()
