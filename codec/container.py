@@ -327,7 +327,8 @@ def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memor
         if contiguous:
             written(raster.offset + y * row, raster.offset + (y + rows) * row)
 
-    # plain words: the kernel writes the file's bytes itself
+    # plain words are written by the kernel itself, straight into place; other layouts come back
+    # as pixels, packed by ``final``
     rastercoder.decode(payload, shape=shape, bits=raster.bits, pool=pool, on_rows=final,
                        into=None if order is None else place, big_endian=order == ">")
     if not contiguous:

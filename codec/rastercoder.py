@@ -243,9 +243,10 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
            on_rows=None) -> tuple[np.ndarray | None, int]:
     """The pixels (height, width, channels; uint8 up to 8 bits, else uint16)
     and bit depth of a coded raster, which must have the ``shape`` (and the
-    ``bits``, when given) its container describes.  With ``into`` (uint8, the raster's bytes: one byte
-    a sample up to 8 bits, else two, in the byte order ``big_endian`` says)
-    the samples are written there instead, and None is returned for them.
+    ``bits``, when given) its container describes.  With ``into`` (uint8, the
+    raster's bytes: one byte a sample up to 8 bits, else two, in the byte order
+    ``big_endian`` says) the samples are written there instead, and None is
+    returned for them.
     ``on_rows(pixels, first row, rows)`` (pixels None with ``into``) is called
     on the thread that decoded each tile, once its rows are written: work on
     them there finds them in that core's cache."""

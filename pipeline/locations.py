@@ -6,6 +6,7 @@ and passed in as ``folders``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -57,12 +58,13 @@ def endpoint_problem(url: str) -> str | None:
     """Why ``url`` cannot be an S3 endpoint (None when it can): http(s), a host, an optional
     port, nothing after them (requests go to the host's root, so a path would be lost)."""
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(url)
         port_ok = parts.port is None or parts.port > 0
     except ValueError:
         parts, port_ok = None, False
+    shown = re.sub(r"//[^/]*@", "//…@", url)     # never a password it may carry
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        return f"{url!r} is not an http(s) endpoint URL (write http://HOST:PORT or https://HOST)"
+        return f"{shown!r} is not an http(s) endpoint URL (write http://HOST:PORT or https://HOST)"
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
-        return f"{url!r}: an S3 endpoint URL is a scheme, a host and a port, with no path, query or user"
+        return f"{shown!r}: an S3 endpoint URL is a scheme, a host and a port, with no path, query or user"
     return None

@@ -29,6 +29,7 @@ def listing(client, bucket):
     ("one object moved into its own prefix", "is the source itself"),
     ("not an endpoint URL", "'notaurl' is not an http(s) endpoint URL"),
     ("an endpoint URL with a path", "an S3 endpoint URL is a scheme, a host and a port, with no path"),
+    ("an endpoint URL with a password", "'http://…@127.0.0.1:1': an S3 endpoint URL is a scheme"),
 ])
 def test_refused_jobs_say_why_and_write_nothing(case, expected, buckets, s3_env, head_node):
     source, dest = buckets
@@ -58,6 +59,8 @@ def test_refused_jobs_say_why_and_write_nothing(case, expected, buckets, s3_env,
         args["endpoint_url"] = "notaurl"
     elif case == "an endpoint URL with a path":
         args["endpoint_url"] = s3_env.endpoint_url + "/under/a/path"
+    elif case == "an endpoint URL with a password":
+        args["endpoint_url"] = "http://someone:not-the-secret@127.0.0.1:1"
     with pytest.raises(errors.PermanentError) as refused:
         node.service.create(**args)
     assert expected in str(refused.value)

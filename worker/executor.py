@@ -79,7 +79,8 @@ class Executor:
         for obj in task["objects"]:
             if place_of(Location(source.spec, obj["key"])) == place_of(Location(destination.spec, obj["dest_key"])):
                 # the head node refuses such jobs; should one get here, its copy is the source itself
-                failed.append({"key": obj["key"], "reason": "the destination is the source itself; the source was kept"})
+                failed.append({"key": obj["key"],
+                               "reason": "the destination is the source itself; the source was kept"})
                 continue
             try:
                 found = destination.head(obj["dest_key"])
