@@ -26,6 +26,9 @@ GiB = 1 << 30
 MAX_SINGLE_COPY = 5 * GiB
 MAX_PARTS = 10_000
 MIN_PART = 5 * MiB
+# the keys of one batch, in UTF-8: JSON escapes can triple them, and the task and the event that
+# reports it (with both keys of every object) must stay well inside SNS's 256 KiB message limit
+MAX_BATCH_KEY_BYTES = 48 << 10
 
 
 @dataclass(frozen=True)
@@ -109,17 +112,20 @@ def plan_page(page: Iterable[ObjectInfo], *, source_prefix: str, dest_prefix: st
               settings: PlanSettings) -> PlannedPage:
     planned = PlannedPage([], [])
     batch: list[dict] = []
-    batch_bytes = 0
+    batch_bytes = key_bytes = 0
     for obj in page:
         dest_key = map_key(obj.key, source_prefix, dest_prefix)
         if is_multipart(obj.size, settings):
             planned.multipart.append((obj, dest_key))
             continue
-        if batch and (len(batch) >= settings.batch_objects or batch_bytes + obj.size > settings.batch_bytes):
+        keys = len(obj.key.encode()) + len(dest_key.encode())
+        if batch and (len(batch) >= settings.batch_objects or batch_bytes + obj.size > settings.batch_bytes
+                      or key_bytes + keys > MAX_BATCH_KEY_BYTES):
             planned.copy_batches.append(batch)
-            batch, batch_bytes = [], 0
+            batch, batch_bytes, key_bytes = [], 0, 0
         batch.append({"key": obj.key, "dest_key": dest_key, "size": obj.size, "etag": obj.etag})
         batch_bytes += obj.size
+        key_bytes += keys
     if batch:
         planned.copy_batches.append(batch)
     return planned

@@ -33,6 +33,26 @@ def test_copy_task_round_trips_through_json(objects):
     assert messages.load(json.loads(json.dumps(task)), messages.TASKS) == task
 
 
+@pytest.mark.parametrize("char", ["k", "é", "画", "😀"])
+def test_batches_of_long_keys_stay_inside_a_queue_message(char):
+    """S3 keys run to 1,024 bytes, and JSON writes a non-ASCII character as up to 12. A batch of
+    such keys is cut short, so its task and the event that reports it stay well inside SNS's
+    256 KiB (SQS takes 1 MiB); every object is planned once, in order."""
+    from pipeline.planner import PlanSettings, plan_page
+    from pipeline.store import ObjectInfo
+    stem = char * ((1000 - 20) // len(char.encode()))
+    page = [ObjectInfo(f"in/{stem}{n:06d}", 10, "d41d8cd98f00b204e9800998ecf8427e") for n in range(300)]
+    batches = plan_page(page, source_prefix="in/", dest_prefix="out/longer/", settings=PlanSettings()).copy_batches
+    assert [o["key"] for batch in batches for o in batch] == [o.key for o in page]
+    for batch in batches:
+        task = messages.build("CopyObjects", job_id=1, task_id="1-1", source=STORE, destination=STORE, objects=batch)
+        event = messages.build("ObjectsCopied", job_id=1, task_id="1-1", failed=[], copied=[
+            {"key": o["key"], "dest_key": o["dest_key"], "size": 10, "skipped": False,
+             "checksum": "md5:d41d8cd98f00b204e9800998ecf8427e"} for o in batch])
+        assert max(len(json.dumps(task)), len(json.dumps(event))) < 200_000
+    assert all(len(batch) >= 20 for batch in batches[:-1]), "cut no shorter than the limit needs"
+
+
 @pytest.mark.parametrize("raw, complaint", [
     (submission(colour="red"), "colour: Unknown field"),
     (submission(schema_version=2), "schema_version"),
