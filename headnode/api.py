@@ -8,7 +8,7 @@ rendered by one handler.
 from __future__ import annotations
 
 from flask import current_app
-from flask_smorest import Blueprint
+from flask_smorest import Api, Blueprint
 from marshmallow import Schema, fields, validate
 
 from pipeline import errors, messages
@@ -242,6 +242,37 @@ def job_log(args, job_id):
     job = _service().get(job_id)
     return list(JobLog.select().where(JobLog.job == job).order_by(JobLog.id)
                 .limit(args["limit"]).offset(args["offset"]))
+
+
+class RestApi(Api):
+    """flask-smorest's API, its HTTP errors (a request that fails validation, a malformed
+    body, an unknown route) in the shape of every other error of the API: a code word, a
+    message a person can read, the status, and the field errors where there are some."""
+
+    def handle_http_exception(self, error):
+        payload, status, headers = super().handle_http_exception(error)
+        body = {"code": error.name.lower().replace(" ", "_"), "status": status,
+                "message": payload.get("message") or field_summary(payload.get("errors")) or error.description}
+        if "errors" in payload:
+            body["errors"] = payload["errors"]
+        return body, status, headers
+
+
+def field_summary(errors: dict | None) -> str:
+    """``field: problem; …`` from marshmallow's errors by location ({"json": {"tier": [...]}})."""
+    parts = []
+
+    def walk(path: list[str], found) -> None:
+        if isinstance(found, dict):
+            for key, inner in found.items():
+                walk(path if key == "_schema" else [*path, str(key)], inner)
+        else:
+            problems = " ".join(map(str, found if isinstance(found, list) else [found]))
+            parts.append(f"{'.'.join(path) or 'request'}: {problems}")
+
+    for found in (errors or {}).values():
+        walk([], found)
+    return "; ".join(parts)
 
 
 STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403, "sign_in_failed": 401, "locked": 429,

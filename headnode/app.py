@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import Flask
-from flask_smorest import Api
 
 import ui
 from pipeline import errors
@@ -45,7 +44,7 @@ def create_app(config: dict | None = None, *, node=None) -> Flask:
         MAX_CONTENT_LENGTH=16 << 20)
     accounts = AccountService(node.config)
     auth.init_app(app, accounts)
-    rest = Api(app)
+    rest = api.RestApi(app)
     for blueprint in (api.blp, api_accounts.blp, api_folders.blp, api_admin.blp, api_mail.blp):
         rest.register_blueprint(blueprint)
     rest.register_blueprint(api_backup.blp)

@@ -183,6 +183,26 @@ def test_a_missing_job_is_404(idle_node, method, path):
     assert response.json()["code"] == "not_found" and "424242" in response.json()["message"]
 
 
+@pytest.mark.parametrize("send, code, status, message", [
+    ({"json": {"source": "/x", "destination": "/y", "colour": "red"}}, "unprocessable_entity", 422,
+     "colour: Unknown field."),
+    ({"json": {"source": "/x", "destination": "/y", "tier": "platinum", "recursive": "perhaps"}},
+     "unprocessable_entity", 422, "recursive: Not a valid boolean.; tier: Must be one of: express, plus, ultra."),
+    ({"json": [1, 2]}, "unprocessable_entity", 422, "request: Invalid input type."),
+    ({"data": "{not json", "headers": {"Content-Type": "application/json"}}, "bad_request", 400,
+     "request: Invalid JSON body."),
+], ids=["unknown field", "two bad fields", "not an object", "not JSON"])
+def test_a_refused_request_says_why_in_the_shape_of_every_error(idle_node, send, code, status, message):
+    """Requests that fail validation answer like the API's other errors (code word, message,
+    status), with the field errors beside the message."""
+    _, rest = idle_node
+    response = rest.post("/jobs", **send)
+    body = response.json()
+    assert (response.status_code, body["code"], body["status"]) == (status, code, status)
+    assert "; ".join(sorted(body["message"].split("; "))) == message
+    assert body["errors"]
+
+
 def test_openapi_document_lists_the_paths(idle_node):
     _, rest = idle_node
     rest.session.headers.pop("Authorization")
