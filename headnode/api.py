@@ -244,10 +244,22 @@ def job_log(args, job_id):
                 .limit(args["limit"]).offset(args["offset"]))
 
 
+class ErrorOut(Schema):
+    """What every error of the API answers (for the OpenAPI document)."""
+    code = fields.String(metadata={"description": "what went wrong, as a word: not_found, conflict, "
+                                                  "unprocessable_entity, preflight_failed, …"})
+    message = fields.String(metadata={"description": "what went wrong, for a person"})
+    status = fields.Integer(metadata={"description": "the HTTP status"})
+    errors = fields.Dict(metadata={"description": "field errors by location (json, query) of a request "
+                                                  "that failed validation"})
+    checks = fields.List(fields.Dict(), metadata={"description": "every check of a failed pre-flight"})
+
+
 class RestApi(Api):
     """flask-smorest's API, its HTTP errors (a request that fails validation, a malformed
     body, an unknown route) in the shape of every other error of the API: a code word, a
     message a person can read, the status, and the field errors where there are some."""
+    ERROR_SCHEMA = ErrorOut
 
     def handle_http_exception(self, error):
         payload, status, headers = super().handle_http_exception(error)

@@ -213,3 +213,5 @@ def test_openapi_document_lists_the_paths(idle_node):
                           "/api/v1/jobs/{job_id}/cancel": {"post"}, "/api/v1/jobs/{job_id}/retry": {"post"},
                           "/api/v1/jobs/{job_id}/failures": {"get"}, "/api/v1/jobs/{job_id}/log": {"get"}}.items():
         assert methods <= set(paths[path]), path
+    error = document.json()["components"]["schemas"]["ErrorOut"]["properties"]
+    assert (error["code"]["type"], error["status"]["type"], error["message"]["type"]) == ("string", "integer", "string")
