@@ -17,7 +17,7 @@ from pipeline.store import ObjectInfo
 from headnode import models
 from headnode.aggregator import finish_if_done
 from headnode.jobs import JobService
-from headnode.models import Job, Upload, db
+from headnode.models import Job, ObjectFailure, Upload, db
 
 log = logging.getLogger("cloudmover.planning")
 
@@ -51,6 +51,9 @@ class Planner:
             self._plan(job)
         except errors.PipelineError as exc:
             self._fail(job, str(exc))
+        except Exception as exc:    # a bug or data nothing foresaw: this job fails, the others go on
+            log.exception("planning job %s failed", job.id)
+            self._fail(job, f"{type(exc).__name__}: {exc}")
         return True
 
     def _plan(self, job: Job) -> None:
@@ -116,7 +119,9 @@ class Planner:
                                 part_size=options["part_size"], batch_objects=options["batch_objects"],
                                 whole_object_limit=options.get("whole_object_limit", 0))
         source_prefix, dest_prefix = job.source["prefix"], job.destination["prefix"]
-        planned = plan_page(page, source_prefix=source_prefix, dest_prefix=dest_prefix, settings=settings)
+        unnamed = [o for o in page if not _is_text(o.key)]
+        planned = plan_page([o for o in page if _is_text(o.key)] if unnamed else page,
+                            source_prefix=source_prefix, dest_prefix=dest_prefix, settings=settings)
         codec = options.get("codec", "none")
         task_codec = {"codec": codec} if codec != "none" else {}   # absent from plain copy tasks
         uploads = []
@@ -142,10 +147,11 @@ class Planner:
                 models.log(job, f"{len(uploads)} object(s) larger than the image codec limit of "
                                 f"{settings.whole_object_limit} bytes move unchanged, in parts "
                                 f"(first: {uploads[0][0].key})", "warning")
-            job.objects_total += len(page)
+            listed_again = sum(not _fail_unnamed(job, obj.key) for obj in unnamed)
+            job.objects_total += len(page) - listed_again
             job.bytes_total += sum(o.size for o in page)
             job.largest_object = max(job.largest_object, max(o.size for o in page))
-            job.plan_marker = page[-1].key
+            job.plan_marker = next((o.key for o in reversed(page) if _is_text(o.key)), job.plan_marker)
             if job.state == "planning":
                 job.state = "running"
             job.save()
@@ -159,6 +165,29 @@ class Planner:
             job.save()
             models.log(job, job.error, "error")
         finish_if_done(self.service, job.id)
+
+
+def _is_text(key: str) -> bool:
+    """Whether ``key`` is text: a local file's name that is not valid UTF-8 comes listed with
+    the bytes it cannot decode as lone surrogates, which no S3 key (nor the database) holds."""
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _fail_unnamed(job: Job, key: str) -> bool:
+    """Record a file whose name cannot be a key as a failed object, with its name as far as it
+    reads; False when it was already (a restarted head node lists again after the last key
+    it could store)."""
+    shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if ObjectFailure.select().where((ObjectFailure.job == job) & (ObjectFailure.key == shown)).exists():
+        return False
+    ObjectFailure.create(job=job, key=shown, reason="its name is not valid UTF-8, which no S3 key can be: "
+                                                    "rename it and copy it again")
+    job.objects_failed += 1
+    return True
 
 
 def _identical(source, destination, obj: ObjectInfo, dest_key: str) -> bool:

@@ -42,7 +42,7 @@ class LocalStore:
     def check(self, write: bool = False) -> None:
         if write:
             try:
-                self.root.mkdir(parents=True, exist_ok=True)
+                make_directories(self.root)
             except OSError as exc:
                 raise errors.AccessDenied(f"cannot create directory {self.root}: {exc.strerror}") from exc
             if not os.access(self.root, os.W_OK):
@@ -63,25 +63,38 @@ class LocalStore:
 
     def _walk(self, directory: Path, base: str, *, prefix: str, recursive: bool,
               after: str) -> Iterator[ObjectInfo]:
-        """Objects under ``directory`` in key order (a directory sorts as ``name/``)."""
-        try:
-            entries = list(os.scandir(directory))
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        keyed = sorted((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in entries)
-        for name, entry in keyed:
-            key = base + name
-            if _TEMP_MARK in entry.name:
+        """Objects under ``directory`` in key order (a directory sorts as ``name/``), depth first
+        with a stack of its own: no tree is too deep for it."""
+        stack = [iter(self._entries(directory, base))]
+        while stack:
+            key, entry = next(stack[-1], (None, None))
+            if entry is None:
+                stack.pop()
+            elif _TEMP_MARK in entry.name:
                 continue
-            if name.endswith("/"):
+            elif key.endswith("/"):
                 if key < after and not after.startswith(key):
                     continue  # every key below sorts before ``after``
                 if prefix.startswith(key) or (recursive and key.startswith(prefix)):
-                    yield from self._walk(Path(entry.path), key, prefix=prefix, recursive=recursive,
-                                          after=after)
+                    stack.append(iter(self._entries(Path(entry.path), key)))
             elif key > after and key.startswith(prefix) and entry.is_file():
                 if recursive or "/" not in key[len(prefix):]:
-                    yield ObjectInfo(key, entry.stat().st_size, None)
+                    try:
+                        size = entry.stat().st_size
+                    except FileNotFoundError:
+                        continue    # gone since the directory was read: as if listed a moment later
+                    yield ObjectInfo(key, size, None)
+
+    def _entries(self, directory: Path, base: str) -> list:
+        """(key, entry) of each entry of ``directory``, sorted by key."""
+        try:
+            with os.scandir(directory) as found:
+                entries = list(found)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:  # unreadable: its files must not be left out without a word
+            raise errors.AccessDenied(f"list {directory}: {exc.strerror}") from exc
+        return sorted((base + (e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e) for e in entries)
 
     def head(self, key: str) -> ObjectInfo | None:
         target = self.path(key)
@@ -123,11 +136,11 @@ class LocalStore:
                 raise errors.StoreError(f"write {self.spec.url(key)}: a key ending in / names a directory, "
                                         f"which cannot hold {len(data)} bytes")
             with self._writing(key):
-                target.mkdir(parents=True, exist_ok=True)
+                make_directories(target)
             return md5.hex()
         temp = target.with_name(f".{target.name}{_TEMP_MARK}{uuid.uuid4().hex}")
         with self._writing(key):
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_directories(target.parent)
             try:
                 with open(temp, "wb") as handle:
                     handle.write(data)
@@ -155,7 +168,7 @@ class LocalStore:
         upload_id = uuid.uuid4().hex
         temp = self._upload_path(key, upload_id)
         with self._writing(key):
-            temp.parent.mkdir(parents=True, exist_ok=True)
+            make_directories(temp.parent)
             temp.touch()
         return upload_id
 
@@ -190,6 +203,23 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+
+def make_directories(path: Path) -> None:
+    """``path`` and whichever of its parents are missing, one level after the other: pathlib's
+    and os's own are recursive, and a tree deeper than Python's recursion limit broke them."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            if not directory.is_dir():  # a file where a directory must be
+                raise
 
 
 class _Limited(io.RawIOBase):

@@ -20,6 +20,11 @@ def parse_location(text: str, *, endpoint_url: str | None = None, region: str | 
                    credentials: Credentials | None = None, folders: dict | None = None) -> Location:
     if not text or not text.strip():
         raise BadLocation("a location is empty")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a path whose bytes are not UTF-8 (argv keeps them as lone surrogates)
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise BadLocation(f"{shown!r} is not valid UTF-8, which no S3 key can be: rename it") from None
     if endpoint_url and (problem := endpoint_problem(endpoint_url)):
         raise BadLocation(problem)
     if text.startswith("s3://"):

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
+from pathlib import Path
 
 import boto3
 import pytest
@@ -99,6 +102,93 @@ def test_a_local_move_onto_itself_or_inside_itself_is_refused(tmp_path, source, 
     assert (tmp_path / "keep.txt").read_bytes() == b"precious"
     assert sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "tree").rglob("*")) == \
         ["tree/sub", "tree/sub/a.bin"]
+
+
+def test_a_file_whose_name_is_not_utf8_fails_alone_and_stays(tmp_path):
+    """No S3 key (nor the database) holds a name that is not UTF-8: such a file is a failed
+    object with the reason, and a move leaves it where it is; named as the source itself, the
+    job is refused."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "good.bin").write_bytes(b"good")
+    bad = os.path.join(os.fsencode(source), b"bad\xffname.bin")
+    with open(bad, "wb") as handle:
+        handle.write(b"kept")
+    result = run_cp(str(source), str(tmp_path / "dst"), "--recursive", "--move", "--json")
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["copied"], summary["failed"], summary["deleted"]) == (1, 1, 1)
+    assert summary["failures"] == [{"key": "bad\ufffdname.bin", "kind": "copy", "reason":
+                                    "its name is not valid UTF-8, which no S3 key can be: rename it and copy it again"}]
+    assert (tmp_path / "dst" / "good.bin").read_bytes() == b"good"
+    assert Path(os.fsdecode(bad)).read_bytes() == b"kept"
+    refused = run_cp(os.fsdecode(bad), str(tmp_path / "dst"))
+    assert refused.returncode == 2
+    assert "'" + str(source) + "/bad\ufffdname.bin' is not valid UTF-8, which no S3 key can be" in refused.stderr
+
+
+def take_down(top: Path) -> None:
+    """Remove a chain of ``d`` directories (files beside each) bottom up: shutil.rmtree, like
+    os.makedirs, recurses once per level, and such a tree breaks it (pytest's clean-up too)."""
+    levels = [top]
+    while (levels[-1] / "d").is_dir():
+        levels.append(levels[-1] / "d")
+    for level in reversed(levels):
+        for entry in level.iterdir():
+            entry.unlink()
+        level.rmdir()
+
+
+def test_a_tree_deeper_than_the_recursion_limit_is_copied_whole(tmp_path):
+    source, destination = tmp_path / "src", tmp_path / "dst"
+    depth = sys.getrecursionlimit() + 100
+    try:
+        level = source
+        level.mkdir()
+        for _ in range(depth):      # one level at a time: os.makedirs itself recurses per level
+            level = level / "d"
+            level.mkdir()
+        (level / "deepest.bin").write_bytes(b"down here")
+        (source / "top.bin").write_bytes(b"up here")
+        result = run_cp(str(source), str(destination), "--recursive", "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert json.loads(result.stdout)["copied"] == 2
+        assert (destination / level.relative_to(source) / "deepest.bin").read_bytes() == b"down here"
+    finally:
+        for top in (source, destination):
+            if top.is_dir():
+                take_down(top)
+
+
+@pytest.mark.parametrize("failure, reason", [
+    (RuntimeError("disk on fire"), "planning failed: RuntimeError: disk on fire"),
+    (PermissionError(13, "Permission denied"), "planning failed: list {dir}: Permission denied"),
+], ids=["unforeseen", "unreadable directory"])
+def test_a_job_whose_planning_fails_fails_alone(tmp_path, head_node, monkeypatch, failure, reason):
+    """A directory that cannot be read fails its job with the reason (its files are not left
+    out without a word); so does an error nothing foresaw, and the planner goes on to the next
+    job instead of retrying that one forever."""
+    from headnode.models import JobLog
+    broken, fine = tmp_path / "broken", tmp_path / "fine"
+    for root in (broken, fine):
+        (root / "zz-dir").mkdir(parents=True)
+        (root / "a.bin").write_bytes(b"a")
+        (root / "zz-dir" / "b.bin").write_bytes(b"b")
+    scandir = os.scandir
+
+    def failing(path):
+        if os.fspath(path) == str(broken / "zz-dir"):
+            raise failure
+        return scandir(path)
+    monkeypatch.setattr(os, "scandir", failing)     # the operating system's failure, injected
+    node = head_node(workers=1)
+    first = node.service.create(source=str(broken), destination=str(tmp_path / "out1"))
+    second = node.service.create(source=str(fine), destination=str(tmp_path / "out2"))
+    failed = wait_finished(node.service, first.id)
+    assert failed.state == "failed" and failed.error == reason.format(dir=broken / "zz-dir")
+    assert JobLog.select().where((JobLog.job == first.id) & (JobLog.message == failed.error)).exists()
+    assert wait_finished(node.service, second.id).state == "complete"
+    assert sorted(p.name for p in (tmp_path / "out2").rglob("*.bin")) == ["a.bin", "b.bin"]
 
 
 def test_a_worker_never_deletes_a_source_that_is_its_own_copy(tmp_path):
