@@ -31,6 +31,8 @@ class LocalStore:
         self.root = Path(spec.bucket).resolve()
 
     def path(self, key: str) -> Path:
+        if "\0" in key:   # S3 allows it; no file name can hold it (os would raise ValueError)
+            raise errors.BadLocation(f"key {key!r} holds a NUL character, which no file name can")
         target = (self.root / key).resolve()
         if target != self.root and self.root not in target.parents:
             raise errors.BadLocation(f"key {key!r} would land outside {self.root}")

@@ -58,3 +58,20 @@ def test_put_verified_checks_the_size_when_the_etag_is_not_an_md5():
     assert strategies.put_verified(Store("abc-2"), "k", DATA, md5=MD5, attrs=None, what="w").startswith("md5:")
     with pytest.raises(errors.VerificationFailed, match="the destination holds 3 bytes, expected 500"):
         strategies.put_verified(Store("abc-2", size=3), "k", DATA, md5=MD5, attrs=None, what="w")
+
+
+@pytest.mark.parametrize("key, complaint", [
+    ("frames/a\0b.dpx", "holds a NUL character, which no file name can"),
+    ("../outside.dpx", "would land outside"),
+    ("n" * 300 + "/x.dpx", "File name too long"),
+])
+def test_a_key_no_file_can_be_named_after_fails_that_object_alone(tmp_path, key, complaint):
+    """Keys S3 allows but a disk does not: a permanent error for that object (the rest of its
+    batch still copies), never an exception that would fail the whole task."""
+    from pipeline.localstore import LocalStore
+    from pipeline.store import StoreSpec
+    store = LocalStore(StoreSpec("local", str(tmp_path / "root")))
+    with pytest.raises(errors.PermanentError, match=complaint):
+        strategies.put_verified(store, key, DATA, md5=MD5, attrs=ObjectAttributes(), what="w")
+    assert strategies.put_verified(store, "frames/fine.dpx", DATA, md5=MD5, attrs=ObjectAttributes(),
+                                   what="w") == f"md5:{MD5.hex()}"
