@@ -20,6 +20,7 @@ from headnode.jobs import JobService
 from headnode.models import Job, ObjectFailure, Upload, db
 
 log = logging.getLogger("cloudmover.planning")
+UNNAMED = "its name is not valid UTF-8, which no S3 key can be: rename it and copy it again"
 
 
 class Planner:
@@ -90,7 +91,10 @@ class Planner:
         if options.get("retry_keys") is not None:
             keys = [k for k in options["retry_keys"] if job.plan_marker is None or k > job.plan_marker]
             for start in range(0, len(keys), self.page_size):
-                yield [self._head(source, key) for key in keys[start:start + self.page_size]]
+                page = [found for key in keys[start:start + self.page_size]
+                        if (found := self._still_there(job, source, key)) is not None]
+                if page:
+                    yield page
             return
         if options["single"]:
             if job.plan_marker is None:
@@ -105,6 +109,21 @@ class Planner:
                 page = page[self.page_size:]
         if page:
             yield page
+
+    @staticmethod
+    def _still_there(job: Job, source, key: str) -> ObjectInfo | None:
+        """A failed object to retry, or None when it is gone from the source (a failure of its
+        own: the others are still retried)."""
+        found = source.head(key)
+        if found is None:
+            with db.atomic("IMMEDIATE"):
+                job = Job.get_by_id(job.id)
+                # a name shown with U+FFFD is one that could never be read: say that again
+                reason = UNNAMED if "\ufffd" in key else "it is no longer at the source"
+                if _fail_object(job, key, reason):
+                    job.objects_total += 1
+                    job.save()
+        return found
 
     @staticmethod
     def _head(source, key: str) -> ObjectInfo:
@@ -179,13 +198,17 @@ def _is_text(key: str) -> bool:
 
 def _fail_unnamed(job: Job, key: str) -> bool:
     """Record a file whose name cannot be a key as a failed object, with its name as far as it
-    reads; False when it was already (a restarted head node lists again after the last key
-    it could store)."""
-    shown = key.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    if ObjectFailure.select().where((ObjectFailure.job == job) & (ObjectFailure.key == shown)).exists():
+    reads (see ``_fail_object``)."""
+    return _fail_object(job, key.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), UNNAMED)
+
+
+def _fail_object(job: Job, key: str, reason: str) -> bool:
+    """Record ``key`` as a failed object found while planning; False when it already is (a
+    restarted head node lists again after the last key it stored)."""
+    if ObjectFailure.select().where((ObjectFailure.job == job) & (ObjectFailure.key == key)
+                                    & ~ObjectFailure.retried).exists():
         return False
-    ObjectFailure.create(job=job, key=shown, reason="its name is not valid UTF-8, which no S3 key can be: "
-                                                    "rename it and copy it again")
+    ObjectFailure.create(job=job, key=key, reason=reason)
     job.objects_failed += 1
     return True
 

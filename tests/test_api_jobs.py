@@ -139,18 +139,30 @@ def test_retry_copies_the_failed_objects_again(idle_node, start_worker, buckets,
     early = rest.post(f"/jobs/{job['id']}/retry")
     assert early.status_code == 409 and "still running" in early.json()["message"]
 
-    client.delete_object(Bucket=source, Key="small/00007")   # vanishes after planning, before copying
+    for key in ("small/00007", "small/00011"):    # vanish after planning, before copying
+        client.delete_object(Bucket=source, Key=key)
     start_worker(node)
     done = wait_job(rest, job["id"])
     assert done["state"] == "complete_with_warnings", done
-    assert (done["objects_done"], done["objects_failed"]) == (len(objects) - 1, 1)
+    assert (done["objects_done"], done["objects_failed"]) == (len(objects) - 2, 2)
     failures = rest.get(f"/jobs/{job['id']}/failures").json()
-    assert [f["key"] for f in failures] == ["small/00007"] and failures[0]["kind"] == "copy"
+    assert [f["key"] for f in failures] == ["small/00007", "small/00011"] and failures[0]["kind"] == "copy"
 
+    # one comes back before the retry, the other only later: the retry copies the one, and the
+    # other is a failure of its own again (it used to fail the whole retry's planning)
     client.put_object(Bucket=source, Key="small/00007", Body=objects["small/00007"])
     retried = rest.post(f"/jobs/{job['id']}/retry")
     assert retried.status_code == 200, retried.text
     assert retried.json()["state"] == "queued"
+    partly = wait_job(rest, job["id"])
+    assert partly["state"] == "complete_with_warnings" and not partly["error"], partly
+    assert (partly["objects_total"], partly["objects_done"], partly["objects_failed"]) == \
+        (len(objects), len(objects) - 1, 1)
+    assert [(f["key"], f["reason"]) for f in rest.get(f"/jobs/{job['id']}/failures").json()] == \
+        [("small/00011", "it is no longer at the source")]
+
+    client.put_object(Bucket=source, Key="small/00011", Body=objects["small/00011"])
+    assert rest.post(f"/jobs/{job['id']}/retry").status_code == 200
     final = wait_job(rest, job["id"])
     assert final["state"] == "complete", final
     assert (final["objects_total"], final["objects_done"], final["objects_failed"]) == (len(objects),) * 2 + (0,)
