@@ -12,6 +12,7 @@ import threading
 
 from pipeline import errors
 from pipeline.checksums import already_present
+from pipeline.locations import not_utf8
 from pipeline.planner import PlanSettings, part_tasks, plan_page
 from pipeline.store import ObjectInfo
 from headnode import models
@@ -138,9 +139,9 @@ class Planner:
                                 part_size=options["part_size"], batch_objects=options["batch_objects"],
                                 whole_object_limit=options.get("whole_object_limit", 0))
         source_prefix, dest_prefix = job.source["prefix"], job.destination["prefix"]
-        unnamed = [o for o in page if not _is_text(o.key)]
-        planned = plan_page([o for o in page if _is_text(o.key)] if unnamed else page,
-                            source_prefix=source_prefix, dest_prefix=dest_prefix, settings=settings)
+        unreadable = [shown for o in page if (shown := not_utf8(o.key)) is not None]
+        named = [o for o in page if not_utf8(o.key) is None] if unreadable else page
+        planned = plan_page(named, source_prefix=source_prefix, dest_prefix=dest_prefix, settings=settings)
         codec = options.get("codec", "none")
         task_codec = {"codec": codec} if codec != "none" else {}   # absent from plain copy tasks
         uploads = []
@@ -166,11 +167,13 @@ class Planner:
                 models.log(job, f"{len(uploads)} object(s) larger than the image codec limit of "
                                 f"{settings.whole_object_limit} bytes move unchanged, in parts "
                                 f"(first: {uploads[0][0].key})", "warning")
-            listed_again = sum(not _fail_unnamed(job, obj.key) for obj in unnamed)
+            # a file whose name no key can hold fails here, once (a restarted head node lists
+            # again after the last key it could store)
+            listed_again = sum(not _fail_object(job, shown, UNNAMED) for shown in unreadable)
             job.objects_total += len(page) - listed_again
             job.bytes_total += sum(o.size for o in page)
             job.largest_object = max(job.largest_object, max(o.size for o in page))
-            job.plan_marker = next((o.key for o in reversed(page) if _is_text(o.key)), job.plan_marker)
+            job.plan_marker = named[-1].key if named else job.plan_marker
             if job.state == "planning":
                 job.state = "running"
             job.save()
@@ -184,22 +187,6 @@ class Planner:
             job.save()
             models.log(job, job.error, "error")
         finish_if_done(self.service, job.id)
-
-
-def _is_text(key: str) -> bool:
-    """Whether ``key`` is text: a local file's name that is not valid UTF-8 comes listed with
-    the bytes it cannot decode as lone surrogates, which no S3 key (nor the database) holds."""
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _fail_unnamed(job: Job, key: str) -> bool:
-    """Record a file whose name cannot be a key as a failed object, with its name as far as it
-    reads (see ``_fail_object``)."""
-    return _fail_object(job, key.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), UNNAMED)
 
 
 def _fail_object(job: Job, key: str, reason: str) -> bool:

@@ -20,11 +20,8 @@ def parse_location(text: str, *, endpoint_url: str | None = None, region: str | 
                    credentials: Credentials | None = None, folders: dict | None = None) -> Location:
     if not text or not text.strip():
         raise BadLocation("a location is empty")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # a path whose bytes are not UTF-8 (argv keeps them as lone surrogates)
-        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        raise BadLocation(f"{shown!r} is not valid UTF-8, which no S3 key can be: rename it") from None
+    if (shown := not_utf8(text)) is not None:
+        raise BadLocation(f"{shown!r} is not valid UTF-8, which no S3 key can be: rename it")
     if endpoint_url and (problem := endpoint_problem(endpoint_url)):
         raise BadLocation(problem)
     if text.startswith("s3://"):
@@ -72,4 +69,15 @@ def endpoint_problem(url: str) -> str | None:
         return f"{shown!r} is not an http(s) endpoint URL (write http://HOST:PORT or https://HOST)"
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
         return f"{shown!r}: an S3 endpoint URL is a scheme, a host and a port, with no path, query or user"
+    return None
+
+
+def not_utf8(text: str) -> str | None:
+    """None when ``text`` is UTF-8; else how it reads, U+FFFD for each byte that is not (a path
+    or file name whose bytes are not UTF-8 comes from the OS with them as lone surrogates,
+    which no S3 key, database or JSON encoder takes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return None
