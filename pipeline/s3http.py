@@ -1,8 +1,8 @@
-"""A lean S3 request path: http.client keep-alive connections and SigV4.
+"""A lean S3 request path: kept-alive HTTP/1.1 connections (``http11``) and SigV4.
 
-botocore spends about 2 ms of CPU per request; this path about 0.4 ms
-(measured in ``bench/lean-s3-findings.md``), which decides small-object
-throughput when client and server share the CPUs. It serves the requests of
+botocore spends about 2 ms of CPU per request; this path about 0.2 ms (0.4 ms
+on http.client: ``bench/lean-s3-findings.md``, ``bench/README.md``), which
+decides small-object throughput when client and server share the CPUs. It serves the requests of
 a server-side copy on path-style endpoints (``s3store`` says which); the rest
 stays on boto3. Connections are pooled and kept alive; retries are the
 caller's (``call_with_retries``).
@@ -10,7 +10,6 @@ caller's (``call_with_retries``).
 from __future__ import annotations
 
 import hashlib
-import http.client
 import re
 import ssl
 import threading
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import quote, urlsplit
 
-from pipeline import errors
+from pipeline import errors, http11
 from pipeline.credentials import Credentials
 from pipeline.sigv4 import EMPTY_SHA256, SigV4, encode_query
 
@@ -59,19 +58,17 @@ class S3Http:
         self._signer = SigV4(credentials, region)
         self._classify, self._timeout = classify, timeout
         self._tls = ssl.create_default_context() if self.https else None
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[http11.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
 
-    def _acquire(self) -> http.client.HTTPConnection:
+    def _acquire(self) -> http11.Connection:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        if self.https:
-            return http.client.HTTPSConnection(self._hostname, self._port, timeout=self._timeout, context=self._tls)
-        return http.client.HTTPConnection(self._hostname, self._port, timeout=self._timeout)
+        return http11.Connection(self._hostname, self._port, timeout=self._timeout, tls=self._tls)
 
-    def _release(self, conn: http.client.HTTPConnection) -> None:
+    def _release(self, conn: http11.Connection) -> None:
         with self._lock:
             if not self._closed and len(self._idle) < MAX_IDLE:
                 self._idle.append(conn)
@@ -96,29 +93,26 @@ class S3Http:
             conn = self._acquire()
             reused = conn.sock is not None
             try:
-                conn.request(method, target, body=body if body or method in ("PUT", "POST") else None,
-                             headers=signed)
-                response = conn.getresponse()
-                data = response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                answer = conn.exchange(method, target, signed, body)
+            except (http11.ClosedBeforeAnswer, ConnectionResetError, BrokenPipeError) as exc:
                 conn.close()
                 if reused and attempt == 1:
                     continue   # the server closed an idle kept-alive connection: nothing was done
                 raise self._transport_error(what, exc) from exc
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http11.ProtocolError) as exc:
                 conn.close()
                 raise self._transport_error(what, exc) from exc
             break
-        if response.will_close:
+        if answer.will_close:
             conn.close()
         self._release(conn)
-        headers_in = {k.lower(): v for k, v in response.getheaders()}
-        failed = response.status >= 300 or (error_in_200 and b"<Error>" in data[:512])
+        data = answer.body
+        failed = answer.status >= 300 or (error_in_200 and b"<Error>" in data[:512])
         if failed:
-            code = xml_field(data, "Code") or str(response.status)
-            raise self._classify(what=what, status=response.status, code=code,
-                                 message=xml_field(data, "Message") or http.client.responses.get(response.status, ""))
-        return Response(response.status, headers_in, data)
+            code = xml_field(data, "Code") or str(answer.status)
+            raise self._classify(what=what, status=answer.status, code=code,
+                                 message=xml_field(data, "Message") or answer.reason or f"HTTP {answer.status}")
+        return Response(answer.status, answer.headers, data)
 
     @staticmethod
     def _transport_error(what: str, exc: Exception) -> errors.PipelineError:

@@ -36,7 +36,7 @@ def attribute_headers(attrs: ObjectAttributes) -> dict | None:
         headers["x-amz-tagging"] = urlencode(attrs.tags)
     if attrs.storage_class and attrs.storage_class != "STANDARD":
         headers["x-amz-storage-class"] = attrs.storage_class
-    if not all(str(v).isascii() and "\n" not in str(v) for v in headers.values()):
+    if not all(str(v).isascii() and "\n" not in str(v) and "\r" not in str(v) for v in headers.values()):
         return None   # botocore knows how to send those
     return headers
 

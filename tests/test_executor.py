@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
+import pytest
+
+from pipeline import errors
 from pipeline.credentials import Sealer
 from pipeline.locations import parse_location
 from pipeline.store import StoreCache, ref_from_spec
@@ -63,3 +67,24 @@ def test_what_a_codec_job_moves_unchanged_takes_its_share_of_the_copy_budget(buc
     assert sorted(copying.taken) == sorted(len(body) for body in objects.values())
     assert copying.in_use == 0
     assert_same_objects(client, dest, objects)
+
+
+def test_a_batch_keeps_its_order_and_ends_at_its_first_error_with_nothing_left_running():
+    executor = Executor(StoreCache(Sealer("x" * 32)), object_threads=2, memory=MemoryBudget(1 << 20),
+                        copying=MemoryBudget(1 << 20))
+    assert executor._each(lambda i: i * i, list(range(50))) == [i * i for i in range(50)]
+    assert executor._each(lambda i: i, []) == []
+    started, ended = [], []
+
+    def copy(i):
+        started.append(i)
+        time.sleep(0.01)
+        if i == 1:
+            raise errors.TransientStoreError("copy 1: SlowDown")
+        ended.append(i)
+    with pytest.raises(errors.TransientStoreError, match="copy 1"):
+        executor._each(copy, list(range(20)))
+    # the objects after the error were never started (the task is delivered again), and every one
+    # started had ended when the error was raised: nothing of this task still runs
+    assert 2 <= len(started) < 20 and sorted(ended) == sorted(set(started) - {1})
+    executor.close()
