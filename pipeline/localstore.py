@@ -54,13 +54,14 @@ class LocalStore:
 
     # -- reading -------------------------------------------------------------
     def list(self, prefix: str, *, recursive: bool = True, start_after: str | None = None,
-             page_size: int = PAGE) -> Iterator[list[ObjectInfo]]:
+             page_size: int = PAGE, first_page_size: int | None = None) -> Iterator[list[ObjectInfo]]:
         page: list[ObjectInfo] = []
+        size = first_page_size or page_size
         for info in self._walk(self.root, "", prefix=prefix, recursive=recursive, after=start_after or ""):
             page.append(info)
-            if len(page) == page_size:
+            if len(page) == size:
                 yield page
-                page = []
+                page, size = [], page_size
         yield page
 
     def _walk(self, directory: Path, base: str, *, prefix: str, recursive: bool,

@@ -142,18 +142,19 @@ class S3Store:
             raise errors.NoSuchBucket(f"{what}: the bucket does not exist") from None
 
     def list(self, prefix: str, *, recursive: bool = True, start_after: str | None = None,
-             page_size: int = 1000) -> Iterator[list[ObjectInfo]]:
-        token = None
+             page_size: int = 1000, first_page_size: int | None = None) -> Iterator[list[ObjectInfo]]:
+        token, size = None, first_page_size or page_size
         while True:
             if self.lean:
                 page, token = self._lean_list_page(prefix, recursive=recursive, token=token,
-                                                   start_after=start_after, page_size=page_size)
+                                                   start_after=start_after, page_size=size)
             else:
                 page, token = self._boto_list_page(prefix, recursive=recursive, token=token,
-                                                   start_after=start_after, page_size=page_size)
+                                                   start_after=start_after, page_size=size)
             yield page
             if token is None:
                 return
+            size = page_size
 
     def _lean_list_page(self, prefix: str, *, recursive: bool, token: str | None, start_after: str | None,
                         page_size: int) -> tuple[list[ObjectInfo], str | None]:

@@ -67,8 +67,9 @@ class Store(Protocol):
         """Raise a StoreError saying why the store cannot be used."""
 
     def list(self, prefix: str, *, recursive: bool = True, start_after: str | None = None,
-             page_size: int = 1000) -> Iterator[list[ObjectInfo]]:
-        """Pages of (up to ``page_size``) objects under ``prefix`` in key order, after ``start_after``."""
+             page_size: int = 1000, first_page_size: int | None = None) -> Iterator[list[ObjectInfo]]:
+        """Pages of (up to ``page_size``) objects under ``prefix`` in key order, after ``start_after``;
+        the first of up to ``first_page_size`` when given (a listing's first objects, out sooner)."""
 
     def head(self, key: str) -> ObjectInfo | None: ...
 

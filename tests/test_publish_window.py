@@ -183,3 +183,23 @@ def test_a_cancelled_job_is_retried_only_once_nothing_of_it_is_out(head_node, bu
     assert client.list_multipart_uploads(Bucket=dest).get("Uploads", []) == []
     retried = node.service.retry_failed(job.id)
     assert retried.state == "queued" and retried.options["retry_keys"] == ["large/object-0"]
+
+
+def test_the_first_batch_is_planned_and_sent_before_the_rest_is_listed(head_node, buckets, s3_env, monkeypatch):
+    from headnode.models import Job
+    from headnode.planning import Planner
+    source, dest = buckets
+    put_objects(s3_env.client(), source, {f"f/{n:03d}": b"x" * n for n in range(35)})
+    pages, commit = [], Planner._commit_page
+
+    def recorded(self, job, page, *args):
+        pages.append([o.key for o in page])
+        return commit(self, job, page, *args)
+    monkeypatch.setattr(Planner, "_commit_page", recorded)
+    node = head_node(FLEET="none", BATCH_OBJECTS=10)
+    job = node.service.create(source=f"s3://{source}/f/", destination=f"s3://{dest}/", endpoint_url=s3_env.endpoint_url)
+    wait_for(lambda: Job.get_by_id(job.id).planning_done, timeout=60, what="planning")
+    # one batch on its own, listed with a short first request; then the rest, every object once
+    assert [len(page) for page in pages] == [10, 25]
+    assert sum(pages, []) == [f"f/{n:03d}" for n in range(35)]
+    assert states(job.id, "CopyObjects") == ["queued"] * 4

@@ -90,6 +90,12 @@ def test_lean_listing_pages_keys_as_boto3_lists_them(store, s3_env):
     after = [o.key for page in store.list("deep/", start_after="deep/er/a") for o in page]
     assert after == [k for k in keys if k.startswith("deep/") and k > "deep/er/a"]
     assert [o.key for page in store.list("deep/", recursive=False) for o in page] == ["deep/z"]
+    quick = list(store.list("", page_size=3, first_page_size=1))   # then on with the first's token
+    assert [len(page) for page in quick][:2] == [1, 3]
+    assert [(o.key, o.size, o.etag) for page in quick for o in page] == expected
+    # without recursion a page can hold fewer objects than asked (folders take room): still all of them
+    folders = [o.key for page in store.list("", recursive=False, page_size=2, first_page_size=1) for o in page]
+    assert folders == [k for k in keys if "/" not in k]
 
 
 def test_lean_multipart_copy_keeps_bytes_metadata_and_tags(store, s3_env):
