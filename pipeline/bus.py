@@ -26,6 +26,7 @@ import threading
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
+import pipeline.kombu_loading  # noqa: F401  (before kombu: loads it without PyYAML)
 import kombu
 
 from pipeline import sqlite_transport

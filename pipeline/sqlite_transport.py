@@ -146,6 +146,7 @@ from dataclasses import dataclass
 from queue import Empty
 from urllib.parse import unquote
 
+import pipeline.kombu_loading  # noqa: F401  (before kombu: loads it without PyYAML)
 from kombu.exceptions import KombuError
 from kombu.log import get_logger
 from kombu.transport import virtual

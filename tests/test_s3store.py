@@ -140,6 +140,16 @@ def test_lean_bucket_check_says_what_is_wrong(store, s3_env, bucket, secret, exp
 def test_plain_copies_load_neither_boto3_nor_the_codec():
     """Worth ~0.4 s of CPU per process each; a short job pays it in the head node and every worker."""
     code = ("import sys, headnode.cli, headnode.node, headnode.progress, worker.main; "
-            "print(sorted(m for m in ('boto3', 'botocore', 'numpy', 'codec', 'rich') if m in sys.modules))")
+            "print(sorted(m for m in ('boto3', 'botocore', 'numpy', 'codec', 'rich', 'yaml') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
+
+
+def test_kombu_loads_without_yaml_which_stays_importable_and_is_refused_on_the_bus():
+    """PyYAML, which kombu loads to register a serializer the bus never uses, was ~20 ms of each start."""
+    code = ("import sys, pipeline.bus, kombu.serialization as ks, yaml; "
+            "print(callable(yaml.safe_load), 'application/json' in ks.registry._decoders); "
+            "ks.loads(b'a: 1', 'application/x-yaml', 'utf-8', accept={'application/x-yaml'})")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.stdout.split() == ["True", "True"]
+    assert "SerializerNotInstalled" in loaded.stderr   # a YAML message: refused, never parsed
