@@ -17,7 +17,7 @@ import logging
 from pipeline import messages
 from headnode import models
 from headnode.jobs import JobService
-from headnode.models import Job, ObjectFailure, Part, Task, Upload, WorkerState, db
+from headnode.models import FINAL_STATES, Job, ObjectFailure, Part, Task, Upload, WorkerState, db
 
 log = logging.getLogger("cloudmover.aggregator")
 
@@ -49,8 +49,8 @@ class Aggregator:
                 codes = ", ".join(f"{code}×{n}" for code, n in sorted(event.get("retry_codes", {}).items()))
                 models.log(job, f"task {task.task_id}: {event['retries']} request(s) retried ({codes})", "warning")
             follow_ups = handler(job, task, event)
-            task.save()
-            job.save()
+            save_changes(task)
+            save_changes(job)
         if finished or follow_ups:
             # its follow-ups go out at once; a finished task leaves room for one more of the job's
             # (of a cancelled job nothing goes out: its unsent tasks are dropped, follow-ups too,
@@ -93,7 +93,7 @@ class Aggregator:
         Part.insert(upload=upload, part_number=event["part_number"], etag=event["etag"], size=event["size"],
                     checksum=event.get("checksum")).on_conflict_ignore().execute()
         upload.parts_done += 1
-        upload.save()
+        save_changes(upload)
         job.bytes_done += event["size"]
         if upload.parts_done < upload.parts_total or upload.failed:
             return []
@@ -174,6 +174,14 @@ class Aggregator:
                            first_seen=first_seen, bytes_per_second=rate).on_conflict_replace().execute()
 
 
+def save_changes(row) -> None:
+    """Write the columns assigned since ``row`` was read. A whole row rewrote a task's payload
+    (a batch's keys, JSON) and a job's stores and options on every event: most of an event's
+    CPU in the head node."""
+    if row.dirty_fields:
+        row.save(only=row.dirty_fields)
+
+
 def _task_keys(payload: dict) -> list[str]:
     if "objects" in payload:
         return [o["key"] for o in payload["objects"]]
@@ -183,9 +191,13 @@ def _task_keys(payload: dict) -> list[str]:
 def finish_if_done(service: JobService, job_id: int) -> None:
     """Close the job when planning is done and no task is open."""
     with db.atomic("IMMEDIATE"):
-        job = Job.get_by_id(job_id)
-        if job.finished or not job.planning_done or job.open_tasks > 0:
+        # three columns first: after most events the job goes on (a whole row's SELECT is
+        # ~0.7 ms of peewee building its SQL, three times an event)
+        state, planning_done, open_tasks = (Job.select(Job.state, Job.planning_done, Job.open_tasks)
+                                            .where(Job.id == job_id).tuples().get())
+        if state in FINAL_STATES or not planning_done or open_tasks > 0:
             return
+        job = Job.get_by_id(job_id)
         settled = job.objects_done + job.objects_skipped
         if job.error or (job.objects_failed and not settled):
             job.state = "failed"

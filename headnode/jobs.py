@@ -189,7 +189,7 @@ class JobService:
         the very end."""
         queue = busmod.task_queue(job.region)
         with self._publishing:          # the planner and the aggregator both publish
-            if Job.get_by_id(job.id).state == "cancelled":
+            if Job.select(Job.state).where(Job.id == job.id).scalar() == "cancelled":
                 # what was written since the cancel (a page the planner committed as it came, a
                 # completion for a part still out) is dropped, as cancel dropped the rest
                 with db.atomic("IMMEDIATE"):
@@ -202,7 +202,7 @@ class JobService:
                 self.bus.ensure(queue)
                 self._ensured.add(queue)
             sent = self._send(queue, list(Task.select().where(Task.task_id.in_(list(first))
-                                                               & (Task.state == "pending"))))
+                                                               & (Task.state == "pending")))) if first else 0
             while True:
                 room = self.config["PUBLISH_WINDOW"] - (
                     Task.select().where((Task.job == job.id) & (Task.state == "queued")).count())
