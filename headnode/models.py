@@ -11,7 +11,6 @@ import datetime as dt
 import json
 
 import peewee as pw
-from playhouse.migrate import SqliteMigrator, migrate
 
 db = pw.DatabaseProxy()
 
@@ -261,12 +260,13 @@ def connect(path: str) -> pw.SqliteDatabase:
 
 def _add_new_columns(database: pw.SqliteDatabase) -> None:
     """Add the columns a model gained since the database file was created (with their defaults)."""
-    migrator = SqliteMigrator(database)
     for model in MODELS:
         table = model._meta.table_name
         present = {column.name for column in database.get_columns(table)}
         missing = [field for field in model._meta.sorted_fields if field.column_name not in present]
         if missing:
+            from playhouse.migrate import SqliteMigrator, migrate   # loaded (6 ms) only when needed
+            migrator = SqliteMigrator(database)
             migrate(*(migrator.add_column(table, field.column_name, field) for field in missing))
 
 
