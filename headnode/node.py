@@ -28,7 +28,7 @@ from headnode.planning import Planner
 from headnode.submissions import SubmissionConsumer
 
 log = logging.getLogger("cloudmover.headnode")
-POLL_SECONDS = 0.05           # how long a loop waits on its queue before checking for stop
+POLL_SECONDS = 0.02           # how long a loop waits on its queue before checking for stop
 PLAN_POLL_SECONDS = 0.2       # for jobs created elsewhere; one created by this process wakes planning at once
 HOUSEKEEPING_SECONDS = 0.25   # fleet checks: workers start soon after a job does
 DEAD_LETTER_EVERY = 8         # housekeeping rounds between dead-letter checks (about 2 s)
