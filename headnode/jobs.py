@@ -24,7 +24,8 @@ from pipeline import bus as busmod
 from pipeline import errors, messages
 from pipeline.credentials import Credentials, Sealer
 from pipeline.locations import parse_location
-from pipeline.planner import Location, check_not_inside
+from pipeline.places import check_not_inside
+from pipeline.planner import Location
 from pipeline.store import StoreCache, StoreSpec, ref_from_spec
 from headnode import audit, models, preflight
 from headnode.accesserrors import Forbidden

@@ -14,11 +14,9 @@ starts a multipart upload, and persists and publishes what comes out.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from pipeline.errors import BadLocation
 from pipeline.store import ObjectInfo, StoreSpec
 
 MiB = 1 << 20
@@ -75,31 +73,6 @@ def map_key(key: str, source_prefix: str, dest_prefix: str) -> str:
     if not key.startswith(source_prefix):
         raise ValueError(f"{key!r} is not under {source_prefix!r}")
     return dest_prefix + key[len(source_prefix):]
-
-
-def check_not_inside(source: Location, destination: Location, *, recursive: bool) -> None:
-    """Refuse a destination that lies inside the source: the copy would copy itself."""
-    (source_store, source_path), (destination_store, destination_path) = place_of(source), place_of(destination)
-    if source_store != destination_store:
-        return
-    if destination_path == source_path:
-        raise BadLocation(f"the destination {destination.url()} is the source itself")
-    one_file = source.spec.kind == "local" and source.prefix != ""    # nothing lies inside a file
-    if recursive and destination_path.startswith(source_path) and not one_file:
-        raise BadLocation(f"the destination {destination.url()} lies inside the source "
-                          f"{source.url()}: the job would copy its own copies")
-
-
-def place_of(location: Location) -> tuple[tuple, str]:
-    """(the store, the location's path in it): equal for two locations that name the same
-    object or prefix. Local locations are one store, their paths real ones from the root: a
-    directory under the source's, or reached through a link to it, is inside it."""
-    spec = location.spec
-    if spec.kind == "local":
-        path = os.path.realpath(os.path.join(spec.bucket, location.prefix))
-        directory = not location.prefix or location.prefix.endswith("/")
-        return ("local",), (path.rstrip("/") + "/" if directory else path)
-    return (spec.kind, spec.bucket, spec.endpoint_url), location.prefix
 
 
 @dataclass

@@ -30,6 +30,8 @@ def listing(client, bucket):
     ("the source itself", "is the source itself"),
     ("one object moved onto itself", "is the source itself"),
     ("one object moved into its own prefix", "is the source itself"),
+    ("one object moved onto itself through another name of its server", "is the source itself"),
+    ("the source itself through another name of its server", "is the source itself"),
     ("not an endpoint URL", "'notaurl' is not an http(s) endpoint URL"),
     ("an endpoint URL with a path", "an S3 endpoint URL is a scheme, a host and a port, with no path"),
     ("an endpoint URL with a password", "'http://…@127.0.0.1:1': an S3 endpoint URL is a scheme"),
@@ -39,7 +41,10 @@ def test_refused_jobs_say_why_and_write_nothing(case, expected, buckets, s3_env,
     client = s3_env.client()
     client.put_object(Bucket=source, Key="data/a", Body=b"a")
     client.put_object(Bucket=source, Key="empty-dir/", Body=b"")
-    node = head_node()
+    # the same server by another name: localhost for 127.0.0.1, and the port written out
+    same_server = {"bucket": source, "endpoint_url": s3_env.endpoint_url.replace("127.0.0.1", "localhost"),
+                   "access_key_id": s3_env.access_key, "secret_access_key": s3_env.secret_key}
+    node = head_node(FOLDERS={"same": same_server})
     args = {"source": f"s3://{source}/data/", "destination": f"s3://{dest}/out/",
             "endpoint_url": s3_env.endpoint_url}
     if case == "wrong credentials":
@@ -58,6 +63,10 @@ def test_refused_jobs_say_why_and_write_nothing(case, expected, buckets, s3_env,
         args.update(source=f"s3://{source}/data/a", destination=f"s3://{source}/data/a", move=True)
     elif case == "one object moved into its own prefix":
         args.update(source=f"s3://{source}/data/a", destination=f"s3://{source}/data/", move=True)
+    elif case == "one object moved onto itself through another name of its server":
+        args.update(source=f"s3://{source}/data/a", destination="folder:same/data/a", move=True)
+    elif case == "the source itself through another name of its server":
+        args.update(destination="folder:same/data/", move=True)
     elif case == "not an endpoint URL":
         args["endpoint_url"] = "notaurl"
     elif case == "an endpoint URL with a path":
@@ -307,3 +316,21 @@ def test_a_malformed_event_is_kept_in_the_dead_letter_queue(bus_kind, tmp_path, 
     body = kept.json()
     kept.ack()
     assert body["raw"] == "{not an event" and "not valid JSON" in body["malformed"]
+
+
+@pytest.mark.parametrize("a, b, same", [
+    ("http://127.0.0.1:9000", "http://localhost:9000", True),
+    ("http://127.0.0.1:80", "http://127.0.0.1", True),
+    ("https://127.0.0.1", "https://127.0.0.1:443", True),
+    ("http://127.0.0.1:9000", "http://127.0.0.1:9001", False),
+    ("http://no-such-host.invalid:9000", "http://NO-SUCH-HOST.invalid:9000", True),
+    ("http://no-such-host.invalid:9000", "http://other-host.invalid:9000", False),
+    (None, "https://s3.eu-west-1.amazonaws.com", True),       # AWS: bucket names are global
+    (None, "https://s3.amazonaws.com.cn", True),
+    (None, "http://127.0.0.1:9000", False),
+])
+def test_two_endpoints_are_one_server_however_they_are_written(a, b, same):
+    from pipeline.places import same_store
+    from pipeline.store import StoreSpec
+    assert same_store(StoreSpec("s3", "bucket", "us-east-1", a), StoreSpec("s3", "bucket", "eu-west-1", b)) is same
+    assert not same_store(StoreSpec("s3", "bucket", None, a), StoreSpec("s3", "other", None, b))

@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pipeline import errors, messages
 from pipeline.checksums import already_present
-from pipeline.planner import Location, place_of
+from pipeline.places import same_place
+from pipeline.planner import Location
 from pipeline.store import StoreCache
 from worker import strategies
 from worker.codec_settings import CodecSettings
@@ -109,7 +110,7 @@ class Executor:
     def _DeleteObjects(self, task, source, destination) -> dict:
         deleted, failed = [], []
         for obj in task["objects"]:
-            if place_of(Location(source.spec, obj["key"])) == place_of(Location(destination.spec, obj["dest_key"])):
+            if same_place(Location(source.spec, obj["key"]), Location(destination.spec, obj["dest_key"])):
                 # the head node refuses such jobs; should one get here, its copy is the source itself
                 failed.append({"key": obj["key"],
                                "reason": "the destination is the source itself; the source was kept"})
