@@ -56,9 +56,8 @@ class Connection:
         self.sock = sock
 
     def exchange(self, method: str, target: str, headers: dict[str, str], body: bytes = b"") -> Answer:
-        """Send one request and read its whole answer."""
-        if self.sock is None:
-            self._connect()
+        """Send one request and read its whole answer. A header that cannot be sent as it is
+        (a line break, a character beyond Latin-1) raises ValueError before anything is sent."""
         lines = [f"{method} {target} HTTP/1.1", "Accept-Encoding: identity"]
         for name, value in headers.items():
             value = str(value)
@@ -68,6 +67,8 @@ class Connection:
         if body or method in ("PUT", "POST"):
             lines.append(f"Content-Length: {len(body)}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if self.sock is None:
+            self._connect()
         if len(body) <= 64 * 1024:
             self.sock.sendall(head + body)
         else:
@@ -84,24 +85,26 @@ class Connection:
         self._buffer += data
         return True
 
-    def _head(self, first: bool) -> bytes:
+    def _up_to(self, marker: bytes, limit: int, what: str, *, first: bool = False) -> bytes:
+        """The bytes before the next ``marker`` (consumed with it), in at most ``limit`` bytes.
+        ``first``: nothing of the answer was read yet (an empty end is ClosedBeforeAnswer)."""
         while True:
-            end = self._buffer.find(b"\r\n\r\n")
+            end = self._buffer.find(marker)
             if end >= 0:
-                head = bytes(self._buffer[:end])
-                del self._buffer[:end + 4]
-                return head
-            if len(self._buffer) > MAX_HEAD:
-                raise ProtocolError(f"the answer's headers exceed {MAX_HEAD} bytes")
+                found = bytes(self._buffer[:end])
+                del self._buffer[:end + len(marker)]
+                return found
+            if len(self._buffer) > limit:
+                raise ProtocolError(f"no end of {what} in {limit} bytes")
             if not self._fill():
                 if first and not self._buffer:
                     raise ClosedBeforeAnswer("the server closed the connection without answering")
-                raise ProtocolError("the connection ended inside the answer's headers")
+                raise ProtocolError(f"the connection ended inside {what}")
 
     def _answer(self, method: str) -> Answer:
         first = True
         while True:
-            head = self._head(first)
+            head = self._up_to(b"\r\n\r\n", MAX_HEAD, "the answer's headers", first=first)
             first = False
             status_line, _, rest = head.decode("latin-1").partition("\r\n")
             version, _, tail = status_line.partition(" ")
@@ -143,28 +146,19 @@ class Connection:
         del self._buffer[:count]
         return body
 
-    def _line(self) -> bytes:
-        while True:
-            end = self._buffer.find(b"\r\n")
-            if end >= 0:
-                line = bytes(self._buffer[:end])
-                del self._buffer[:end + 2]
-                return line
-            if len(self._buffer) > MAX_CHUNK_LINE:
-                raise ProtocolError("a chunk header line is too long")
-            if not self._fill():
-                raise ProtocolError("the connection ended inside a chunked body")
+    def _chunk_line(self) -> bytes:
+        return self._up_to(b"\r\n", MAX_CHUNK_LINE, "a chunk line")
 
     def _chunked(self) -> bytes:
         parts = []
         while True:
-            size_text = self._line().split(b";", 1)[0].strip()
+            size_text = self._chunk_line().split(b";", 1)[0].strip()
             try:
                 size = int(size_text, 16)
             except ValueError:
                 raise ProtocolError(f"bad chunk size {size_text[:20]!r}") from None
             if size == 0:
-                while self._line():   # trailers, up to the empty line
+                while self._chunk_line():   # trailers, up to the empty line
                     pass
                 return b"".join(parts)
             parts.append(self._exactly(size))

@@ -102,6 +102,9 @@ class S3Http:
             except (OSError, http11.ProtocolError) as exc:
                 conn.close()
                 raise self._transport_error(what, exc) from exc
+            except ValueError as exc:   # nothing was sent: no store would take this request
+                self._release(conn)
+                raise errors.StoreError(f"{what}: {exc}") from exc
             break
         if answer.will_close:
             conn.close()

@@ -176,7 +176,9 @@ def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(scripted,
     (b"SSH-2.0-OpenSSH\r\n\r\n", "not an HTTP/1.x status line"),
     (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header line"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5", "inside a chunked body"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5", "inside a chunk line"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"5" * 5000, "no end of a chunk line in 4096"),
+    (b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70000, "no end of the answer's headers in 65536 bytes"),
     (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabc", "2 bytes short of the body"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"),
     (b"HTTP/1.1 200 OK\r\nContent-Le", "inside the answer's headers"),
@@ -222,3 +224,14 @@ def test_an_error_answer_is_classified_with_the_store_message(scripted):
         client.request("copy", "PUT", "/b/k")
     with pytest.raises(errors.AccessDenied, match="Forbidden"):
         client.request("copy", "PUT", "/b/k")
+
+
+def test_a_header_no_store_could_take_fails_its_request_for_good(scripted):
+    server = scripted((b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False))
+    client = lean(server)
+    with pytest.raises(errors.StoreError, match="copy s3://b/k: header 'x-amz-meta-a' holds a line break"):
+        client.request("copy s3://b/k", "PUT", "/b/k", headers={"x-amz-meta-a": "1\r\n2"})
+    with pytest.raises(errors.StoreError, match="latin-1"):
+        client.request("copy s3://b/k", "PUT", "/b/k", headers={"x-amz-meta-a": "\u4e2d"})
+    client.request("open", "HEAD", "/b")   # the connection went back to the pool unused
+    assert len(server.requests) == 1

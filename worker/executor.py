@@ -70,8 +70,8 @@ class Executor:
         context (where retries are tallied). The first exception is raised once every item
         already started has ended; items not yet started then are skipped.
 
-        One wait for the whole batch, not one per item as ``pool.map`` has: each of those
-        woke this thread and passed the GIL back and forth, a third of a small copy's CPU."""
+        One wait for the whole batch, not one per item as ``pool.map`` has (each of those woke
+        this thread and took the GIL back): 0.20 -> 0.19 ms of CPU a small copy."""
         context = contextvars.copy_context()
         results: list = [None] * len(items)
         errors_seen: list[BaseException] = []
