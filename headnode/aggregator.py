@@ -49,8 +49,8 @@ class Aggregator:
                 codes = ", ".join(f"{code}×{n}" for code, n in sorted(event.get("retry_codes", {}).items()))
                 models.log(job, f"task {task.task_id}: {event['retries']} request(s) retried ({codes})", "warning")
             follow_ups = handler(job, task, event)
-            save_changes(task)
-            save_changes(job)
+            _save_changes(task)
+            _save_changes(job)
         if finished or follow_ups:
             # its follow-ups go out at once; a finished task leaves room for one more of the job's
             # (of a cancelled job nothing goes out: its unsent tasks are dropped, follow-ups too,
@@ -93,7 +93,7 @@ class Aggregator:
         Part.insert(upload=upload, part_number=event["part_number"], etag=event["etag"], size=event["size"],
                     checksum=event.get("checksum")).on_conflict_ignore().execute()
         upload.parts_done += 1
-        save_changes(upload)
+        _save_changes(upload)
         job.bytes_done += event["size"]
         if upload.parts_done < upload.parts_total or upload.failed:
             return []
@@ -174,7 +174,7 @@ class Aggregator:
                            first_seen=first_seen, bytes_per_second=rate).on_conflict_replace().execute()
 
 
-def save_changes(row) -> None:
+def _save_changes(row) -> None:
     """Write the columns assigned since ``row`` was read. A whole row rewrote a task's payload
     (a batch's keys, JSON) and a job's stores and options on every event: most of an event's
     CPU in the head node."""

@@ -202,8 +202,10 @@ class JobService:
             if queue not in self._ensured:   # with its dead-letter queue, before the first task
                 self.bus.ensure(queue)
                 self._ensured.add(queue)
-            sent = self._send(queue, list(Task.select().where(Task.task_id.in_(list(first))
-                                                               & (Task.state == "pending")))) if first else 0
+            sent = 0
+            if first:
+                sent = self._send(queue, list(Task.select().where(Task.task_id.in_(list(first))
+                                                                   & (Task.state == "pending"))))
             while True:
                 room = self.config["PUBLISH_WINDOW"] - (
                     Task.select().where((Task.job == job.id) & (Task.state == "queued")).count())

@@ -145,8 +145,13 @@ class Planner:
                                 part_size=options["part_size"], batch_objects=options["batch_objects"],
                                 whole_object_limit=options.get("whole_object_limit", 0))
         source_prefix, dest_prefix = job.source["prefix"], job.destination["prefix"]
-        unreadable = [shown for o in page if (shown := not_utf8(o.key)) is not None]
-        named = [o for o in page if not_utf8(o.key) is None] if unreadable else page
+        named, unreadable = [], []
+        for obj in page:
+            shown = not_utf8(obj.key)
+            if shown is None:
+                named.append(obj)
+            else:
+                unreadable.append(shown)
         planned = plan_page(named, source_prefix=source_prefix, dest_prefix=dest_prefix, settings=settings)
         codec = options.get("codec", "none")
         task_codec = {"codec": codec} if codec != "none" else {}   # absent from plain copy tasks

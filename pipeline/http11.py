@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import socket
 import ssl
+from dataclasses import dataclass
 
 MAX_HEAD = 64 * 1024          # status line and headers of one answer
 MAX_CHUNK_LINE = 4 * 1024
 READ_SIZE = 64 * 1024
+SEND_WHOLE = 64 * 1024        # a body up to this size goes in the same write as the headers
 
 
 class ProtocolError(Exception):
@@ -29,11 +31,13 @@ class ClosedBeforeAnswer(ConnectionError):
     had closed, where nothing was done (the caller may send the request again)."""
 
 
+@dataclass(slots=True)
 class Answer:
-    __slots__ = ("status", "reason", "headers", "body", "will_close")
-
-    def __init__(self, status: int, reason: str, headers: dict[str, str], body: bytes, will_close: bool):
-        self.status, self.reason, self.headers, self.body, self.will_close = status, reason, headers, body, will_close
+    status: int
+    reason: str
+    headers: dict[str, str]     # names lower-cased, repeated ones joined with ", "
+    body: bytes
+    will_close: bool
 
 
 class Connection:
@@ -69,7 +73,7 @@ class Connection:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         if self.sock is None:
             self._connect()
-        if len(body) <= 64 * 1024:
+        if len(body) <= SEND_WHOLE:
             self.sock.sendall(head + body)
         else:
             self.sock.sendall(head)

@@ -334,3 +334,29 @@ def test_two_endpoints_are_one_server_however_they_are_written(a, b, same):
     from pipeline.store import StoreSpec
     assert same_store(StoreSpec("s3", "bucket", "us-east-1", a), StoreSpec("s3", "bucket", "eu-west-1", b)) is same
     assert not same_store(StoreSpec("s3", "bucket", None, a), StoreSpec("s3", "other", None, b))
+
+
+def test_a_worker_keeps_an_s3_source_named_as_its_own_copy_through_another_server_name(buckets, s3_env):
+    """The same guard on S3: the delete task's destination names the source's bucket and key on
+    the same server written another way (localhost for 127.0.0.1)."""
+    from pipeline.credentials import Credentials, Sealer
+    from pipeline.store import StoreCache, StoreSpec, ref_from_spec
+    from worker.executor import Executor
+    from worker.strategies import MemoryBudget
+    source, _ = buckets
+    client = s3_env.client()
+    client.put_object(Bucket=source, Key="keep.bin", Body=b"precious")
+    sealer = Sealer("x" * 32)
+    creds = Credentials(s3_env.access_key, s3_env.secret_key)
+    ref = lambda url: ref_from_spec(StoreSpec("s3", source, "us-east-1", url, creds), sealer)  # noqa: E731
+    task = {"type": "DeleteObjects", "job_id": 1, "task_id": "t1", "source": ref(s3_env.endpoint_url),
+            "destination": ref(s3_env.endpoint_url.replace("127.0.0.1", "localhost")),
+            "objects": [{"key": "keep.bin", "dest_key": "keep.bin", "size": 8}]}
+    executor = Executor(StoreCache(sealer), object_threads=2, memory=MemoryBudget(1 << 20),
+                        copying=MemoryBudget(1 << 20))
+    try:
+        event = executor.execute(task)
+    finally:
+        executor.close()
+    assert event["deleted"] == [] and event["failed"][0]["reason"].startswith("the destination is the source")
+    assert client.get_object(Bucket=source, Key="keep.bin")["Body"].read() == b"precious"
