@@ -200,28 +200,34 @@ def test_a_job_whose_planning_fails_fails_alone(tmp_path, head_node, monkeypatch
     assert sorted(p.name for p in (tmp_path / "out2").rglob("*.bin")) == ["a.bin", "b.bin"]
 
 
-def test_a_worker_never_deletes_a_source_that_is_its_own_copy(tmp_path):
-    """Should a DeleteObjects task ever name an object as its own copy (the head node refuses
-    such jobs), the worker keeps it and says why."""
+def delete_as_a_worker(source, destination, key: str) -> dict:
+    """The event of a worker's executor running a DeleteObjects task for ``key`` (8 bytes) from
+    the store ``source`` whose copy is in ``destination`` (StoreSpecs)."""
     from pipeline.credentials import Sealer
-    from pipeline.locations import parse_location
     from pipeline.store import StoreCache, ref_from_spec
     from worker.executor import Executor
     from worker.strategies import MemoryBudget
-    (tmp_path / "keep.txt").write_bytes(b"precious")
     sealer = Sealer("x" * 32)
-    same = ref_from_spec(parse_location(str(tmp_path)).spec, sealer)
-    through_link = tmp_path / "link"
-    through_link.symlink_to(tmp_path)
-    task = {"type": "DeleteObjects", "job_id": 1, "task_id": "t1", "source": same,
-            "destination": ref_from_spec(parse_location(str(through_link)).spec, sealer),
-            "objects": [{"key": "keep.txt", "dest_key": "keep.txt", "size": 8}]}
+    task = {"type": "DeleteObjects", "job_id": 1, "task_id": "t1", "source": ref_from_spec(source, sealer),
+            "destination": ref_from_spec(destination, sealer),
+            "objects": [{"key": key, "dest_key": key, "size": 8}]}
     executor = Executor(StoreCache(sealer), object_threads=2, memory=MemoryBudget(1 << 20),
                         copying=MemoryBudget(1 << 20))
     try:
-        event = executor.execute(task)
+        return executor.execute(task)
     finally:
         executor.close()
+
+
+def test_a_worker_never_deletes_a_source_that_is_its_own_copy(tmp_path):
+    """Should a DeleteObjects task ever name an object as its own copy (the head node refuses
+    such jobs), the worker keeps it and says why."""
+    from pipeline.locations import parse_location
+    (tmp_path / "keep.txt").write_bytes(b"precious")
+    through_link = tmp_path / "link"
+    through_link.symlink_to(tmp_path)
+    event = delete_as_a_worker(parse_location(str(tmp_path)).spec, parse_location(str(through_link)).spec,
+                               "keep.txt")
     assert event["deleted"] == []
     assert event["failed"] == [{"key": "keep.txt", "reason": "the destination is the source itself; "
                                                             "the source was kept"}]
@@ -339,24 +345,14 @@ def test_two_endpoints_are_one_server_however_they_are_written(a, b, same):
 def test_a_worker_keeps_an_s3_source_named_as_its_own_copy_through_another_server_name(buckets, s3_env):
     """The same guard on S3: the delete task's destination names the source's bucket and key on
     the same server written another way (localhost for 127.0.0.1)."""
-    from pipeline.credentials import Credentials, Sealer
-    from pipeline.store import StoreCache, StoreSpec, ref_from_spec
-    from worker.executor import Executor
-    from worker.strategies import MemoryBudget
+    from pipeline.credentials import Credentials
+    from pipeline.store import StoreSpec
     source, _ = buckets
     client = s3_env.client()
     client.put_object(Bucket=source, Key="keep.bin", Body=b"precious")
-    sealer = Sealer("x" * 32)
     creds = Credentials(s3_env.access_key, s3_env.secret_key)
-    ref = lambda url: ref_from_spec(StoreSpec("s3", source, "us-east-1", url, creds), sealer)  # noqa: E731
-    task = {"type": "DeleteObjects", "job_id": 1, "task_id": "t1", "source": ref(s3_env.endpoint_url),
-            "destination": ref(s3_env.endpoint_url.replace("127.0.0.1", "localhost")),
-            "objects": [{"key": "keep.bin", "dest_key": "keep.bin", "size": 8}]}
-    executor = Executor(StoreCache(sealer), object_threads=2, memory=MemoryBudget(1 << 20),
-                        copying=MemoryBudget(1 << 20))
-    try:
-        event = executor.execute(task)
-    finally:
-        executor.close()
+    named = s3_env.endpoint_url.replace("127.0.0.1", "localhost")
+    event = delete_as_a_worker(StoreSpec("s3", source, "us-east-1", s3_env.endpoint_url, creds),
+                               StoreSpec("s3", source, "us-east-1", named, creds), "keep.bin")
     assert event["deleted"] == [] and event["failed"][0]["reason"].startswith("the destination is the source")
     assert client.get_object(Bucket=source, Key="keep.bin")["Body"].read() == b"precious"
