@@ -4,7 +4,8 @@ Each event settles one open task, once: events for a task that is already
 done or failed are duplicates (a task delivered twice) and change nothing.
 When every part of a multipart copy has reported, the completing task is
 emitted; when a move's copies are verified, the delete task for their
-sources is emitted. A job closes when its planning is done and no task is
+sources is emitted; the objects of a batch that failed in a way that may pass
+go again in a task of their own. A job closes when its planning is done and no task is
 open: complete, complete with warnings (some objects failed or a source was
 kept), or failed (nothing could be copied, or planning failed). Objects the
 image codec encoded or decoded add their bytes read and written to the job's
@@ -20,6 +21,7 @@ from headnode.jobs import JobService
 from headnode.models import FINAL_STATES, Job, ObjectFailure, Part, Task, Upload, WorkerState, db
 
 log = logging.getLogger("cloudmover.aggregator")
+TASK_ENVELOPE = ("schema_version", "type", "job_id", "task_id", "source", "destination")
 
 
 class Aggregator:
@@ -77,16 +79,19 @@ class Aggregator:
         job.objects_done += sum(1 for o in copied if not o["skipped"])
         job.objects_skipped += sum(1 for o in copied if o["skipped"])
         job.bytes_done += sum(o["size"] for o in copied if not o["skipped"] and task.type != "CompleteMultipart")
-        self._record_failures(job, task, event["failed"])
+        self._record_failures(job, task, [f for f in event["failed"] if not f["retryable"]])
         self._count_codec(job, task, copied)
+        follow_ups = []
         if job.options["move"] and copied and job.state != "cancelled":
             # the delete task checks the copy's size: what was written (an encoded object is smaller)
             objects = [{"key": o["key"], "dest_key": o["dest_key"],
                         "size": o["size"] if o.get("written") is None else o["written"]} for o in copied]
-            deletes = [self.service.task(job, "DeleteObjects", objects=objects)]
-            self.service.add_tasks(job, deletes)
-            return deletes
-        return []
+            follow_ups.append(self.service.task(job, "DeleteObjects", objects=objects))
+        again = [f for f in event["failed"] if f["retryable"]]
+        if again:
+            follow_ups.append(self._copy_again(job, task, again))
+        self.service.add_tasks(job, follow_ups)
+        return follow_ups
 
     def _PartCopied(self, job: Job, task: Task, event: dict) -> list[dict]:
         upload = Upload.get((Upload.job == job) & (Upload.upload_id == event["upload_id"]))
@@ -153,6 +158,19 @@ class Aggregator:
         for note, keys in notes.items():   # one line per reason and task, not one per object
             more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
             models.log(job, f"task {task.task_id}: {keys[0]}{more}: {note}", "warning")
+
+    def _copy_again(self, job: Job, task: Task, again: list[dict]) -> dict:
+        """A task copying the objects of ``task`` that failed in a way that may pass (``again``,
+        from its event), with its options: they go through the queue's redeliveries by
+        themselves, and if they keep failing they alone are recorded as failed."""
+        keys = {failure["key"] for failure in again}
+        options = {k: v for k, v in task.payload.items() if k not in TASK_ENVELOPE}
+        retry = self.service.task(job, "CopyObjects", **{
+            **options, "objects": [o for o in task.payload["objects"] if o["key"] in keys]})
+        more = f" and {len(again) - 1} more" if len(again) > 1 else ""
+        models.log(job, f"task {task.task_id}: {again[0]['key']}{more} not copied, sent again as task "
+                        f"{retry['task_id']}: {again[0]['reason']}", "warning")
+        return retry
 
     def _record_failures(self, job: Job, task: Task, failed: list[dict]) -> None:
         for failure in failed:

@@ -124,6 +124,12 @@ class ObjectFailure(_Strict):
     reason = fields.String(required=True)
 
 
+class CopyFailure(ObjectFailure):
+    retryable = fields.Boolean(load_default=False, metadata={
+        "description": "The copy may pass another time (throttled past its retries, not verified): "
+                       "the head node sends the object again in a task of its own"})
+
+
 class _Event(Message):
     job_id = fields.Integer(required=True)
     task_id = fields.String(required=True)
@@ -136,8 +142,8 @@ class _Event(Message):
 
 class ObjectsCopied(_Event):
     copied = fields.List(fields.Nested(CopiedObject), required=True)
-    failed = fields.List(fields.Nested(ObjectFailure), load_default=list,
-                         metadata={"description": "Objects that failed permanently"})
+    failed = fields.List(fields.Nested(CopyFailure), load_default=list,
+                         metadata={"description": "Objects not copied: for good, or (retryable) this time"})
 
 
 class PartCopied(_Event):

@@ -1,7 +1,7 @@
 """A worker's executor on real SeaweedFS: server-side copies of one task share the
 worker's copy budget (bytes in flight), those a codec job makes of objects it moves
 unchanged too, and a budget smaller than an object slows the copies down but never
-stalls or skips one."""
+stalls or skips one. An object that keeps failing is reported alone, its batch settled."""
 from __future__ import annotations
 
 import os
@@ -15,6 +15,7 @@ from pipeline.credentials import Sealer
 from pipeline.locations import parse_location
 from pipeline.store import StoreCache, ref_from_spec
 from support.budgets import RecordingBudget
+from support.faultproxy import FaultProxy
 from support.objects import assert_same_objects, put_objects
 from worker.executor import Executor
 from worker.strategies import MemoryBudget
@@ -22,9 +23,11 @@ from worker.strategies import MemoryBudget
 KiB = 1 << 10
 
 
-def copy_task(client, buckets, s3_env, objects: dict, sealer: Sealer, **options) -> dict:
+def copy_task(client, buckets, s3_env, objects: dict, sealer: Sealer, *, endpoint_url: str | None = None,
+              **options) -> dict:
     source, _ = buckets
-    specs = [parse_location(f"s3://{bucket}/", endpoint_url=s3_env.endpoint_url).spec for bucket in buckets]
+    specs = [parse_location(f"s3://{bucket}/", endpoint_url=endpoint_url or s3_env.endpoint_url).spec
+             for bucket in buckets]
     heads = {key: client.head_object(Bucket=source, Key=key) for key in objects}
     return {"type": "CopyObjects", "job_id": 1, "task_id": "t1", **options,
             "source": ref_from_spec(specs[0], sealer), "destination": ref_from_spec(specs[1], sealer),
@@ -88,3 +91,25 @@ def test_a_batch_keeps_its_order_and_ends_at_its_first_error_with_nothing_left_r
     # started had ended when the error was raised: nothing of this task still runs
     assert 2 <= len(started) < 20 and sorted(ended) == sorted(set(started) - {1})
     executor.close()
+
+
+def test_an_object_that_keeps_failing_is_reported_alone_unless_nothing_of_its_batch_went_through(buckets, s3_env):
+    source, dest = buckets
+    client = s3_env.client()
+    objects = {f"p/{i:02d}": os.urandom(2 * KiB) for i in range(12)}
+    put_objects(client, source, objects)
+    sealer = Sealer("x" * 32)
+    executor = Executor(StoreCache(sealer), object_threads=8, memory=MemoryBudget(1 << 20),
+                        copying=MemoryBudget(1 << 20))
+    with FaultProxy(s3_env.endpoint_url, fault_rate=1.0, methods=["PUT"], paths=[f"/{dest}/p/05"]) as proxy:
+        event = executor.execute(copy_task(client, buckets, s3_env, objects, sealer, endpoint_url=proxy.endpoint_url))
+        assert sorted(c["key"] for c in event["copied"]) == sorted(k for k in objects if k != "p/05")
+        [failure] = event["failed"]
+        assert failure["key"] == "p/05" and failure["retryable"] and "SlowDown" in failure["reason"], failure
+        # every write throttled: nothing of a batch goes through, and the queue is to deliver it again
+        proxy.paths = None
+        pair = {k: objects[k] for k in ("p/00", "p/01")}
+        with pytest.raises(errors.TransientStoreError, match="SlowDown"):
+            executor.execute(copy_task(client, buckets, s3_env, pair, sealer, endpoint_url=proxy.endpoint_url))
+    executor.close()
+    assert_same_objects(client, dest, {k: v for k, v in objects.items() if k != "p/05"})

@@ -2,15 +2,21 @@
 
 Objects of a ``CopyObjects`` batch are copied concurrently (many requests in
 flight). An object that fails for good (missing, changed, denied) is reported
-in the event's ``failed`` list; an error that retrying may fix escapes as
-``RetryableError`` so the whole task is delivered again (copies are
-idempotent, and the head node counts a task once). The objects of a task with
-an image codec mode go through the codec stage (``codec_stage``), loaded with the
-first of them: plain copies never load the codec.
+in the event's ``failed`` list. One that fails in a way retrying may fix
+(throttled past its retries, a copy that did not verify, an error nobody
+foresaw) is reported there as ``retryable``, and the head node sends it again
+in a task of its own: the rest of its batch is settled, not copied again and
+not reported failed with it. Only when nothing of a batch went through (a
+store that is down) does the error escape, so the queue delivers the whole
+task again (copies are idempotent, and the head node counts a task once).
+The objects of a task with an image codec mode go through the codec stage
+(``codec_stage``), loaded with the first of them: plain copies never load the
+codec.
 """
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +27,8 @@ from pipeline.planner import Location
 from pipeline.store import StoreCache
 from worker import strategies
 from worker.codec_settings import CodecSettings
+
+log = logging.getLogger("cloudmover.worker")
 
 
 class Executor:
@@ -61,7 +69,17 @@ class Executor:
                 return {"ok": _copied(obj, checksum)}
             except errors.PermanentError as exc:
                 return {"failed": {"key": obj["key"], "reason": str(exc)}}
+            except Exception as exc:    # may pass another time: this object alone goes again
+                reason = str(exc) if isinstance(exc, errors.RetryableError) else f"unexpected error: {exc!r}"
+                return {"again": exc, "failed": {"key": obj["key"], "reason": reason, "retryable": True}}
         results = self._each(one, task["objects"])
+        again = [r["again"] for r in results if "again" in r]
+        unforeseen = [exc for exc in again if not isinstance(exc, errors.RetryableError)]
+        if unforeseen:      # one traceback a batch, not one an object
+            log.error("%d object(s) of task %s hit an unexpected error", len(unforeseen), task["task_id"],
+                      exc_info=unforeseen[0])
+        if again and len(again) == len(results):
+            raise again[0]      # nothing went through: the queue delivers the whole task again
         return _event("ObjectsCopied", task, copied=[r["ok"] for r in results if "ok" in r],
                       failed=[r["failed"] for r in results if "failed" in r])
 

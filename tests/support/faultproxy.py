@@ -5,8 +5,8 @@ Requests are forwarded verbatim (method, path and query, headers including
 Host, so SigV4 signatures made for the proxy's URL stay valid upstream), with
 bodies streamed in both directions.  The share of requests answered with the
 error is set by ``fault_rate`` (drawn from a seeded ``random.Random``) and/or
-``every_nth``, optionally only for some HTTP methods; ``faults`` and
-``forwarded`` count what happened.
+``every_nth``, optionally only for some HTTP methods and some paths; ``faults``
+and ``forwarded`` count what happened.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ class FaultProxy:
     """Threaded HTTP/1.1 proxy on 127.0.0.1 and a free port.
 
     A request is eligible for a fault when ``methods`` is None or holds its
-    method.  Eligible request number n (from 1) gets the error when
+    method, and ``paths`` is None or holds the end of its path (percent-decoded,
+    without the query), e.g. ``"/bucket/key"``.  Eligible request number n (from 1) gets the error when
     ``every_nth`` divides n, or else when the seeded generator draws below
     ``fault_rate``.  These attributes may be changed while the proxy runs.
     """
@@ -53,6 +54,7 @@ class FaultProxy:
         fault_rate: float = 0.0,
         every_nth: int | None = None,
         methods: Iterable[str] | None = None,
+        paths: Iterable[str] | None = None,
         seed: int = 0,
         timeout: float = 60.0,
         error: tuple[int, str, str] = SLOWDOWN,
@@ -65,6 +67,7 @@ class FaultProxy:
         self.fault_rate = fault_rate
         self.every_nth = every_nth
         self.methods = methods
+        self.paths = None if paths is None else tuple(paths)
         self.timeout = timeout
         self.error = error
         self.faults = 0
@@ -83,10 +86,14 @@ class FaultProxy:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def _decide(self, method: str) -> bool:
-        """Whether the next request with ``method`` gets a fault (and count it)."""
+    def _decide(self, method: str, target: str) -> bool:
+        """Whether the next request with ``method`` to ``target`` (path and query) gets a
+        fault (and count it)."""
+        path = urllib.parse.unquote(urllib.parse.urlsplit(target).path)
         with self._lock:
             if self.methods is not None and method not in {m.upper() for m in self.methods}:
+                return False
+            if self.paths is not None and not path.endswith(self.paths):
                 return False
             self._eligible += 1
             fault = bool(self.every_nth and self._eligible % self.every_nth == 0)
@@ -162,12 +169,12 @@ class _Handler(BaseHTTPRequestHandler):
     def handle_expect_100(self) -> bool:
         # Decide before inviting the body, so a fault is answered as S3 does:
         # at once, the client never sending the body.
-        self._fault = self.server.proxy._decide(self.command)
+        self._fault = self.server.proxy._decide(self.command, self.path)
         return True if self._fault else super().handle_expect_100()
 
     def _handle(self) -> None:
         decided_early = self._fault is not None  # at Expect: 100-continue
-        fault = self._fault if decided_early else self.server.proxy._decide(self.command)
+        fault = self._fault if decided_early else self.server.proxy._decide(self.command, self.path)
         try:
             if fault:
                 if not decided_early:
