@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import zstandard
 
-from codec.compressors import compressor
+from codec.compressors import compressor, decompressor
 from codec.errors import CodecError
 from codec.pyx import lossless
 from codec.threads import Inline
@@ -143,7 +143,7 @@ def parse(view: memoryview, position: int, *, planes: int, bits: int) -> tuple[P
         if not 1 <= count <= 1 << bits or position + length > len(view):
             raise CodecError("coded raster has a corrupt palette")
         try:
-            deltas = zstandard.ZstdDecompressor().decompressobj().decompress(bytes(view[position:position + length]))
+            deltas = decompressor().decompressobj().decompress(bytes(view[position:position + length]))
         except zstandard.ZstdError as error:
             raise CodecError(f"coded raster has a corrupt palette: {error}") from None
         position += length

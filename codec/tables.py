@@ -12,7 +12,7 @@ then, table after table, (u8 token, u16 frequency) for each entry.
 import numpy as np
 import zstandard
 
-from codec.compressors import compressor
+from codec.compressors import compressor, decompressor
 from codec.errors import CodecError
 from codec.pyx import lossless
 
@@ -49,7 +49,7 @@ def serialize(freq: np.ndarray) -> bytes:
 
 def parse(blob: memoryview) -> np.ndarray:
     try:
-        raw = zstandard.ZstdDecompressor().decompressobj().decompress(bytes(blob))
+        raw = decompressor().decompressobj().decompress(bytes(blob))
     except zstandard.ZstdError as error:
         raise CodecError(f"coded raster tables are corrupt: {error}") from None
     freq, wrong = lossless.parse_table_bytes(raw)
