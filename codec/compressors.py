@@ -5,13 +5,16 @@ Making a compressor costs as much as compressing a few kB with it (a
 decompressor, half as much as reading them back), and neither is safe to
 share between threads.  A context keeps the memory its largest
 input needed, so only streams of bounded size use these: entropy tables (at
-most 22 kB) and palettes (at most 128 kB); a file's own bytes get a fresh one.
+most 22 kB), palettes (at most 128 kB) and a file's bytes outside its rasters
+up to KEPT_COMPRESSOR_BYTES (an image's header); more of a file's own bytes
+get a fresh one.
 """
 import threading
 
 import zstandard
 
 _local = threading.local()
+KEPT_COMPRESSOR_BYTES = 128 << 10
 
 
 def compressor(level: int) -> zstandard.ZstdCompressor:

@@ -27,6 +27,7 @@ import zstandard
 
 from codec import conversion, layouts, rastercoder
 from codec.checksum import RunningChecksum, checksum
+from codec.compressors import KEPT_COMPRESSOR_BYTES, compressor
 from codec.threads import pool_of
 from codec.errors import CodecError
 from codec.pyx import lossless
@@ -188,7 +189,11 @@ def gather_verbatim(view: memoryview, gaps: list[tuple[int, int]]) -> bytes:
 
 
 def pack_stream(data: bytes, level: int) -> bytes:
-    packed = zstandard.ZstdCompressor(level=ZSTD_LEVEL.get(level, 3)).compress(data) if data else b""
+    # an image's header is a few kB, which a new compressor took 15-50 us to start on
+    fresh = len(data) > KEPT_COMPRESSOR_BYTES
+    zstd_level = ZSTD_LEVEL.get(level, 3)
+    packer = zstandard.ZstdCompressor(level=zstd_level) if fresh else compressor(zstd_level)
+    packed = packer.compress(data) if data else b""
     if len(packed) < len(data):
         return VERBATIM.pack(ZSTD, len(packed)) + packed
     return VERBATIM.pack(STORED, len(data)) + data
