@@ -4,8 +4,8 @@ Each event settles one open task, once: events for a task that is already
 done or failed are duplicates (a task delivered twice) and change nothing.
 When every part of a multipart copy has reported, the completing task is
 emitted; when a move's copies are verified, the delete task for their
-sources is emitted; the objects of a batch that failed in a way that may pass
-go again in a task of their own. A job closes when its planning is done and no task is
+sources is emitted; the objects of a batch whose copy or delete failed in a way
+that may pass go again in a task of their own. A job closes when its planning is done and no task is
 open: complete, complete with warnings (some objects failed or a source was
 kept), or failed (nothing could be copied, or planning failed). Objects the
 image codec encoded or decoded add their bytes read and written to the job's
@@ -89,7 +89,7 @@ class Aggregator:
             follow_ups.append(self.service.task(job, "DeleteObjects", objects=objects))
         again = [f for f in event["failed"] if f["retryable"]]
         if again:
-            follow_ups.append(self._copy_again(job, task, again))
+            follow_ups.append(self._again(job, task, again))
         self.service.add_tasks(job, follow_ups)
         return follow_ups
 
@@ -112,11 +112,17 @@ class Aggregator:
 
     def _ObjectsDeleted(self, job: Job, task: Task, event: dict) -> list[dict]:
         job.objects_deleted += len(event["deleted"])
-        for failure in event["failed"]:
+        kept = [f for f in event["failed"] if not f["retryable"]]
+        for failure in kept:
             ObjectFailure.create(job=job, key=failure["key"], reason=failure["reason"], kind="delete",
                                  task_id=task.task_id)
-        job.delete_failures += len(event["failed"])
-        return []
+        job.delete_failures += len(kept)
+        again = [f for f in event["failed"] if f["retryable"]]
+        if not again:
+            return []
+        follow_ups = [self._again(job, task, again)]
+        self.service.add_tasks(job, follow_ups)
+        return follow_ups
 
     def _TaskFailed(self, job: Job, task: Task, event: dict) -> list[dict]:
         task.attempts = max(task.attempts, event["attempt"])
@@ -159,16 +165,17 @@ class Aggregator:
             more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
             models.log(job, f"task {task.task_id}: {keys[0]}{more}: {note}", "warning")
 
-    def _copy_again(self, job: Job, task: Task, again: list[dict]) -> dict:
-        """A task copying the objects of ``task`` that failed in a way that may pass (``again``,
-        from its event), with its options: they go through the queue's redeliveries by
+    def _again(self, job: Job, task: Task, again: list[dict]) -> dict:
+        """A task of ``task``'s type and options for its objects that failed in a way that may
+        pass (``again``, from its event): they go through the queue's redeliveries by
         themselves, and if they keep failing they alone are recorded as failed."""
         keys = {failure["key"] for failure in again}
         options = {k: v for k, v in task.payload.items() if k not in TASK_ENVELOPE}
-        retry = self.service.task(job, "CopyObjects", **{
+        retry = self.service.task(job, task.type, **{
             **options, "objects": [o for o in task.payload["objects"] if o["key"] in keys]})
         more = f" and {len(again) - 1} more" if len(again) > 1 else ""
-        models.log(job, f"task {task.task_id}: {again[0]['key']}{more} not copied, sent again as task "
+        what = "not copied" if task.type == "CopyObjects" else "source not deleted"
+        models.log(job, f"task {task.task_id}: {again[0]['key']}{more} {what}, sent again as task "
                         f"{retry['task_id']}: {again[0]['reason']}", "warning")
         return retry
 

@@ -26,11 +26,6 @@ PLANS = {
         ('codec', 'str', False, True, ('value', None), (('oneof', ('encoded', 'decoded')),)),
         ('note', 'str', False, True, ('value', None), ()),
     ),
-    'CopyFailure': (
-        ('key', 'str', True, False, None, ()),
-        ('reason', 'str', True, False, None, ()),
-        ('retryable', 'bool', False, False, ('value', False), ()),
-    ),
     'CopyObjects': (
         ('schema_version', 'int', True, False, None, (('equal', 1),)),
         ('type', 'str', True, False, None, ()),
@@ -76,6 +71,7 @@ PLANS = {
     'ObjectFailure': (
         ('key', 'str', True, False, None, ()),
         ('reason', 'str', True, False, None, ()),
+        ('retryable', 'bool', False, False, ('value', False), ()),
     ),
     'ObjectRef': (
         ('key', 'str', True, False, None, ()),
@@ -92,7 +88,7 @@ PLANS = {
         ('retries', 'int', False, False, ('value', 0), ()),
         ('retry_codes', ('dict', 'str', 'int'), False, False, ('new', 'dict'), ()),
         ('copied', ('list', ('nested', 'CopiedObject')), True, False, None, ()),
-        ('failed', ('list', ('nested', 'CopyFailure')), False, False, ('new', 'list'), ()),
+        ('failed', ('list', ('nested', 'ObjectFailure')), False, False, ('new', 'list'), ()),
     ),
     'ObjectsDeleted': (
         ('schema_version', 'int', True, False, None, (('equal', 1),)),

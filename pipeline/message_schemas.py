@@ -122,11 +122,8 @@ class CopiedObject(_Strict):
 class ObjectFailure(_Strict):
     key = fields.String(required=True)
     reason = fields.String(required=True)
-
-
-class CopyFailure(ObjectFailure):
     retryable = fields.Boolean(load_default=False, metadata={
-        "description": "The copy may pass another time (throttled past its retries, not verified): "
+        "description": "It may pass another time (throttled past its retries, a copy not verified): "
                        "the head node sends the object again in a task of its own"})
 
 
@@ -142,7 +139,7 @@ class _Event(Message):
 
 class ObjectsCopied(_Event):
     copied = fields.List(fields.Nested(CopiedObject), required=True)
-    failed = fields.List(fields.Nested(CopyFailure), load_default=list,
+    failed = fields.List(fields.Nested(ObjectFailure), load_default=list,
                          metadata={"description": "Objects not copied: for good, or (retryable) this time"})
 
 
@@ -157,7 +154,8 @@ class PartCopied(_Event):
 
 class ObjectsDeleted(_Event):
     deleted = fields.List(fields.String(), required=True)
-    failed = fields.List(fields.Nested(ObjectFailure), load_default=list)
+    failed = fields.List(fields.Nested(ObjectFailure), load_default=list,
+                         metadata={"description": "Sources kept: for good, or (retryable) this time"})
 
 
 class TaskFailed(_Event):

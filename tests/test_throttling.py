@@ -67,3 +67,31 @@ def test_an_object_throttled_on_every_try_fails_alone_and_its_batch_moves_on(buc
     assert_same_objects(client, dest, moved)
     assert listed_keys(client, source) == [poison]
     assert client.get_object(Bucket=source, Key=poison)["Body"].read() == objects[poison]
+
+
+def test_a_source_whose_delete_is_throttled_on_every_try_alone_is_reported_kept(buckets, s3_env, head_node):
+    # a move: every DELETE of one source is throttled; the other 29 sources go, and only that one
+    # is reported kept (before, the whole delete batch was, though most of it had been deleted)
+    source, dest = buckets
+    client = s3_env.client()
+    rng = random.Random(9)
+    objects = {f"d/{n:02d}": rng.randbytes(rng.randint(1, 5000)) for n in range(30)}
+    put_objects(client, source, objects)
+    stuck = "d/04"
+
+    with FaultProxy(s3_env.endpoint_url, fault_rate=1.0, methods=["DELETE"], paths=[f"/{source}/{stuck}"]) as proxy:
+        node = head_node(workers=1, MAX_RECEIVES=2, VISIBILITY_TIMEOUT=5)
+        job = node.service.create(source=f"s3://{source}/d/", destination=f"s3://{dest}/d/", move=True,
+                                  endpoint_url=proxy.endpoint_url)
+        job = wait_finished(node.service, job.id, timeout=300)
+        assert proxy.faults >= 2
+
+    assert job.state == "complete_with_warnings", job.error
+    assert (job.objects_done, job.objects_failed, job.objects_deleted, job.delete_failures) == (30, 0, 29, 1)
+    kept = [(f.key, f.kind, f.reason) for f in ObjectFailure.select().where(ObjectFailure.job == job.id)]
+    assert [(key, kind) for key, kind, _ in kept] == [(stuck, "delete")], kept
+    assert "source kept" in kept[0][2] and "SlowDown" in kept[0][2], kept
+    logged = [line.message for line in JobLog.select().where(JobLog.job == job.id)]
+    assert any(f"{stuck} source not deleted, sent again as task" in line for line in logged), logged
+    assert_same_objects(client, dest, objects)
+    assert listed_keys(client, source) == [stuck]

@@ -9,6 +9,7 @@ in a task of its own: the rest of its batch is settled, not copied again and
 not reported failed with it. Only when nothing of a batch went through (a
 store that is down) does the error escape, so the queue delivers the whole
 task again (copies are idempotent, and the head node counts a task once).
+The sources of a ``DeleteObjects`` task are deleted the same way, one by one.
 The objects of a task with an image codec mode go through the codec stage
 (``codec_stage``), loaded with the first of them: plain copies never load the
 codec.
@@ -69,17 +70,10 @@ class Executor:
                 return {"ok": _copied(obj, checksum)}
             except errors.PermanentError as exc:
                 return {"failed": {"key": obj["key"], "reason": str(exc)}}
-            except Exception as exc:    # may pass another time: this object alone goes again
-                reason = str(exc) if isinstance(exc, errors.RetryableError) else f"unexpected error: {exc!r}"
-                return {"again": exc, "failed": {"key": obj["key"], "reason": reason, "retryable": True}}
+            except Exception as exc:
+                return _again(obj, exc)
         results = self._each(one, task["objects"])
-        again = [r["again"] for r in results if "again" in r]
-        unforeseen = [exc for exc in again if not isinstance(exc, errors.RetryableError)]
-        if unforeseen:      # one traceback a batch, not one an object
-            log.error("%d object(s) of task %s hit an unexpected error", len(unforeseen), task["task_id"],
-                      exc_info=unforeseen[0])
-        if again and len(again) == len(results):
-            raise again[0]      # nothing went through: the queue delivers the whole task again
+        _raise_if_nothing_went_through(task, results)
         return _event("ObjectsCopied", task, copied=[r["ok"] for r in results if "ok" in r],
                       failed=[r["failed"] for r in results if "failed" in r])
 
@@ -126,24 +120,47 @@ class Executor:
         return _event("ObjectsCopied", task, copied=[_copied(obj, checksum)], failed=[])
 
     def _DeleteObjects(self, task, source, destination) -> dict:
-        deleted, failed = [], []
+        results = []
         for obj in task["objects"]:
             if same_place(Location(source.spec, obj["key"]), Location(destination.spec, obj["dest_key"])):
                 # the head node refuses such jobs; should one get here, its copy is the source itself
-                failed.append({"key": obj["key"],
-                               "reason": "the destination is the source itself; the source was kept"})
+                results.append({"failed": {"key": obj["key"],
+                                           "reason": "the destination is the source itself; the source was kept"}})
                 continue
             try:
                 found = destination.head(obj["dest_key"])
                 if found is None or found.size != obj["size"]:
-                    failed.append({"key": obj["key"], "reason": "the copy is not at the destination "
-                                   "with the expected size; the source was kept"})
+                    results.append({"failed": {"key": obj["key"], "reason": "the copy is not at the destination "
+                                               "with the expected size; the source was kept"}})
                     continue
                 source.delete(obj["key"])
-                deleted.append(obj["key"])
+                results.append({"ok": obj["key"]})
             except errors.PermanentError as exc:
-                failed.append({"key": obj["key"], "reason": f"source kept: {exc}"})
-        return _event("ObjectsDeleted", task, deleted=deleted, failed=failed)
+                results.append({"failed": {"key": obj["key"], "reason": f"source kept: {exc}"}})
+            except Exception as exc:
+                results.append(_again(obj, exc))
+        _raise_if_nothing_went_through(task, results)
+        return _event("ObjectsDeleted", task, deleted=[r["ok"] for r in results if "ok" in r],
+                      failed=[r["failed"] for r in results if "failed" in r])
+
+
+def _again(obj: dict, exc: Exception) -> dict:
+    """The result for an object whose copy or delete failed in a way that may pass another time
+    (retryable, or unforeseen): it goes again in a task of its own (see the module's note)."""
+    reason = str(exc) if isinstance(exc, errors.RetryableError) else f"unexpected error: {exc!r}"
+    return {"again": exc, "failed": {"key": obj["key"], "reason": reason, "retryable": True}}
+
+
+def _raise_if_nothing_went_through(task: dict, results: list[dict]) -> None:
+    """Raise the first error when every object of the task failed in a way that may pass: the queue
+    then delivers the whole task again (a store that is down, say)."""
+    again = [r["again"] for r in results if "again" in r]
+    unforeseen = [exc for exc in again if not isinstance(exc, errors.RetryableError)]
+    if unforeseen:      # one traceback a task, not one an object
+        log.error("%d object(s) of task %s hit an unexpected error", len(unforeseen), task["task_id"],
+                  exc_info=unforeseen[0])
+    if again and len(again) == len(results):
+        raise again[0]
 
 
 def _copied(obj: dict, checksum: str | None, *, skipped: bool = False) -> dict:
