@@ -5,11 +5,12 @@ done or failed are duplicates (a task delivered twice) and change nothing.
 When every part of a multipart copy has reported, the completing task is
 emitted; when a move's copies are verified, the delete task for their
 sources is emitted; the objects of a batch whose copy or delete failed in a way
-that may pass go again in a task of their own. A job closes when its planning is done and no task is
-open: complete, complete with warnings (some objects failed or a source was
-kept), or failed (nothing could be copied, or planning failed). Objects the
-image codec encoded or decoded add their bytes read and written to the job's
-codec counters; why a codec job moved an image unchanged goes to the job log.
+that may pass go again in a task of their own. A job closes when its planning
+is done and no task is open: complete, complete with warnings (some objects
+failed or a source was kept), or failed (nothing could be copied, or planning
+failed). Objects the image codec encoded or decoded add their bytes read and
+written to the job's codec counters; why a codec job moved an image unchanged
+goes to the job log.
 """
 from __future__ import annotations
 
@@ -87,9 +88,7 @@ class Aggregator:
             objects = [{"key": o["key"], "dest_key": o["dest_key"],
                         "size": o["size"] if o.get("written") is None else o["written"]} for o in copied]
             follow_ups.append(self.service.task(job, "DeleteObjects", objects=objects))
-        again = [f for f in event["failed"] if f["retryable"]]
-        if again:
-            follow_ups.append(self._again(job, task, again))
+        follow_ups += self._again(job, task, event["failed"])
         self.service.add_tasks(job, follow_ups)
         return follow_ups
 
@@ -117,10 +116,7 @@ class Aggregator:
             ObjectFailure.create(job=job, key=failure["key"], reason=failure["reason"], kind="delete",
                                  task_id=task.task_id)
         job.delete_failures += len(kept)
-        again = [f for f in event["failed"] if f["retryable"]]
-        if not again:
-            return []
-        follow_ups = [self._again(job, task, again)]
+        follow_ups = self._again(job, task, event["failed"])
         self.service.add_tasks(job, follow_ups)
         return follow_ups
 
@@ -165,10 +161,13 @@ class Aggregator:
             more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
             models.log(job, f"task {task.task_id}: {keys[0]}{more}: {note}", "warning")
 
-    def _again(self, job: Job, task: Task, again: list[dict]) -> dict:
-        """A task of ``task``'s type and options for its objects that failed in a way that may
-        pass (``again``, from its event): they go through the queue's redeliveries by
-        themselves, and if they keep failing they alone are recorded as failed."""
+    def _again(self, job: Job, task: Task, failed: list[dict]) -> list[dict]:
+        """For the objects of ``task`` that failed in a way that may pass (``failed`` from its
+        event, retryable), a task of its type and options: they go through the queue's
+        redeliveries by themselves, and if they keep failing they alone are recorded as failed."""
+        again = [failure for failure in failed if failure["retryable"]]
+        if not again:
+            return []
         keys = {failure["key"] for failure in again}
         options = {k: v for k, v in task.payload.items() if k not in TASK_ENVELOPE}
         retry = self.service.task(job, task.type, **{
@@ -177,7 +176,7 @@ class Aggregator:
         what = "not copied" if task.type == "CopyObjects" else "source not deleted"
         models.log(job, f"task {task.task_id}: {again[0]['key']}{more} {what}, sent again as task "
                         f"{retry['task_id']}: {again[0]['reason']}", "warning")
-        return retry
+        return [retry]
 
     def _record_failures(self, job: Job, task: Task, failed: list[dict]) -> None:
         for failure in failed:

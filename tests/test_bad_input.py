@@ -230,7 +230,7 @@ def test_a_worker_never_deletes_a_source_that_is_its_own_copy(tmp_path):
                                "keep.txt")
     assert event["deleted"] == []
     assert event["failed"] == [{"key": "keep.txt", "reason": "the destination is the source itself; "
-                                                            "the source was kept"}]
+                                                            "the source was kept", "retryable": False}]
     assert (tmp_path / "keep.txt").read_bytes() == b"precious"
 
 
