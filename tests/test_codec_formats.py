@@ -245,8 +245,8 @@ def tiff_variant(dtype, tiles, planar, big_endian, bigtiff):
     sample = dtype.kind + str(8 * dtype.itemsize)
     sample += "" if dtype.itemsize == 1 else "be" if big_endian else "le"
     planes = [array[:, :, [p]] for p in range(3)] if planar else [array]
-    pieces = planes if tiles is None else [tile for plane in planes
-                                           for tile in tiled(plane, tiles)]
+    # tiles one after another in the file are one raster, tiles stacked (per plane)
+    pieces = planes if tiles is None else [np.concatenate(list(tiled(plane, tiles))) for plane in planes]
     return "tiff", data, [(piece, sample, 8 * dtype.itemsize) for piece in pieces]
 
 
@@ -510,6 +510,16 @@ def test_exr_decreasing_line_order_is_one_raster_in_file_order():
     new = [table + 40 + (4 - i) * block for i in range(5)]
     data[table:table + 40] = np.array(new, "<u8").tobytes()
     check_file(bytes(data), "exr", [(planes["Y"][::-1], "f16le", 16)])
+
+
+def test_tiles_one_after_another_are_one_raster_and_tiles_apart_stay_apart():
+    array = image((40, 37, 3), np.uint16)           # 3 x 3 tiles of 16 x 16, the last ones padded
+    together = samples.write_tiff(array, tiles=(16, 16))
+    assert [(r.height, r.width) for r in parse(together).rasters] == [(9 * 16, 16)]
+    apart = samples.write_tiff(array, tiles=(16, 16), gap=4)
+    assert [(r.height, r.width) for r in parse(apart).rasters] == [(16, 16)] * 9
+    for data in (together, apart):
+        assert codec.decode(codec.encode(data)) == data
 
 
 def test_writers_are_read_by_independent_readers():
