@@ -274,7 +274,7 @@ def dicom_variant(dtype, bits_stored, channels, frames, planar, syntax):
                                bits_stored=bits_stored)
     sample = dicom_sample(dtype, big_endian)
     pieces = [frame[:, :, [p]] for frame in stack for p in range(channels)] if planar \
-        else list(stack)
+        else [np.concatenate(list(stack))]     # the frames one below the other: one raster
     return "dicom", data, [(piece, sample, bits) for piece in pieces]
 
 
@@ -293,8 +293,8 @@ def fits_variant(dtype, planes, extension):
     sample = {"u1": "u8", "i2": "i16be", "u2": "i16be", "i4": "i32be", "f4": "f32be", "i8": "i64be",
               "f8": "f64be"}[
         np.dtype(dtype).str[1:]]
-    stack = array.reshape(-1, 7, 9)
-    return "fits", data, [(plane, sample, 8 * array.dtype.itemsize) for plane in stack]
+    stacked = array.reshape(-1, 9)      # the planes one below the other: one raster
+    return "fits", data, [(stacked, sample, 8 * array.dtype.itemsize)]
 
 
 def exr_variant(types, origin=(0, 0)):

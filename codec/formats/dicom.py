@@ -7,8 +7,9 @@ explicit VR big endian.  The data set is walked element by element (nested
 sequences of defined or undefined length are skipped) collecting the image
 pixel module — Rows, Columns, SamplesPerPixel, BitsAllocated 8/16/32,
 BitsStored, PixelRepresentation, PlanarConfiguration, NumberOfFrames —
-until Pixel Data (7FE0,0010).  Each frame is one raster (one per plane when
-PlanarConfiguration is 1).  16-bit rasters carry ``bits = BitsStored`` when
+until Pixel Data (7FE0,0010).  The frames are one raster, stacked one below
+the other (one raster per plane of each frame when PlanarConfiguration is 1).
+16-bit rasters carry ``bits = BitsStored`` when
 every sample fits that many bits (checked), else 16.  Encapsulated
 (compressed) pixel data and subsampled YBR_*_422/420 data are not modelled.
 """
@@ -133,9 +134,14 @@ def _frames(image: dict, *, offset: int, length: int, data, o: str) -> list[Rast
         bits = _significant_bits(data, offset=offset, count=plane * planes * frames // 2,
                                  dtype=sample.replace("le", "").replace("be", ""), o=o,
                                  stored=image.get("stored", 16))
-    return [Raster(offset=offset + index * plane, length=plane, height=rows, width=columns,
-                   channels=1 if planar else samples, bits=bits, sample=sample)
-            for index in range(frames * planes)]
+    if planar:
+        return [Raster(offset=offset + index * plane, length=plane, height=rows, width=columns,
+                       channels=1, bits=bits, sample=sample)
+                for index in range(frames * planes)]
+    # the frames lie one after another: one raster of them stacked, so that a multi-frame image
+    # shares one set of statistics and palettes, as a FITS cube's planes do (codec/formats/fits.py)
+    return [Raster(offset=offset, length=plane * frames, height=rows * frames, width=columns,
+                   channels=samples, bits=bits, sample=sample)]
 
 
 def _sample(allocated: int, *, signed: bool, o: str) -> str:

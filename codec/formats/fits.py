@@ -7,9 +7,9 @@ to a whole block.  Data are big-endian; the data size of any HDU is
 reader step over tables and other extensions.  Images with BITPIX 8 (``u8``),
 16 (``i16be``: signed, so BZERO=32768 unsigned data map straight back to
 their unsigned values), 32 (``i32be``), 64 (``i64be``), -32 (``f32be``) and
--64 (``f64be``) become one raster per plane: NAXIS1 is the width, NAXIS2 the
-height, and every further axis counts planes.  Random groups and truncated
-data stay verbatim.
+-64 (``f64be``) become one raster: NAXIS1 is the width, NAXIS2 the height, and
+every further axis counts planes, stacked one below the other (the whole planes
+of truncated data; the rest stays verbatim).  Random groups stay verbatim.
 """
 from math import prod
 
@@ -80,6 +80,11 @@ def _planes(axes: list, *, bitpix: int, start: int, size: int) -> list[Raster]:
     plane = width * height * abs(bitpix) // 8
     if not plane:
         return []
-    return [Raster(offset=start + index * plane, length=plane, height=height, width=width,
-                   channels=1, bits=abs(bitpix), sample=SAMPLES[bitpix])
-            for index in range(planes) if start + (index + 1) * plane <= size]
+    # the planes lie one after another: one raster of them stacked, so that a cube shares one set
+    # of statistics (40 planes of 64 x 64 from a CT coded 3.49x one raster a plane, 4.56x stacked;
+    # 8 of 256 x 256 4.26x and 4.38x)
+    whole = min(planes, (size - start) // plane)
+    if whole <= 0:
+        return []
+    return [Raster(offset=start, length=whole * plane, height=whole * height, width=width,
+                   channels=1, bits=abs(bitpix), sample=SAMPLES[bitpix])]
