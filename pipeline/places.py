@@ -23,6 +23,7 @@ from pipeline.planner import Location
 from pipeline.store import StoreSpec
 
 AWS_DOMAINS = ("amazonaws.com", "amazonaws.com.cn")
+AWS = (frozenset({"aws"}), 0)
 
 
 def check_not_inside(source: Location, destination: Location, *, recursive: bool) -> None:
@@ -50,10 +51,8 @@ def same_store(a: StoreSpec, b: StoreSpec) -> bool:
         return True    # one file system: the paths tell
     if a.bucket != b.bucket:
         return False
-    server_a, server_b = _server(a.endpoint_url), _server(b.endpoint_url)
-    if server_a == "aws" or server_b == "aws":
-        return server_a == server_b
-    return server_a[1] == server_b[1] and bool(server_a[0] & server_b[0])
+    (names_a, port_a), (names_b, port_b) = _server(a.endpoint_url), _server(b.endpoint_url)
+    return port_a == port_b and bool(names_a & names_b)
 
 
 def _path(location: Location) -> str:
@@ -66,14 +65,15 @@ def _path(location: Location) -> str:
     return path.rstrip("/") + "/" if directory else path
 
 
-def _server(endpoint_url: str | None):
-    """'aws', or (the addresses the endpoint's host goes to, its port)."""
+def _server(endpoint_url: str | None) -> tuple[frozenset[str], int]:
+    """(the names and addresses the endpoint's host goes to, its port); AWS, any region, is
+    one server of its own (port 0: no endpoint URL has it)."""
     if not endpoint_url:
-        return "aws"
+        return AWS
     parts = urlsplit(endpoint_url)
     host = (parts.hostname or "").lower().rstrip(".")
     if any(host == domain or host.endswith("." + domain) for domain in AWS_DOMAINS):
-        return "aws"
+        return AWS
     return _addresses(host), parts.port or (443 if parts.scheme == "https" else 80)
 
 

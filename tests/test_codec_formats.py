@@ -522,6 +522,18 @@ def test_tiles_one_after_another_are_one_raster_and_tiles_apart_stay_apart():
         assert codec.decode(codec.encode(data)) == data
 
 
+def test_a_cut_fits_cube_stacks_its_whole_planes_and_keeps_the_rest_verbatim():
+    cube = image((5, 7, 9, 1), np.uint16)[..., 0]
+    data = samples.write_fits(cube)
+    [whole] = parse(data).rasters
+    assert (whole.height, whole.width) == (5 * 7, 9)
+    cut = data[:whole.offset + 2 * 7 * 9 * 2 + 50]     # two planes and part of the third
+    [two] = parse(cut).rasters
+    assert (two.offset, two.height, two.width) == (whole.offset, 2 * 7, 9)
+    for data in (data, cut):
+        assert codec.decode(codec.encode(data)) == data
+
+
 def test_writers_are_read_by_independent_readers():
     tifffile = pytest.importorskip("tifffile", reason="tifffile cross-checks the TIFF writer")
     pydicom = pytest.importorskip("pydicom", reason="pydicom cross-checks the DICOM writer")

@@ -42,9 +42,10 @@ class FaultProxy:
 
     A request is eligible for a fault when ``methods`` is None or holds its
     method, and ``paths`` is None or holds the end of its path (percent-decoded,
-    without the query), e.g. ``"/bucket/key"``.  Eligible request number n (from 1) gets the error when
-    ``every_nth`` divides n, or else when the seeded generator draws below
-    ``fault_rate``.  These attributes may be changed while the proxy runs.
+    without the query), e.g. ``"/bucket/key"``.  Eligible request number n
+    (from 1) gets the error when ``every_nth`` divides n, or else when the
+    seeded generator draws below ``fault_rate``.  These attributes may be
+    changed while the proxy runs.
     """
 
     def __init__(
