@@ -36,6 +36,7 @@ from codec.raster import Raster
 MAGIC = b"\x89CMV\r\n\x1a\n"
 VERSION = 1
 PARALLEL_BYTES = 1 << 16    # below this much work per thread, threads cost more than they give
+BIG_FILE = 1 << 20          # from this size a file's checksum is worth a thread of its own
 STORED, ZSTD = 0, 1
 PIXELS, SHUFFLED = 1, 2
 MAX_ORIGINAL = 1 << 40          # refuse to allocate more than this when decoding
@@ -78,7 +79,12 @@ class Placed:
         return np.stack([starts, starts + row], axis=1)
 
 
-def threads_for(size: int, threads: int) -> int:
+def threads_for(size: int, threads: int, rasters: list[Raster]) -> int:
+    """Threads for a file of ``size`` bytes with these rasters: one unless some raster's
+    tiles keep more than one busy (a file's checksum alone, beside the rest, paid
+    nothing below a MiB and cost up to 10% of a small image's time, handed over and back)."""
+    if size < BIG_FILE and not any(rastercoder.worth_threads(r.height, r.width, r.channels) for r in rasters):
+        return 1
     return max(1, min(threads, size // PARALLEL_BYTES))
 
 
@@ -92,7 +98,7 @@ def encode(data, *, kind: str | None, rasters: list[Raster], level: int, threads
     view = memoryview(data).cast("B")
     parts = []
     placed = []
-    with pool_of(threads_for(len(view), threads)) as pool:
+    with pool_of(threads_for(len(view), threads, rasters)) as pool:
         digest = pool.submit(checksum, view)     # alongside the rasters, when there are threads
         for raster in rasters:
             payload = encode_raster(view, raster, level=level, pool=pool)
@@ -280,7 +286,7 @@ def decode(data, *, threads: int, max_size: int | None = None) -> bytes:
         position += end - start
     if position != len(verbatim):
         raise CodecError("container is corrupt: verbatim bytes do not fit around the rasters")
-    with pool_of(threads_for(size, threads)) as pool:
+    with pool_of(threads_for(size, threads, [where.raster for where, _, _ in header.rasters])) as pool:
         for where, method, payload in header.rasters:
             decode_raster(target, where, method, payload, pool=pool, written=running.written)
     if running.digest() != header.checksum:

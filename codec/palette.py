@@ -33,6 +33,7 @@ class Palettes:
     """Per plane: the sorted values used (or None), as lookup tables for the kernels."""
     values: list
     packed: list = None     # per plane, a Future of the stored form of its values (encoding only)
+    rank_table: np.ndarray = None   # per plane, value → rank where it has values (encoding only, from ``choose``)
 
     @property
     def active(self) -> bool:
@@ -42,13 +43,14 @@ class Palettes:
         return max(bits if v is None else max(1, (len(v) - 1).bit_length()) for v in self.values)
 
     def ranks(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
-        """value → rank lookup per plane, for encoding."""
+        """value → rank lookup per plane, for encoding (a plane without values has size 0)."""
+        sizes = np.array([0 if v is None else 1 << bits for v in self.values], dtype=np.int32)
+        if self.rank_table is not None and self.rank_table.shape[1] == 1 << bits:
+            return self.rank_table, sizes
         tables = np.zeros((len(self.values), 1 << bits), dtype=np.uint16)
-        sizes = np.zeros(len(self.values), dtype=np.int32)
         for plane, values in enumerate(self.values):
             if values is not None:
                 tables[plane, values] = np.arange(len(values), dtype=np.uint16)
-                sizes[plane] = 1 << bits
         return tables, sizes
 
     def levels(self) -> tuple[np.ndarray, np.ndarray]:
@@ -68,8 +70,10 @@ def choose(used: np.ndarray, samples_per_plane: int, *, pool=None) -> Palettes:
     make them pay; the planes are weighed side by side on ``pool`` (an executor)."""
     bits = (used.shape[1] - 1).bit_length()
     pool = pool or Inline()
-    picks = list(pool.map(lambda plane: _pick(plane, used[plane], bits, samples_per_plane, pool), range(len(used))))
-    return Palettes([values for values, _ in picks], [stored for _, stored in picks])
+    ranks = np.empty((len(used), 1 << bits), dtype=np.uint16)   # a plane's row is read only if it has values
+    picks = list(pool.map(lambda plane: _pick(plane, used[plane], ranks[plane], samples_per_plane, pool),
+                          range(len(used))))
+    return Palettes([values for values, _ in picks], [stored for _, stored in picks], ranks)
 
 
 def could_pay(used: np.ndarray) -> np.ndarray:
@@ -85,12 +89,15 @@ def _may_pay(plane: int, count: int, bits: int) -> bool:
     return plane < MAX_PALETTED and bits >= MIN_BITS and 0 < count <= WORTH_IT * (1 << bits)
 
 
-def _pick(plane: int, marks: np.ndarray, bits: int, samples_per_plane: int, pool) -> tuple:
-    """(values, Future of the stored form) of the plane's palette, or (None, None) when it would not pay."""
-    values = np.flatnonzero(marks.view(np.bool_)).astype(np.uint16)   # marks are 0 or 1; bools scan faster
-    count = len(values)
+def _pick(plane: int, marks: np.ndarray, ranks: np.ndarray, samples_per_plane: int, pool) -> tuple:
+    """(values, Future of the stored form) of the plane's palette, or (None, None) when it
+    would not pay; each value's rank goes in ``ranks`` (the plane's row of the rank table)."""
+    bits = (len(marks) - 1).bit_length()
+    values = np.empty(len(marks), dtype=np.uint16)
+    count = lossless.palette_scan(marks, values, ranks)
     if not _may_pay(plane, count, bits):
         return None, None
+    values = values[:count]
     # conservatively, ranks save half a bit per sample for each bit of range they drop
     saving = samples_per_plane * (bits - np.log2(count)) / 16
     if saving >= 2 * _packed_bound(count):

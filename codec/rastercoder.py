@@ -91,10 +91,7 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
             return encode_parts(samples, bits, level=level, pool=own, checked=checked)
     height, width, channels = samples.height, samples.width, samples.channels
     rows = tile_rows(width * channels)
-    if height - rows < rows // 4:
-        # one tile, or one and a sliver: helpers would only take small side jobs, and handing
-        # them over and back cost more than they took (two threads ran such rasters 0-15%
-        # slower than one)
+    if not worth_threads(height, width, channels):
         pool = Inline()
     channel_of = np.array(plane_order(channels), dtype=np.uint16)
     palettes = palette.Palettes([None] * channels)
@@ -283,6 +280,8 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
         raise CodecError("coded raster's depth does not match its descriptor")
     row_bytes = width * channels * itemsize
     channel_of = np.array(plane_order(channels), dtype=np.uint16)
+    if not worth_threads(height, width, channels):
+        pool = Inline()
 
     def run(tile: Tile) -> bool:
         # the kernel writes the tile's rows in place: channels interleaved, palettes applied
@@ -344,6 +343,15 @@ def padded(data: np.ndarray, position: int, length: int) -> np.ndarray:
     out = np.zeros(length + lossless.PADDING, dtype=np.uint8)
     out[:length] = data[position:position + length]
     return out
+
+
+def worth_threads(height: int, width: int, channels: int) -> bool:
+    """Whether a raster's tiles keep more than one thread busy: not when they are one
+    tile, or one and a sliver.  Helpers would only take small side jobs, and handing
+    them over and back cost more than they took (two threads ran such rasters 0-15%
+    slower than one, encoding and decoding)."""
+    rows = tile_rows(width * channels)
+    return height - rows >= rows // 4
 
 
 def tile_rows(row_samples: int) -> int:

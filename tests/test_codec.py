@@ -333,6 +333,8 @@ def test_palettes_are_chosen_by_their_stored_size(seed, bits, share, scale, thre
         assert len(stored[plane]) <= palette._packed_bound(count)
         if pays:
             np.testing.assert_array_equal(chosen.values[plane], values[plane])
+            # the kernel's rank of each value is its place among the plane's values
+            np.testing.assert_array_equal(chosen.ranks(bits)[0][plane][values[plane]], np.arange(count))
     assert written == palette.serialize(palette.Palettes(
         [v if c is not None else None for v, c in zip(values, chosen.values)],
         [Inline.submit(lambda s=s: s) for s in stored]))

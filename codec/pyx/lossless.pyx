@@ -1566,6 +1566,25 @@ def palette_values(const uint8_t[::1] deltas, int bits):
     return None if flat or value >= (1u << bits) else values
 
 
+def palette_scan(const uint8_t[::1] marks, uint16_t[::1] values, uint16_t[::1] ranks):
+    """The levels ``marks`` flags (nonzero) in ``values``, rising, and each
+    flagged level's rank among them at its place in ``ranks`` (the others get
+    the next flagged level's rank: nothing looks them up).  Returns how many
+    are flagged.  (numpy's flatnonzero and a fancy-indexed rank table took
+    0.15 ms a 16-bit plane, serial work holding the GIL before any tile.)"""
+    cdef Py_ssize_t n = marks.shape[0], v
+    cdef uint32_t count = 0
+    if n > 1 << 16 or values.shape[0] < n or ranks.shape[0] < n:
+        raise ValueError("at most 65,536 levels, with a place for each in values and ranks")
+    with nogil:
+        for v in range(n):
+            # without a branch: the marks follow no pattern a predictor could learn
+            ranks[v] = <uint16_t>count
+            values[count] = <uint16_t>v
+            count += marks[v] != 0
+    return count
+
+
 def unpack_fields(const uint8_t[::1] data, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
                   bint big_endian, tuple shifts, int width, uint16_t[::1] out):
     """Samples of a one-word bitfield layout (each ``word_bytes`` word holds
