@@ -28,7 +28,7 @@ import zstandard
 from codec import conversion, layouts, rastercoder
 from codec.checksum import RunningChecksum, checksum
 from codec.compressors import KEPT_COMPRESSOR_BYTES, compressor
-from codec.threads import pool_of
+from codec.threads import Pending, pool_of
 from codec.errors import CodecError
 from codec.pyx import lossless
 from codec.raster import Raster
@@ -98,13 +98,13 @@ def encode(data, *, kind: str | None, rasters: list[Raster], level: int, threads
     view = memoryview(data).cast("B")
     parts = []
     placed = []
+    digest = Pending(checksum, view)     # taken beside the first raster's tiles (or else here)
     with pool_of(threads_for(len(view), threads, rasters)) as pool:
-        digest = pool.submit(checksum, view)     # alongside the rasters, when there are threads
         for raster in rasters:
-            payload = encode_raster(view, raster, level=level, pool=pool)
+            payload = encode_raster(view, raster, level=level, pool=pool, side=digest)
             if payload is not None:
                 placed.append(payload)
-        digest = digest.result()
+    digest = digest.result()
     verbatim = gather_verbatim(view, uncovered([p for p, _, _ in placed], len(view)))
     name = (kind or "").encode("ascii")
     parts.append(MAGIC + bytes([VERSION, len(name)]) + name + FIXED.pack(len(view), digest))
@@ -120,9 +120,9 @@ def encode(data, *, kind: str | None, rasters: list[Raster], level: int, threads
     return b"".join(parts)
 
 
-def encode_raster(view: memoryview, raster: Raster, *, level: int, pool):
+def encode_raster(view: memoryview, raster: Raster, *, level: int, pool, side: Pending | None = None):
     """(placement, method, payload as a list of parts) for a raster, or None
-    to keep it verbatim."""
+    to keep it verbatim; ``side`` may run beside its tiles."""
     try:
         where = Placed(raster, stride_of(raster))
         if where.stride < row_bytes(raster) or raster.offset + where.stride * (raster.height - 1) \
@@ -138,12 +138,12 @@ def encode_raster(view: memoryview, raster: Raster, *, level: int, pool):
             # samples stored as plain words: the kernels read the file's bytes themselves
             samples = rastercoder.Samples(np.frombuffer(rows, dtype=np.uint8), raster.height, raster.width,
                                           raster.channels, 1 if raster.bits <= 8 else 2, order == ">")
-            payload = rastercoder.encode_parts(samples, raster.bits, level=level, pool=pool)
+            payload = rastercoder.encode_parts(samples, raster.bits, level=level, pool=pool, side=side)
             return None if payload is None else (where, PIXELS, payload)
         pixels = conversion.unpack_exact(compact(raster), rows, row=row_bytes(raster), pool=pool)
         if pixels is None:
             return None         # bits the layout does not model (e.g. padding): keep them verbatim
-        return where, PIXELS, rastercoder.encode_pixels(pixels, raster.bits, level=level, pool=pool)
+        return where, PIXELS, rastercoder.encode_pixels(pixels, raster.bits, level=level, pool=pool, side=side)
     except CodecError:
         return None             # the layouts refuse the reader's geometry: keep the bytes verbatim
 

@@ -27,7 +27,7 @@ import numpy as np
 from codec import palette, tables
 from codec.errors import CodecError
 from codec.pyx import lossless
-from codec.threads import Inline, PerThread, pool_of, runs, workers
+from codec.threads import Inline, Later, Pending, pool_of, runs, workers
 
 VERSION = 5
 TILE_SAMPLES = 1 << 17      # samples per tile (at least MIN_TILE_ROWS rows)
@@ -47,14 +47,15 @@ def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, p
     return b"".join(encode_pixels(pixels, bits, level=level, threads=threads, pool=pool))
 
 
-def encode_pixels(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, pool=None) -> list[bytes]:
+def encode_pixels(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, pool=None,
+                  side: Pending | None = None) -> list:
     """``encode``'s coded raster as the pieces it is joined from (see ``encode_parts``)."""
     if pixels.dtype not in (np.uint8, np.uint16):
         pixels = pixels.astype(np.uint16)
     pixels = np.ascontiguousarray(pixels)
     samples = Samples(pixels.reshape(-1).view(np.uint8), *pixels.shape, pixels.dtype.itemsize,
                       sys.byteorder == "big")
-    return encode_parts(samples, bits, level=level, threads=threads, pool=pool, checked=False)
+    return encode_parts(samples, bits, level=level, threads=threads, pool=pool, checked=False, side=side)
 
 
 @dataclass(frozen=True)
@@ -82,60 +83,90 @@ def encode_samples(samples: Samples, bits: int, *, level: int = 2, threads: int 
 
 
 def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 1, pool=None,
-                 checked: bool = True) -> list[bytes] | None:
-    """``encode_samples``'s coded raster as the pieces it is joined from: a
+                 checked: bool = True, side: Pending | None = None) -> list | None:
+    """``encode_samples``'s coded raster as the pieces it is joined from (bytes-like): a
     caller that joins it into more keeps a serial copy of megabytes (and the
-    page faults of a fresh buffer) out of the way."""
+    page faults of a fresh buffer) out of the way.  ``side`` is run beside the
+    tiles (see ``lossless.model_tiles``), or not at all (its owner asks for its result)."""
     if pool is None:
         with pool_of(threads) as own:
-            return encode_parts(samples, bits, level=level, pool=own, checked=checked)
+            return encode_parts(samples, bits, level=level, pool=own, checked=checked, side=side)
     height, width, channels = samples.height, samples.width, samples.channels
     rows = tile_rows(width * channels)
     if not worth_threads(height, width, channels):
         pool = Inline()
     channel_of = np.array(plane_order(channels), dtype=np.uint16)
+    threads = workers(pool)
     palettes = palette.Palettes([None] * channels)
     must_check = checked and bits < 8 * samples.itemsize     # words that can hold more than bits
     paletted = bits >= palette.MIN_BITS
     sample = sampled_bands(height)
+    later = Later()     # palettes that pay whatever their stored size are packed beside pass one
     if paletted and not must_check and sum(n for _, n in sample) * width > palette.WORTH_IT * (1 << bits):
         # a sample of the rows first (when it holds enough samples to tell): where each plane's
         # already uses too many levels for a palette to pay (most photos and camera frames),
         # marking every sample (a tenth of the encoding of a 10-bit DPX frame) would tell nothing more
-        paletted = palette.could_pay(mark_used(samples, channel_of, pool, bands=sample)[:, :1 << bits]).any()
+        paletted = palette.could_pay(mark_used(samples, channel_of, threads, bands=sample)[:, :1 << bits]).any()
     if must_check or paletted:
-        used = mark_used(samples, channel_of, pool)
+        used = mark_used(samples, channel_of, threads)
         if must_check and used[:, 1 << bits:].any():
             return None
         if paletted:
-            palettes = palette.choose(used[:, :1 << bits], height * width, pool=pool)
+            palettes = palette.choose(used[:, :1 << bits], height * width, pool=later)
     coded_bits = palettes.coded_bits(bits)
     if palettes.active:
         ranks = palettes.ranks(bits)
     else:
         ranks = np.zeros((channels, 1), dtype=np.uint16), np.zeros(channels, dtype=np.int32)
-    step = CHOICE_STEP.get(level, 8)
-    # each thread counts its tiles' tokens into its own array, not after the map
-    counts = PerThread(lambda: np.zeros((NTABLES, NTOKENS), dtype=np.uint64))
-    modelled = list(pool.map(lambda y: model(samples, y, rows, channel_of, ranks, coded_bits, step, counts.mine()),
-                             range(0, height, rows)))
-    freq = tables.normalize(tables.pool(sum(counts.all())))
+
+    # pass one: every tile's predictors, tokens and extra bits (tile n's at n * bound)
+    tiles = -(-height // rows)
+    tallest = min(rows, height)
+    bound = 2 * tallest * width * channels + 16
+    symbols = np.empty(height * width * channels, dtype=np.uint16)
+    predictors = np.empty((tiles, channels), dtype=np.uint8)
+    decorrelate = np.empty(tiles, dtype=np.uint8)
+    extra = np.empty(bound * tiles, dtype=np.uint8)     # untouched pages cost nothing
+    extra_used = np.empty(tiles, dtype=np.int64)
+    histograms = np.zeros((threads, NTABLES, NTOKENS), dtype=np.uint64)
+    lossless.model_tiles(samples.data, samples.itemsize, samples.big_endian, width, channels, channel_of, *ranks,
+                         rows, coded_bits, CHOICE_STEP.get(level, 8), predictors, decorrelate, symbols, extra,
+                         extra_used, histograms, reused("planes", (threads, channels * tallest * width), np.uint16),
+                         reused("scratch", (threads, 2 * tallest + 10, width + 2), np.uint16), threads,
+                         Pending(run_all, side, later))
+    freq = tables.normalize(tables.pool(histograms.sum(axis=0)))
     encoder = tables.encoder(freq)
-    # tiles coded in twos where that leaves every thread work (see ``code``); storing the
-    # tables is one more job, last, for whichever thread is free first
-    *coded, entropy = pool.map(lambda job: tables.serialize(freq) if job is None else code(job, encoder),
-                               [*in_twos([m.symbols for m in modelled], workers(pool)), None])
-    coded = [rans for job in coded for rans in job]
+
+    # pass two: the tokens rANS-coded, tile n into its room of the output from 2 * starts[n] + 24 * n;
+    # tiles in twos where that leaves every thread work (see ``in_twos``); storing the tables beside
+    starts = np.minimum(np.arange(tiles + 1) * rows, height) * (width * channels)
+    jobs = np.array([job + [-1] * (2 - len(job)) for job in in_twos(list(range(tiles)), threads)],
+                    dtype=np.int64).reshape(-1, 2)
+    out = np.empty(2 * symbols.size + 24 * tiles, dtype=np.uint8)
+    begins = np.empty(tiles, dtype=np.int64)
+    entropy = Pending(tables.serialize, freq)
+    lossless.rans_jobs(symbols, starts, jobs, *encoder, out, begins, threads, entropy)
+    entropy = entropy.result()
 
     parts = [HEADER.pack(VERSION, height, width, channels, bits, coded_bits, rows), palette.serialize(palettes),
              struct.pack("<I", len(entropy)), entropy]
-    for m, rans in zip(modelled, coded):
-        parts.append(m.predictors.tobytes())
-        parts.append(TILE_ENTRY_TAIL.pack(int(m.decorrelate), len(rans), len(m.extra)))
-    for m, rans in zip(modelled, coded):
-        parts.append(rans)
-        parts.append(m.extra)
+    chosen = predictors.tobytes()
+    leaning, used, begins = decorrelate.tolist(), extra_used.tolist(), begins.tolist()
+    ends = (2 * starts[1:] + 24 * np.arange(1, tiles + 1)).tolist()
+    for n in range(tiles):
+        parts.append(chosen[n * channels:(n + 1) * channels])
+        parts.append(TILE_ENTRY_TAIL.pack(leaning[n], ends[n] - begins[n], used[n]))
+    coded, bits_out = memoryview(out), memoryview(extra)
+    for n in range(tiles):
+        parts.append(coded[begins[n]:ends[n]])
+        parts.append(bits_out[n * bound:n * bound + used[n]])
     return parts
+
+
+def run_all(side: Pending | None, later: Later) -> None:
+    if side is not None:
+        side()
+    later.run_all()
 
 
 def sampled_bands(height: int) -> list[tuple[int, int]]:
@@ -143,68 +174,23 @@ def sampled_bands(height: int) -> list[tuple[int, int]]:
     return [(y, min(SAMPLED_ROWS, height - y)) for y in range(0, height, SAMPLED_EVERY)]
 
 
-def mark_used(samples: Samples, channel_of: np.ndarray, pool, *, bands: list | None = None) -> np.ndarray:
+def mark_used(samples: Samples, channel_of: np.ndarray, threads: int, *, bands: list | None = None) -> np.ndarray:
     """Per plane, a mark (1) for each level its samples use (those of ``bands`` of
-    rows, (first row, rows), when given).  Each thread marks an array of its
-    own: threads storing into one shared array fight over its cache lines (that
-    ran 3x slower on two threads than on one)."""
-    marks = PerThread(lambda: np.zeros((samples.channels, 1 << 8 * samples.itemsize), dtype=np.uint8))
-
-    def mark(band: tuple[int, int]) -> None:
-        lossless.mark_levels(samples.rows(*band), samples.itemsize, samples.big_endian, samples.width,
-                             samples.channels, channel_of, marks.mine())
-
-    if bands is None:   # four bands a thread, so one busy with the file's checksum holds no one up for long
-        bands = runs(samples.height, 1 if workers(pool) == 1 else 4 * workers(pool))
-    list(pool.map(mark, bands))
-    found = marks.all()
-    return found[0] if len(found) == 1 else np.bitwise_or.reduce(found)
-
-
-@dataclass(frozen=True)
-class Modelled:
-    predictors: np.ndarray
-    decorrelate: bool
-    symbols: np.ndarray
-    extra: bytes
-
-
-def model(samples: Samples, y: int, rows: int, channel_of: np.ndarray, ranks, bits: int, step: int,
-          counts: np.ndarray) -> Modelled:
-    """Pass one on a tile (``rows`` rows of the samples from ``y``): its
-    predictors, tokens and extra bits; its token counts are added to ``counts``."""
-    band = samples.rows(y, rows)
-    rows = len(band) // (samples.width * samples.channels * samples.itemsize)
-    planes = reused("planes", (samples.channels, rows, samples.width), np.uint16)
-    # planes in coding order, as ranks where there are palettes
-    lossless.gather(band, samples.itemsize, samples.big_endian, samples.width, samples.channels, channel_of,
-                    *ranks, planes)
-    predictors, decorrelate = lossless.choose(planes, bits, step)
-    predictors = np.array(predictors, dtype=np.uint8)
-    symbols = np.empty(planes.size, dtype=np.uint16)
-    extra = reused("extra", (planes.size * 2 + 16,), np.uint8)
-    used = lossless.model_tile(planes, bits, predictors, decorrelate, symbols, extra, counts,
-                               scratch_for(rows, samples.width))
-    return Modelled(predictors, decorrelate, symbols, extra[:used].tobytes())
-
-
-def code(tiles: list[np.ndarray], encoder) -> list[bytes]:
-    """Pass two on one or two tiles: their tokens, rANS-coded with the raster's
-    tables.  Two at once took four fifths of the time of one after the other
-    over the bench corpus (``lossless.rans_tiles``)."""
-    outs = [reused(f"rans{n}", (symbols.size * 2 + 24,), np.uint8) for n, symbols in enumerate(tiles)]
-    if len(tiles) == 2:
-        begins = lossless.rans_tiles(*tiles, *encoder, *outs)
-    else:
-        begins = [lossless.rans_tile(tiles[0], *encoder, outs[0])]
-    return [out[begin:].tobytes() for out, begin in zip(outs, begins)]
+    rows, (first row, rows), when given), on ``threads`` threads."""
+    if bands is None:   # four bands a thread, so one that starts late holds no one up for long
+        bands = runs(samples.height, 1 if threads == 1 else 4 * threads)
+    marks = np.zeros((threads, samples.channels, 1 << 8 * samples.itemsize), dtype=np.uint8)
+    lossless.mark_bands(samples.data, samples.itemsize, samples.big_endian, samples.width, samples.channels,
+                        channel_of, np.array(bands, dtype=np.int64).reshape(-1, 2), marks, threads)
+    return marks[0] if threads == 1 else np.bitwise_or.reduce(marks)
 
 
 def in_twos(tiles: list, threads: int) -> list[list]:
-    """``tiles`` as jobs of two neighbours, then of one: as many twos as leave at
-    least ``threads`` jobs (two tiles on one thread are slower than one on each),
+    """``tiles`` as jobs of two neighbours, then of one: each thread's even share
+    of them in twos (two tiles coded together take about 1.5 times one, but six
+    on two threads as three twos left one thread idle for a third of the time),
     the twos first, so that no thread is left with one while another starts two."""
-    twos = max(0, min(len(tiles) // 2, len(tiles) - threads))
+    twos = sum(length // 2 for _, length in runs(len(tiles), threads))
     return [tiles[i:i + 2] for i in range(0, 2 * twos, 2)] + [[t] for t in tiles[2 * twos:]]
 
 
@@ -329,7 +315,7 @@ def plane_order(channels: int) -> list[int]:
 
 
 def scratch_for(rows: int, width: int) -> np.ndarray:
-    """The kernels' working rows for a tile (see ``lossless.model_tile``)."""
+    """The decoding kernel's working rows for a tile (see ``lossless.decode_tile``)."""
     return reused("scratch", (2 * rows + 10, width + 2), np.uint16)
 
 

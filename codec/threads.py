@@ -62,24 +62,53 @@ class Shared:
         return results
 
 
-class PerThread:
-    """An accumulator per thread that works on a ``map``, made by ``make`` on
-    its first use there: threads adding into one shared array fight over its
-    cache lines, and adding up after the map is serial."""
+class Pending:
+    """A call made once, by whoever comes to it first: a side job that a kernel's
+    threads run beside their tiles (``lossless.model_tiles``' ``side``), or else
+    the caller, when it asks for the ``result``.  Calling it never raises: an
+    error is kept for ``result``."""
 
-    def __init__(self, make):
-        self._make = make
-        self._own = {}
+    def __init__(self, function, *args):
+        self._call = function, args
+        self._done = False
+        self._value = self._error = None
 
-    def mine(self):
-        """The calling thread's accumulator."""
-        own = self._own.get(threading.get_ident())
-        if own is None:
-            own = self._own[threading.get_ident()] = self._make()
-        return own
+    def __call__(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        function, args = self._call
+        try:
+            self._value = function(*args)
+        except BaseException as error:      # for the caller, on its own thread
+            self._error = error
 
-    def all(self) -> list:
-        return list(self._own.values())
+    def result(self):
+        self()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class Later:
+    """An executor for work that can wait for a side job: ``map`` runs in the
+    caller's thread; ``submit`` gives a ``Pending``, run by ``run_all`` (or by
+    whoever asks for its result first)."""
+    threads = 1
+
+    def __init__(self):
+        self.jobs = []
+
+    map = staticmethod(Inline.map)
+
+    def submit(self, function, *args) -> Pending:
+        job = Pending(function, *args)
+        self.jobs.append(job)
+        return job
+
+    def run_all(self) -> None:
+        for job in self.jobs:
+            job()
 
 
 def _shared(threads: int) -> ThreadPoolExecutor:

@@ -23,17 +23,18 @@ N), so the decoder runs two independent dependency chains side by side, one
 rANS state each.  Edge rules: at x = 0, W and NW are N; at the last column
 NE is N; the first row of a tile predicts from W alone.
 
-Encoding is two passes: ``model_tile`` computes tokens, counts and extra bits
-(the residuals, contexts and tokens of a whole row in loops gcc vectorises,
-then a serial walk in coding order); once the raster's tables are known,
-``rans_tile`` codes the tokens backwards.  ``decode_tile`` does it all in one
+Encoding is two passes: ``model_tiles`` computes each tile's tokens, counts
+and extra bits (the residuals, contexts and tokens of a whole row in loops
+gcc vectorises, then a serial walk in coding order); once the raster's
+tables are known, ``rans_jobs`` codes each tile's tokens backwards.  Both
+run a raster's tiles on OpenMP threads.  ``decode_tile`` does it all in one
 forward pass: per row, a vectorised pass sums the part of each column's
 activity that does not depend on W, then the serial loop takes one table
 load per sample (token, frequency and offset packed together) and
 renormalises without branches.  The kernels are C in the block below (so the
 lanes and predictors can be specialised at compile time), built twice (for
 any x86-64 and for x86-64-v3, the loader picking the one the CPU runs) and
-wrapped by Cython functions that check their arguments.  ``gather`` and ``mark_levels`` read
+wrapped by Cython functions that check their arguments.  ``model_tiles`` and ``mark_bands`` read
 samples straight from a file's bytes (1 or 2 bytes, either byte order), and
 ``decode_tile`` writes them back the same way; ``unpack_fields`` and
 ``pack_fields`` convert words holding several samples (filled DPX).
@@ -52,6 +53,7 @@ out of bounds (the container's checksum then refuses the result).
 import numpy as np
 from libc.math cimport floor
 from libc.string cimport memcpy
+from cython.parallel cimport prange, threadid
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 
@@ -73,6 +75,8 @@ cdef extern from *:
     #define CM_LE32(v) (v)
     #endif
     CM_INLINE uint64_t cm_load64le(const uint8_t* p) { uint64_t v; memcpy(&v, p, 8); return CM_LE64(v); }
+    /* clears a flag, saying whether it was set: one thread of several takes a job */
+    static inline int cm_take(int* flag) { return __atomic_exchange_n(flag, 0, __ATOMIC_ACQ_REL); }
     CM_INLINE void cm_store64le(uint8_t* p, uint64_t v) { v = CM_LE64(v); memcpy(p, &v, 8); }
     CM_INLINE uint32_t cm_load32le(const uint8_t* p) { uint32_t v; memcpy(&v, p, 4); return CM_LE32(v); }
     CM_INLINE void cm_store32le(uint8_t* p, uint32_t v) { v = CM_LE32(v); memcpy(p, &v, 4); }
@@ -397,6 +401,14 @@ cdef extern from *:
         uint32_t bias, cmpl, shift, unused;
     } cm_encoder_entry;
 
+    /* per frequency, its reciprocal for cm_encoder_fill: a 128-bit division
+       each was most of the time the tables took to build (0.08 ms a raster) */
+    static uint64_t cm_reciprocals[CM_SCALE + 1];
+    static void cm_fill_reciprocals(void) {
+        for (uint32_t freq = 2; freq <= CM_SCALE; freq++)
+            cm_reciprocals[freq] = (uint64_t)((((unsigned __int128)1 << (cm_bitlen(freq - 1) + 63)) + freq - 1) / freq);
+    }
+
     static void cm_encoder_fill(cm_encoder_entry* e, uint32_t freq, uint32_t start) {
         uint32_t shift = cm_bitlen(freq - 1);
         e->x_max = (uint64_t)freq << (63 - CM_PROB_BITS);
@@ -407,7 +419,7 @@ cdef extern from *:
             e->shift = 0;
             e->bias = start + CM_SCALE - 1;
         } else {
-            e->rcp = (uint64_t)((((unsigned __int128)1 << (shift + 63)) + freq - 1) / freq);
+            e->rcp = cm_reciprocals[freq];
             e->shift = shift - 1;
             e->bias = start;
         }
@@ -947,6 +959,7 @@ cdef extern from *:
     """
     int cm_bitlen(unsigned int x) nogil
     uint64_t cm_load64le(const uint8_t* p) nogil
+    int cm_take(int* flag) nogil
     uint32_t cm_load32le(const uint8_t* p) nogil
     uint16_t cm_context_lut[16384]
     ctypedef struct cm_tile:
@@ -958,6 +971,7 @@ cdef extern from *:
     ctypedef struct cm_encoder_entry:
         pass
     void cm_encoder_fill(cm_encoder_entry* e, uint32_t freq, uint32_t start) nogil
+    void cm_fill_reciprocals() nogil
     ctypedef struct cm_rans_job:
         const uint16_t* symbols
         int64_t n
@@ -1019,6 +1033,7 @@ cdef enum:
 cdef int _a
 for _a in range(LUT_SIZE):
     cm_context_lut[_a] = bucket_of(_a) << PROB_BITS
+cm_fill_reciprocals()
 
 
 cdef inline uint32_t token_m_nb(int token) noexcept nogil:
@@ -1029,39 +1044,42 @@ cdef inline uint32_t token_m_nb(int token) noexcept nogil:
     return ((4u | (token & 3)) << 21) | (nb << 25)
 
 
-def choose(const uint16_t[:, :, ::1] planes, int bits, int step):
-    """Per plane, the predictor with the smallest estimated cost (bits of its
-    zigzagged residuals) on every ``step``-th row, and whether subtracting
-    the first plane's residual pays on planes 1 and 2.  Returns
-    (predictors, decorrelate)."""
-    cdef int channels = planes.shape[0], height = planes.shape[1], width = planes.shape[2]
+cdef int choose_tile(const uint16_t* planes, int channels, int height, int width, int bits, int step,
+                     uint8_t* predictors) noexcept nogil:
+    # per plane the predictor with the smallest cost (the first of equals); planes 1 and 2 lean
+    # on plane 0's residuals when that costs less.  Returns whether they do, or -1 out of memory.
     cdef int64_t cost[NPREDICTORS]
     cdef int64_t cost_dec[NPREDICTORS]
-    cdef int k, p, first = 0, failed = 0
-    cdef const uint16_t* plane0 = NULL
-    if not 1 <= bits <= 16 or step < 1:
-        raise ValueError("bits must be 1..16 and step at least 1")
-    plain, leaning = [], []
+    cdef int64_t plain_cost = 0, lean_cost = 0
+    cdef int lean[3]
+    cdef int k, p, best, best_dec, first = 0
+    cdef int64_t size = <int64_t>height * width
     for k in range(channels):
         for p in range(NPREDICTORS):
             cost[p] = 0
             cost_dec[p] = 0
         if height > 1 and width > 0:
-            plane0 = &planes[0, 0, 0] if 1 <= k <= 2 else NULL
-            with nogil:
-                failed = cm_choose_costs(&planes[k, 0, 0], plane0, first, height, width, bits, step,
-                                         cost, cost_dec)
-            if failed:
-                raise MemoryError()
-        best = min(range(NPREDICTORS), key=lambda q: cost[q])
-        best_dec = min(range(NPREDICTORS), key=lambda q: cost_dec[q])
-        plain.append((best, cost[best]))
-        leaning.append((best_dec, cost_dec[best_dec]))
+            if cm_choose_costs(planes + k * size, planes if 1 <= k <= 2 else NULL, first, height, width, bits,
+                               step, cost, cost_dec):
+                return -1
+        best = best_dec = 0
+        for p in range(1, NPREDICTORS):
+            if cost[p] < cost[best]:
+                best = p
+            if cost_dec[p] < cost_dec[best_dec]:
+                best_dec = p
+        predictors[k] = <uint8_t>best
         if k == 0:
             first = best
-    decorrelate = channels >= 3 and leaning[1][1] + leaning[2][1] < plain[1][1] + plain[2][1]
-    chosen = [(leaning if decorrelate and 1 <= k <= 2 else plain)[k][0] for k in range(channels)]
-    return chosen, bool(decorrelate)
+        elif k <= 2:
+            plain_cost += cost[best]
+            lean_cost += cost_dec[best_dec]
+            lean[k] = best_dec
+    if channels >= 3 and lean_cost < plain_cost:
+        predictors[1] = <uint8_t>lean[1]
+        predictors[2] = <uint8_t>lean[2]
+        return 1
+    return 0
 
 
 cdef cm_tile tile_of(tuple shape, int bits, const uint8_t[::1] predictors, bint decorrelate,
@@ -1076,34 +1094,6 @@ cdef cm_tile tile_of(tuple shape, int bits, const uint8_t[::1] predictors, bint 
     t.predictors = &predictors[0]
     t.scratch = &scratch[0, 0]
     return t
-
-
-def model_tile(const uint16_t[:, :, ::1] planes, int bits, const uint8_t[::1] predictors, bint decorrelate,
-               uint16_t[::1] symbols, uint8_t[::1] extra, uint64_t[:, ::1] histogram, uint16_t[:, ::1] scratch):
-    """Pass one of encoding: tokens (as table << 6 | token) into ``symbols``,
-    raw extra bits into ``extra``, counts added into ``histogram`` (a thread
-    adds all its tiles' into one).  ``scratch`` is
-    (2 * rows + 10, width + 2).  Returns the length of ``extra`` used."""
-    cdef cm_tile t = tile_of((planes.shape[0], planes.shape[1], planes.shape[2]), bits, predictors, decorrelate, scratch)
-    cdef int64_t used
-    cdef int k
-    cdef int64_t samples = <int64_t>t.channels * t.height * t.width
-    if symbols.shape[0] < samples:
-        raise ValueError("symbol buffer too small")
-    if extra.shape[0] < samples * 2 + 16:
-        raise ValueError("extra-bits buffer too small")
-    if histogram.shape[0] != NTABLES or histogram.shape[1] != NTOKENS:
-        raise ValueError("histogram has the wrong shape")
-    for k in range(t.channels):
-        if predictors[k] >= NPREDICTORS:
-            raise ValueError("unknown predictor")
-    if samples == 0:
-        return 0
-    with nogil:
-        used = cm_model_tile(&t, &planes[0, 0, 0], &symbols[0], &extra[0], &histogram[0, 0])
-    if used < 0:
-        raise MemoryError()
-    return used
 
 
 def encoder_entries(const int64_t[:, ::1] freq):
@@ -1190,6 +1180,175 @@ def rans_tiles(const uint16_t[::1] symbols, const uint16_t[::1] more, const uint
     with nogil:
         cm_rans_tiles(&job, &other, <const cm_encoder_entry*>&entries[0, 0])
     return job.pos, other.pos
+
+
+cdef void run_side(object side) noexcept with gil:
+    side()      # (a side job catches its own errors: see codec.threads.Pending)
+
+
+cdef int64_t model_one(const uint8_t* pixels, int itemsize, int big_endian, int width, int channels,
+                       const uint16_t* channel_of, const uint16_t* ranks, int64_t rank_stride, const int32_t* sizes,
+                       int rows, int bits, int step, uint8_t* predictors, uint8_t* decorrelate, uint16_t* planes,
+                       uint16_t* scratch, uint16_t* symbols, uint8_t* extra, uint64_t* histogram) noexcept nogil:
+    # one tile of ``model_tiles`` (a function of its own: its locals are its thread's)
+    cdef int64_t count = <int64_t>rows * width
+    cdef int k, chosen
+    cdef cm_tile tile
+    for k in range(channels):
+        cm_gather(pixels, itemsize, big_endian, count, channels, channel_of[k], ranks + k * rank_stride, sizes[k],
+                  planes + k * count)
+    chosen = choose_tile(planes, channels, rows, width, bits, step, predictors)
+    if chosen < 0:
+        return -1
+    decorrelate[0] = <uint8_t>chosen
+    tile.channels, tile.height, tile.width, tile.bits, tile.decorrelate = channels, rows, width, bits, chosen
+    tile.predictors = predictors
+    tile.scratch = scratch
+    return cm_model_tile(&tile, planes, symbols, extra, histogram)
+
+
+def model_tiles(const uint8_t[::1] pixels, int itemsize, bint big_endian, int width, int channels,
+                const uint16_t[::1] channel_of, const uint16_t[:, ::1] ranks, const int32_t[::1] sizes,
+                int rows, int bits, int step, uint8_t[:, ::1] predictors, uint8_t[::1] decorrelate,
+                uint16_t[::1] symbols, uint8_t[::1] extra, int64_t[::1] extra_used, uint64_t[:, :, ::1] histograms,
+                uint16_t[:, ::1] planes, uint16_t[:, :, ::1] scratch, int threads, side=None):
+    """Pass one of encoding on every tile of a raster, on ``threads`` threads:
+    ``pixels`` (whole rows of ``width`` pixels of ``channels`` samples of
+    ``itemsize`` bytes, 2-byte ones in the byte order asked) is cut into
+    tiles of ``rows`` rows (the last may be shorter).  Per tile n: its planes
+    in coding order (plane k is channel channel_of[k], as ranks[k] where
+    sizes[k] > 0), its predictors[n] and decorrelate[n] (the cheapest on
+    every ``step``-th row), its tokens (table << 6 | token) into ``symbols``
+    from n * rows * width * channels, its extra bits into ``extra`` from
+    n * (2 * rows * width * channels + 16), extra_used[n] of them.  Thread t
+    adds its tiles' token counts to histograms[t] and works in planes[t]
+    (channels * rows * width) and scratch[t] ((2 * rows + 10, width + 2)).
+    ``side``, when given, is called (with the GIL) by the first thread to
+    start, before its first tile.  The threads are OpenMP's, which wait for
+    work spinning: a Python thread pool's helpers slept between a raster's
+    few steps, and waking one took 40-90 us on this kind of machine."""
+    check_pixels(pixels, itemsize, width, channels, channel_of)
+    cdef int64_t row_bytes = <int64_t>width * channels * itemsize
+    cdef int64_t height = pixels.shape[0] // row_bytes, samples = height * width * channels
+    cdef int64_t tiles = (height + rows - 1) // rows if rows >= 1 else 0     # (cdivision: no -(-a // b))
+    cdef int64_t tallest = rows if rows < height else height
+    cdef int64_t bound = tallest * width * channels * 2 + 16        # a tile's extra bits, at most
+    cdef Py_ssize_t n
+    cdef int64_t y, written
+    cdef int k, t, failed = 0
+    if rows < 1 or not 1 <= bits <= 16 or step < 1 or threads < 1:
+        raise ValueError("rows, step and threads must be at least 1, bits 1..16")
+    if ranks.shape[0] < channels or sizes.shape[0] < channels:
+        raise ValueError("one rank table and size per plane")
+    for k in range(channels):
+        if sizes[k] > ranks.shape[1]:
+            raise ValueError("rank table too short")
+    if predictors.shape[0] < tiles or predictors.shape[1] != channels or decorrelate.shape[0] < tiles \
+            or extra_used.shape[0] < tiles:
+        raise ValueError("predictors, decorrelate and extra_used need a place per tile")
+    if symbols.shape[0] < samples or extra.shape[0] < bound * tiles:
+        raise ValueError("symbol or extra-bits buffer too small")
+    if histograms.shape[0] < threads or histograms.shape[1] != NTABLES or histograms.shape[2] != NTOKENS:
+        raise ValueError("one histogram per thread")
+    if planes.shape[0] < threads or planes.shape[1] < channels * tallest * width or scratch.shape[0] < threads \
+            or scratch.shape[1] < 2 * tallest + 10 or scratch.shape[2] != width + 2:
+        raise ValueError("planes or scratch too small for a tile")
+    if samples == 0:
+        if side is not None:
+            side()
+        return
+    cdef int pending = side is not None
+    for n in prange(tiles, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
+        t = threadid()
+        if pending and cm_take(&pending):       # only the first thread to look finds it
+            run_side(side)
+        y = n * rows
+        written = model_one(&pixels[y * row_bytes], itemsize, big_endian, width, channels, &channel_of[0],
+                            &ranks[0, 0], ranks.shape[1], &sizes[0], <int>(rows if height - y > rows else height - y),
+                            bits, step, &predictors[n, 0], &decorrelate[n], &planes[t, 0], &scratch[t, 0, 0],
+                            &symbols[y * width * channels], &extra[n * bound], &histograms[t, 0, 0])
+        if written < 0:
+            failed = 1
+            written = 0
+        extra_used[n] = written
+    if failed:
+        raise MemoryError()
+
+
+cdef void code_job(const uint16_t* symbols, const int64_t* starts, int64_t a, int64_t b,
+                   const cm_encoder_entry* table, uint8_t* out, int64_t* begins) noexcept nogil:
+    # one job of ``rans_jobs`` (a function of its own: its locals are its thread's)
+    cdef cm_rans_job first, second
+    first.n = starts[a + 1] - starts[a]
+    first.symbols = symbols + starts[a]
+    first.out = out + 2 * starts[a] + 24 * a
+    first.pos = first.n * 2 + 24
+    if b < 0:
+        cm_rans_tile(&first, table)
+    else:
+        second.n = starts[b + 1] - starts[b]
+        second.symbols = symbols + starts[b]
+        second.out = out + 2 * starts[b] + 24 * b
+        second.pos = second.n * 2 + 24
+        cm_rans_tiles(&first, &second, table)
+        begins[b] = 2 * starts[b] + 24 * b + second.pos
+    begins[a] = 2 * starts[a] + 24 * a + first.pos
+
+
+def rans_jobs(const uint16_t[::1] symbols, const int64_t[::1] starts, const int64_t[:, ::1] jobs,
+              const uint64_t[:, ::1] entries, uint8_t[::1] out, int64_t[::1] begins, int threads, side=None):
+    """Pass two on ``threads`` threads (OpenMP's, as ``model_tiles``): tile n's
+    tokens are symbols[starts[n]:starts[n + 1]], rANS-coded backwards into its
+    room out[2 * starts[n] + 24 * n : 2 * starts[n + 1] + 24 * (n + 1)], its bytes
+    from begins[n] to the room's end.  Each row of ``jobs`` is a tile coded
+    alone (the second -1) or two coded together (``rans_tiles``), taken in
+    order.  ``side`` as for ``model_tiles``."""
+    cdef int64_t tiles = starts.shape[0] - 1
+    cdef Py_ssize_t j
+    cdef const cm_encoder_entry* table
+    check_entries(entries)
+    if tiles < 0 or jobs.shape[1] != 2 or begins.shape[0] < tiles or threads < 1:
+        raise ValueError("starts, jobs or begins have the wrong shape")
+    for j in range(tiles):
+        if not 0 <= starts[j] <= starts[j + 1] <= symbols.shape[0]:
+            raise ValueError("tiles must lie in order inside the symbols")
+    for j in range(jobs.shape[0]):
+        if not (0 <= jobs[j, 0] < tiles and -1 <= jobs[j, 1] < tiles):
+            raise ValueError("a job names a tile that is not there")
+    if tiles and out.shape[0] < 2 * starts[tiles] + 24 * tiles:
+        raise ValueError("rANS buffer too small")
+    if jobs.shape[0] == 0:
+        if side is not None:
+            side()
+        return
+    table = <const cm_encoder_entry*>&entries[0, 0]
+    cdef int pending = side is not None
+    for j in prange(jobs.shape[0], nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
+        if pending and cm_take(&pending):       # only the first thread to look finds it
+            run_side(side)
+        code_job(&symbols[0], &starts[0], jobs[j, 0], jobs[j, 1], table, &out[0], &begins[0])
+
+
+def mark_bands(const uint8_t[::1] pixels, int itemsize, bint big_endian, int width, int channels,
+               const uint16_t[::1] channel_of, const int64_t[:, ::1] bands, uint8_t[:, :, ::1] marks, int threads):
+    """``mark_levels`` on ``bands`` of rows ((first row, rows) each) on
+    ``threads`` threads (OpenMP's, as ``model_tiles``), thread t marking in
+    marks[t]: threads marking one array fight over its cache lines."""
+    check_pixels(pixels, itemsize, width, channels, channel_of)
+    cdef int64_t row_bytes = <int64_t>width * channels * itemsize, height = pixels.shape[0] // row_bytes
+    cdef Py_ssize_t n
+    cdef int k, t
+    if bands.shape[1] != 2 or threads < 1 or marks.shape[0] < threads or marks.shape[1] < channels \
+            or marks.shape[2] < (1 << (8 * itemsize)):
+        raise ValueError("bands are (first row, rows); one row of marks per plane and thread")
+    for n in range(bands.shape[0]):
+        if not (0 <= bands[n, 0] and 0 <= bands[n, 1] and bands[n, 0] + bands[n, 1] <= height):
+            raise ValueError("a band lies outside the rows")
+    for n in prange(bands.shape[0], nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
+        t = threadid()
+        for k in range(channels):
+            cm_mark_levels(&pixels[bands[n, 0] * row_bytes], itemsize, big_endian, bands[n, 1] * width, channels,
+                           channel_of[k], &marks[t, k, 0])
 
 
 def decode_tile(uint8_t[::1] pixels, int itemsize, bint big_endian, int width, int channels, int bits,
@@ -1477,51 +1636,6 @@ cdef int check_pixels(const uint8_t[::1] pixels, int itemsize, int width, int ch
         if channel_of[k] >= channels:
             raise ValueError("channel out of range")
     return 0
-
-
-def mark_levels(const uint8_t[::1] pixels, int itemsize, bint big_endian, int width, int channels,
-                const uint16_t[::1] channel_of, uint8_t[:, ::1] used):
-    """Set used[k, v] for every value v that plane k (channel channel_of[k])
-    holds in ``pixels``: the bytes of rows of ``width`` pixels of ``channels``
-    samples of ``itemsize`` bytes (2-byte ones in the byte order asked).
-    ``used`` has a row of 2**(8 * itemsize) marks per plane."""
-    check_pixels(pixels, itemsize, width, channels, channel_of)
-    cdef int64_t count = pixels.shape[0] // (<int64_t>channels * itemsize)
-    cdef int k
-    if used.shape[0] < channels or used.shape[1] < (1 << (8 * itemsize)):
-        raise ValueError("one row of marks per plane, one mark per value")
-    if count == 0:
-        return None
-    with nogil:
-        for k in range(channels):
-            cm_mark_levels(&pixels[0], itemsize, big_endian, count, channels, channel_of[k], &used[k, 0])
-    return None
-
-
-def gather(const uint8_t[::1] pixels, int itemsize, bint big_endian, int width, int channels,
-           const uint16_t[::1] channel_of, const uint16_t[:, ::1] ranks, const int32_t[::1] sizes,
-           uint16_t[:, :, ::1] planes):
-    """The planes (coding order) of ``pixels`` (as for ``mark_levels``):
-    plane k is channel channel_of[k], each value v replaced by ranks[k, v]
-    where sizes[k] > 0 (by 0 when v >= sizes[k])."""
-    check_pixels(pixels, itemsize, width, channels, channel_of)
-    cdef int64_t count = pixels.shape[0] // (<int64_t>channels * itemsize)
-    cdef int k
-    if planes.shape[0] != channels or <int64_t>planes.shape[1] * planes.shape[2] != count \
-            or planes.shape[2] != width:
-        raise ValueError("planes do not match the pixels")
-    if ranks.shape[0] < channels or sizes.shape[0] < channels:
-        raise ValueError("one rank table and size per plane")
-    for k in range(channels):
-        if sizes[k] > ranks.shape[1]:
-            raise ValueError("rank table too short")
-    if count == 0:
-        return None
-    with nogil:
-        for k in range(channels):
-            cm_gather(&pixels[0], itemsize, big_endian, count, channels, channel_of[k], &ranks[k, 0], sizes[k],
-                      &planes[k, 0, 0])
-    return None
 
 
 cdef int field_spec(tuple shifts, int width, int word_bytes, int* out) except -1:
