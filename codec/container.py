@@ -28,15 +28,14 @@ import zstandard
 from codec import conversion, layouts, rastercoder
 from codec.checksum import RunningChecksum, checksum
 from codec.compressors import KEPT_COMPRESSOR_BYTES, compressor
-from codec.threads import Pending, pool_of
+from codec.threads import Pending
 from codec.errors import CodecError
 from codec.pyx import lossless
 from codec.raster import Raster
 
 MAGIC = b"\x89CMV\r\n\x1a\n"
 VERSION = 1
-PARALLEL_BYTES = 1 << 16    # below this much work per thread, threads cost more than they give
-BIG_FILE = 1 << 20          # from this size a file's checksum is worth a thread of its own
+SMALL_ORIGINAL = 1 << 16    # decoded into a bytearray (see ``blank``)
 STORED, ZSTD = 0, 1
 PIXELS, SHUFFLED = 1, 2
 MAX_ORIGINAL = 1 << 40          # refuse to allocate more than this when decoding
@@ -79,13 +78,12 @@ class Placed:
         return np.stack([starts, starts + row], axis=1)
 
 
-def threads_for(size: int, threads: int, rasters: list[Raster]) -> int:
-    """Threads for a file of ``size`` bytes with these rasters: one unless some raster's
-    tiles keep more than one busy (a file's checksum alone, beside the rest, paid
-    nothing below a MiB and cost up to 10% of a small image's time, handed over and back)."""
-    if size < BIG_FILE and not any(rastercoder.worth_threads(r.height, r.width, r.channels) for r in rasters):
+def threads_for(threads: int, rasters: list[Raster]) -> int:
+    """Threads for a file with these rasters: one unless some raster's tiles keep more
+    than one busy (see ``rastercoder.worth_threads``)."""
+    if not any(rastercoder.worth_threads(r.height, r.width, r.channels) for r in rasters):
         return 1
-    return max(1, min(threads, size // PARALLEL_BYTES))
+    return max(1, threads)
 
 
 def is_container(data) -> bool:
@@ -99,11 +97,11 @@ def encode(data, *, kind: str | None, rasters: list[Raster], level: int, threads
     parts = []
     placed = []
     digest = Pending(checksum, view)     # taken beside the first raster's tiles (or else here)
-    with pool_of(threads_for(len(view), threads, rasters)) as pool:
-        for raster in rasters:
-            payload = encode_raster(view, raster, level=level, pool=pool, side=digest)
-            if payload is not None:
-                placed.append(payload)
+    threads = threads_for(threads, rasters)
+    for raster in rasters:
+        payload = encode_raster(view, raster, level=level, threads=threads, side=digest)
+        if payload is not None:
+            placed.append(payload)
     digest = digest.result()
     verbatim = gather_verbatim(view, uncovered([p for p, _, _ in placed], len(view)))
     name = (kind or "").encode("ascii")
@@ -117,10 +115,11 @@ def encode(data, *, kind: str | None, rasters: list[Raster], level: int, threads
         parts.append(bytes([len(sample)]) + sample)
         parts.append(PAYLOAD.pack(method, sum(map(len, payload))))
         parts += payload
-    return b"".join(parts)
+    return lossless.join(parts, threads)
 
 
-def encode_raster(view: memoryview, raster: Raster, *, level: int, pool, side: Pending | None = None):
+def encode_raster(view: memoryview, raster: Raster, *, level: int, threads: int = 1,
+                  side: Pending | None = None):
     """(placement, method, payload as a list of parts) for a raster, or None
     to keep it verbatim; ``side`` may run beside its tiles."""
     try:
@@ -138,12 +137,12 @@ def encode_raster(view: memoryview, raster: Raster, *, level: int, pool, side: P
             # samples stored as plain words: the kernels read the file's bytes themselves
             samples = rastercoder.Samples(np.frombuffer(rows, dtype=np.uint8), raster.height, raster.width,
                                           raster.channels, 1 if raster.bits <= 8 else 2, order == ">")
-            payload = rastercoder.encode_parts(samples, raster.bits, level=level, pool=pool, side=side)
+            payload = rastercoder.encode_parts(samples, raster.bits, level=level, threads=threads, side=side)
             return None if payload is None else (where, PIXELS, payload)
-        pixels = conversion.unpack_exact(compact(raster), rows, row=row_bytes(raster), pool=pool)
+        pixels = conversion.unpack_exact(compact(raster), rows, row=row_bytes(raster), threads=threads)
         if pixels is None:
             return None         # bits the layout does not model (e.g. padding): keep them verbatim
-        return where, PIXELS, rastercoder.encode_pixels(pixels, raster.bits, level=level, pool=pool, side=side)
+        return where, PIXELS, rastercoder.encode_pixels(pixels, raster.bits, level=level, threads=threads, side=side)
     except CodecError:
         return None             # the layouts refuse the reader's geometry: keep the bytes verbatim
 
@@ -286,9 +285,9 @@ def decode(data, *, threads: int, max_size: int | None = None) -> bytes:
         position += end - start
     if position != len(verbatim):
         raise CodecError("container is corrupt: verbatim bytes do not fit around the rasters")
-    with pool_of(threads_for(size, threads, [where.raster for where, _, _ in header.rasters])) as pool:
-        for where, method, payload in header.rasters:
-            decode_raster(target, where, method, payload, pool=pool, written=running.written)
+    threads = threads_for(threads, [where.raster for where, _, _ in header.rasters])
+    for where, method, payload in header.rasters:
+        decode_raster(target, where, method, payload, threads=threads, written=running.written)
     if running.digest() != header.checksum:
         raise CodecError("decoded bytes do not match the original's checksum: the container is corrupt")
     return bytes(out)       # no copy when ``out`` already is bytes
@@ -301,19 +300,19 @@ def blank(size: int) -> tuple[bytes | bytearray, np.ndarray]:
     faults included (7-8 ms of a 30 ms 6 MB decode).  Nor are they zeroed
     (a serial pass, 0.3-0.5 ms of it): decoding writes every one of them, the
     gaps from the verbatim stream, the rasters' rows whole (see ``decode_raster``)."""
-    if size < PARALLEL_BYTES:
+    if size < SMALL_ORIGINAL:
         out = bytearray(size)
         return out, np.frombuffer(out, dtype=np.uint8)
     out = lossless.uninitialized(size)
     return out, lossless.writable(out)
 
 
-def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memoryview, *, pool,
+def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memoryview, *, threads: int = 1,
                   written=None) -> None:
     """Decode one raster into its place in ``target`` (the original's bytes),
     every byte of its rows: the kernels write whole tiles, the layouts whole
     rows (a word-field layout's rows are whole words).  ``written(start, end)``
-    is told each run of ``target`` that is final, as soon as it is."""
+    is told each run of ``target`` that is final."""
     raster = where.raster
     row = row_bytes(raster)
     contiguous = where.stride == row
@@ -326,25 +325,19 @@ def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memor
         return
     place = target[raster.offset:raster.offset + row * raster.height] if contiguous \
         else np.empty(row * raster.height, dtype=np.uint8)
-    shape = (raster.height, raster.width, raster.channels)
     order = layouts.plain_word_order(raster)
-    layout = compact(raster)
-
-    def final(pixels, y: int, rows: int) -> None:
-        """A tile's rows are decoded: into the file's layout with them, unless the kernel wrote that."""
-        if order is None:
-            try:
-                conversion.pack_rows(memoryview(place), layout, pixels, y, y + rows, row=row)
-            except ValueError as error:
-                raise CodecError(f"container is corrupt: {error}") from None
-        if contiguous:
-            written(raster.offset + y * row, raster.offset + (y + rows) * row)
-
     # plain words are written by the kernel itself, straight into place; other layouts come back
-    # as pixels, packed by ``final``
-    rastercoder.decode(payload, shape=shape, bits=raster.bits, pool=pool, on_rows=final,
-                       into=None if order is None else place, big_endian=order == ">")
-    if not contiguous:
+    # as pixels, packed after
+    pixels, _ = rastercoder.decode(payload, shape=(raster.height, raster.width, raster.channels), bits=raster.bits,
+                                   threads=threads, into=None if order is None else place, big_endian=order == ">")
+    if order is None:
+        try:
+            conversion.pack_rows(memoryview(place), compact(raster), pixels, row=row, threads=threads)
+        except ValueError as error:
+            raise CodecError(f"container is corrupt: {error}") from None
+    if contiguous:
+        written(raster.offset, raster.offset + row * raster.height)
+    else:
         scatter_rows(target, where, place.tobytes(), written)
 
 

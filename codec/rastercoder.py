@@ -11,8 +11,9 @@ Wire format of a coded raster (all integers little-endian)::
 
 Tiles are bands of rows.  They share the raster's
 entropy tables (one set of statistics, paid for once) but are otherwise
-independent, so they encode and decode in parallel threads (the kernels
-release the GIL).  Version 5 codes each row as two interleaved lanes (see
+independent, so they encode and decode in parallel: each pass over a
+raster's tiles is one kernel call, on OpenMP threads (see
+``lossless.model_tiles``).  Version 5 codes each row as two interleaved lanes (see
 codec/pyx/lossless.pyx).  The kernels read and write samples as bytes, so a
 file's plain 8- and 16-bit words go in and come out without conversion.
 """
@@ -27,27 +28,28 @@ import numpy as np
 from codec import palette, tables
 from codec.errors import CodecError
 from codec.pyx import lossless
-from codec.threads import Inline, Later, Pending, pool_of, runs, workers
+from codec.threads import Later, Pending, runs
 
 VERSION = 5
 TILE_SAMPLES = 1 << 17      # samples per tile (at least MIN_TILE_ROWS rows)
 MIN_TILE_ROWS = 16
+MIN_TILES, SPLIT_SAMPLES = 4, 1 << 15    # see tile_rows
 HEADER = struct.Struct("<BIIHBBI")
 TILE_ENTRY_TAIL = struct.Struct("<BII")
 NTABLES = lossless.TABLES
 NTOKENS = lossless.TOKENS
 SAMPLED_ROWS, SAMPLED_EVERY = 4, 128    # the rows whose levels may rule palettes out
+REUSED_MAX_BYTES = 64 << 20     # a thread keeps scratch arrays up to this size (see reused)
 # rows sampled to choose the predictors, by level
 CHOICE_STEP = {1: 64, 2: 16, 3: 2}
 
 
-def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, pool=None) -> bytes:
-    """Code ``pixels`` (height, width, channels) of values below 2**bits, on
-    ``pool`` (an executor) or on ``threads`` threads of its own."""
-    return b"".join(encode_pixels(pixels, bits, level=level, threads=threads, pool=pool))
+def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1) -> bytes:
+    """Code ``pixels`` (height, width, channels) of values below 2**bits, on ``threads`` threads."""
+    return b"".join(encode_pixels(pixels, bits, level=level, threads=threads))
 
 
-def encode_pixels(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1, pool=None,
+def encode_pixels(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1,
                   side: Pending | None = None) -> list:
     """``encode``'s coded raster as the pieces it is joined from (see ``encode_parts``)."""
     if pixels.dtype not in (np.uint8, np.uint16):
@@ -55,7 +57,7 @@ def encode_pixels(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int
     pixels = np.ascontiguousarray(pixels)
     samples = Samples(pixels.reshape(-1).view(np.uint8), *pixels.shape, pixels.dtype.itemsize,
                       sys.byteorder == "big")
-    return encode_parts(samples, bits, level=level, threads=threads, pool=pool, checked=False, side=side)
+    return encode_parts(samples, bits, level=level, threads=threads, checked=False, side=side)
 
 
 @dataclass(frozen=True)
@@ -74,29 +76,24 @@ class Samples:
         return self.data[y * row:(y + count) * row]
 
 
-def encode_samples(samples: Samples, bits: int, *, level: int = 2, threads: int = 1, pool=None,
+def encode_samples(samples: Samples, bits: int, *, level: int = 2, threads: int = 1,
                    checked: bool = True) -> bytes | None:
     """Code ``samples``; with ``checked``, None when one is 2**bits or more
     (the caller keeps such bytes verbatim)."""
-    parts = encode_parts(samples, bits, level=level, threads=threads, pool=pool, checked=checked)
+    parts = encode_parts(samples, bits, level=level, threads=threads, checked=checked)
     return None if parts is None else b"".join(parts)
 
 
-def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 1, pool=None,
+def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 1,
                  checked: bool = True, side: Pending | None = None) -> list | None:
     """``encode_samples``'s coded raster as the pieces it is joined from (bytes-like): a
     caller that joins it into more keeps a serial copy of megabytes (and the
     page faults of a fresh buffer) out of the way.  ``side`` is run beside the
     tiles (see ``lossless.model_tiles``), or not at all (its owner asks for its result)."""
-    if pool is None:
-        with pool_of(threads) as own:
-            return encode_parts(samples, bits, level=level, pool=own, checked=checked, side=side)
     height, width, channels = samples.height, samples.width, samples.channels
-    rows = tile_rows(width * channels)
-    if not worth_threads(height, width, channels):
-        pool = Inline()
+    rows = tile_rows(width * channels, height)
+    threads = max(1, threads) if worth_threads(height, width, channels) else 1
     channel_of = np.array(plane_order(channels), dtype=np.uint16)
-    threads = workers(pool)
     palettes = palette.Palettes([None] * channels)
     must_check = checked and bits < 8 * samples.itemsize     # words that can hold more than bits
     paletted = bits >= palette.MIN_BITS
@@ -123,7 +120,7 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
     tiles = -(-height // rows)
     tallest = min(rows, height)
     bound = 2 * tallest * width * channels + 16
-    symbols = np.empty(height * width * channels, dtype=np.uint16)
+    symbols = reused("symbols", (height * width * channels,), np.uint16)     # used up here: no one keeps it
     predictors = np.empty((tiles, channels), dtype=np.uint8)
     decorrelate = np.empty(tiles, dtype=np.uint8)
     extra = np.empty(bound * tiles, dtype=np.uint8)     # untouched pages cost nothing
@@ -198,45 +195,34 @@ _buffers = threading.local()
 
 
 def reused(name: str, shape: tuple, dtype) -> np.ndarray:
-    """A scratch array of this thread's, kept between tiles: fresh arrays of
-    this size cost a page fault per 4 KiB touched, about as much as the
-    kernels' own work on them.  Valid until the thread asks for ``name`` again."""
+    """A scratch array of this thread's, kept between tiles and files: fresh arrays
+    of this size cost a page fault per 4 KiB touched, about as much as the kernels'
+    own work on them (a raster's tokens in a fresh array: two threads encoded the
+    bench corpus 1.65x faster than one, in one kept 1.74-1.86x).  Valid until the
+    thread asks for ``name`` again.  Arrays above REUSED_MAX_BYTES are not kept."""
     size = math.prod(shape) * np.dtype(dtype).itemsize
     store = getattr(_buffers, "store", None)
     if store is None:
         store = _buffers.store = {}
     buffer = store.get(name)
     if buffer is None or buffer.size < size:
-        buffer = store[name] = np.empty(max(size, 1), dtype=np.uint8)
+        buffer = np.empty(max(size, 1), dtype=np.uint8)
+        if size <= REUSED_MAX_BYTES:
+            store[name] = buffer
+        else:
+            store.pop(name, None)
     return buffer[:size].view(dtype).reshape(shape)
 
 
-@dataclass(slots=True)
-class Tile:
-    y: int
-    rows: int
-    predictors: np.ndarray
-    decorrelate: bool
-    rans: np.ndarray        # each stream followed by PADDING bytes the decoder may read (see ``padded``)
-    extra: np.ndarray
-
-
-def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads: int = 1, pool=None,
-           into: np.ndarray | None = None, big_endian: bool = False, bits: int | None = None,
-           on_rows=None) -> tuple[np.ndarray | None, int]:
+def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads: int = 1,
+           into: np.ndarray | None = None, big_endian: bool = False, bits: int | None = None
+           ) -> tuple[np.ndarray | None, int]:
     """The pixels (height, width, channels; uint8 up to 8 bits, else uint16)
     and bit depth of a coded raster, which must have the ``shape`` (and the
     ``bits``, when given) its container describes.  With ``into`` (uint8, the
     raster's bytes: one byte a sample up to 8 bits, else two, in the byte order
     ``big_endian`` says) the samples are written there instead, and None is
-    returned for them.
-    ``on_rows(pixels, first row, rows)`` (pixels None with ``into``) is called
-    on the thread that decoded each tile, once its rows are written: work on
-    them there finds them in that core's cache."""
-    if pool is None:
-        with pool_of(threads) as own:
-            return decode(payload, shape=shape, pool=own, into=into, big_endian=big_endian, bits=bits,
-                          on_rows=on_rows)
+    returned for them.  The tiles decode on ``threads`` threads."""
     view = memoryview(payload)
     if len(view) < HEADER.size + 4:
         raise CodecError("coded raster is truncated")
@@ -256,7 +242,8 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
         levels, sizes = np.zeros((channels, 1), dtype=np.uint16), np.zeros(channels, dtype=np.int32)
     (entropy_length,) = struct.unpack("<I", read_window(view, position, 4))
     decoder = tables.decoder(read_window(view, position + 4, entropy_length))
-    tiles = read_tiles(view, position + 4 + entropy_length, height=height, rows=rows, channels=channels)
+    predictors, decorrelate, streams, last = read_tiles(view, position + 4 + entropy_length, height=height,
+                                                        rows=rows, channels=channels)
     itemsize = 1 if bits <= 8 else 2        # 8-bit rasters come back as bytes, as files hold them
     pixels = None
     if into is None:
@@ -264,48 +251,48 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
         into, big_endian = pixels.reshape(-1).view(np.uint8), sys.byteorder == "big"
     elif into.dtype != np.uint8 or into.shape != (height * width * channels * itemsize,):
         raise CodecError("coded raster's depth does not match its descriptor")
-    row_bytes = width * channels * itemsize
-    channel_of = np.array(plane_order(channels), dtype=np.uint16)
-    if not worth_threads(height, width, channels):
-        pool = Inline()
-
-    def run(tile: Tile) -> bool:
-        # the kernel writes the tile's rows in place: channels interleaved, palettes applied
-        clean = lossless.decode_tile(into[tile.y * row_bytes:(tile.y + tile.rows) * row_bytes], itemsize, big_endian,
-                                     width, channels, coded_bits, tile.predictors, tile.decorrelate,
-                                     tile.rans, tile.extra, *decoder, scratch_for(tile.rows, width), channel_of,
-                                     levels, sizes)
-        if clean and on_rows is not None:
-            on_rows(pixels, tile.y, tile.rows)
-        return clean
-
-    if not all(list(pool.map(run, tiles))):
+    threads = max(1, threads) if worth_threads(height, width, channels) else 1
+    clean = np.empty(len(streams), dtype=np.uint8)
+    # the kernel writes each tile's rows in place: channels interleaved, palettes applied
+    lossless.decode_tiles(into, itemsize, big_endian, width, channels, coded_bits, rows, predictors, decorrelate,
+                          np.frombuffer(view, dtype=np.uint8), streams, last, *decoder,
+                          reused("scratch", (threads, 2 * min(rows, height) + 10, width + 2), np.uint16),
+                          np.array(plane_order(channels), dtype=np.uint16), levels, sizes, clean, threads)
+    if not clean.all():
         raise CodecError("coded raster is corrupt: a tile did not decode cleanly")
     return pixels, bits
 
 
-def read_tiles(view: memoryview, position: int, *, height: int, rows: int, channels: int) -> list[Tile]:
-    """The tile index and each tile's streams, checked to fill the payload exactly.
-    (Slices of one array: an array and a window checked for each stream cost 10-40 us a
-    raster, serial, before any tile decodes.)"""
+def read_tiles(view: memoryview, position: int, *, height: int, rows: int, channels: int) -> tuple:
+    """The tile index and where each tile's streams are, checked to fill the payload
+    exactly: (predictors, decorrelate, streams, last) as ``lossless.decode_tiles`` takes
+    them, ``last`` holding the last tile's streams, each with the decoder's PADDING after
+    it (zeros).  (Arrays, read at once: an array and a window checked for each stream
+    cost 10-40 us a raster, serial, before any tile decodes.)"""
     count = -(-height // rows)
     entry = channels + TILE_ENTRY_TAIL.size
-    start = position
-    position += len(read_window(view, position, count * entry))
-    data = np.frombuffer(view, dtype=np.uint8)
-    tiles = []
-    for n, at in enumerate(range(start, start + count * entry, entry)):
-        decorrelate, rans_length, extra_length = TILE_ENTRY_TAIL.unpack_from(view, at + channels)
-        if position + rans_length + extra_length > len(view):      # both streams lie inside the payload
-            raise CodecError("coded raster is truncated")
-        rans = padded(data, position, rans_length)
-        extra = padded(data, position + rans_length, extra_length)
-        position += rans_length + extra_length
-        tiles.append(Tile(n * rows, min(rows, height - n * rows), data[at:at + channels], bool(decorrelate),
-                          rans, extra))
-    if position != len(view):
+    index = np.frombuffer(read_window(view, position, count * entry), dtype=np.uint8).reshape(count, entry)
+    predictors = np.ascontiguousarray(index[:, :channels])
+    decorrelate = (index[:, channels] != 0).astype(np.uint8)
+    lengths = np.ascontiguousarray(index[:, channels + 1:]).view("<u4").astype(np.int64).reshape(-1)
+    ends = position + count * entry + np.cumsum(lengths)
+    if ends[-1] > len(view):
+        raise CodecError("coded raster is truncated")
+    if ends[-1] != len(view):
         raise CodecError("coded raster has trailing bytes")
-    return tiles
+    if (lengths[0::2] < 16).any():
+        # a rANS stream shorter than its two final states cannot be clean (and the streams after
+        # each one, at least 16 bytes, are the decoder's padding)
+        raise CodecError("coded raster is corrupt: a tile did not decode cleanly")
+    streams = np.stack([ends - lengths, lengths], axis=1).reshape(count, 4)
+    # nothing follows the last tile's streams: they are read from a copy with zeros after each
+    rans_at, rans_length, extra_at, extra_length = streams[-1].tolist()
+    last = np.zeros(rans_length + extra_length + 2 * lossless.PADDING, dtype=np.uint8)
+    data = np.frombuffer(view, dtype=np.uint8)
+    last[:rans_length] = data[rans_at:rans_at + rans_length]
+    last[rans_length + lossless.PADDING:][:extra_length] = data[extra_at:extra_at + extra_length]
+    streams[-1] = (0, rans_length, rans_length + lossless.PADDING, extra_length)
+    return predictors, decorrelate, streams, last
 
 
 def plane_order(channels: int) -> list[int]:
@@ -314,37 +301,26 @@ def plane_order(channels: int) -> list[int]:
     return [1, 0, 2, *range(3, channels)] if channels >= 3 else list(range(channels))
 
 
-def scratch_for(rows: int, width: int) -> np.ndarray:
-    """The decoding kernel's working rows for a tile (see ``lossless.decode_tile``)."""
-    return reused("scratch", (2 * rows + 10, width + 2), np.uint16)
-
-
-def padded(data: np.ndarray, position: int, length: int) -> np.ndarray:
-    """The stream of ``length`` bytes at ``position`` of ``data`` and the PADDING
-    bytes after it, which the decoder may read but never uses: the payload's own
-    where it has them (copying every stream took 0.8 ms of a 6 MB frame's 30 on
-    one thread, 1.8 ms of thread time on two), else zeros after a copy."""
-    if position + length + lossless.PADDING <= len(data):
-        return data[position:position + length + lossless.PADDING]
-    out = np.zeros(length + lossless.PADDING, dtype=np.uint8)
-    out[:length] = data[position:position + length]
-    return out
-
-
 def worth_threads(height: int, width: int, channels: int) -> bool:
     """Whether a raster's tiles keep more than one thread busy: not when they are one
     tile, or one and a sliver.  Helpers would only take small side jobs, and handing
     them over and back cost more than they took (two threads ran such rasters 0-15%
     slower than one, encoding and decoding)."""
-    rows = tile_rows(width * channels)
+    rows = tile_rows(width * channels, height)
     return height - rows >= rows // 4
 
 
-def tile_rows(row_samples: int) -> int:
-    """Rows per tile: about TILE_SAMPLES samples, at least MIN_TILE_ROWS rows.
-    (Evening the tiles out, for threads, cost 1% on some small images: a
-    tile's first row is predicted from W alone, and where it falls matters.)"""
-    return max(MIN_TILE_ROWS, -(-TILE_SAMPLES // max(1, row_samples)))
+def tile_rows(row_samples: int, height: int) -> int:
+    """Rows per tile: about TILE_SAMPLES samples, at least MIN_TILE_ROWS rows; but a
+    raster of fewer than MIN_TILES such tiles is cut into as many tiles as it has
+    SPLIT_SAMPLES (up to MIN_TILES), so that two threads share it, and in twos (see
+    ``in_twos``).  (Evening the tiles out, for threads, cost 1% on some small images:
+    a tile's first row is predicted from W alone, and where it falls matters.)"""
+    rows = max(MIN_TILE_ROWS, -(-TILE_SAMPLES // max(1, row_samples)))
+    wanted = min(MIN_TILES, height * row_samples // SPLIT_SAMPLES)
+    if -(-height // rows) < wanted:
+        rows = max(MIN_TILE_ROWS, -(-height // wanted))
+    return rows
 
 
 def read_window(view: memoryview, position: int, length: int) -> memoryview:

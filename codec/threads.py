@@ -1,22 +1,19 @@
-"""The executors the codec runs its tiles and bands on.
+"""Side jobs, and the executors the codec's Python-level steps take them from.
 
-With one thread the work runs inline: no pool, no hand-offs, the same results
-in the same order.  With more, the caller works through each ``map`` with
-helper threads from a pool kept for the life of the process, so a small file
-does not pay for starting threads each time it is coded.
+The codec's parallel work is inside its kernels: each pass over a raster's
+tiles or bands is one call that runs them on OpenMP threads (see
+``lossless.model_tiles``), which wait for work spinning.  A pool of Python
+threads did it before, and its helpers slept between a raster's few steps:
+waking one took 40-90 us on a small cloud machine, a third of a small
+image's time.  What is left here is the work that can go beside the tiles:
+a ``Pending`` call (the file's checksum, a palette's packing) that one of
+the kernel's threads runs when it starts, or else whoever asks for it.
 """
-import itertools
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-
-_pools: dict[int, ThreadPoolExecutor] = {}
-_lock = threading.Lock()
+from concurrent.futures import Future
 
 
 class Inline:
     """An executor that runs each call in the caller's thread."""
-    threads = 1
 
     @staticmethod
     def map(function, *iterables):
@@ -27,39 +24,6 @@ class Inline:
         future = Future()
         future.set_result(function(*args))
         return future
-
-
-class Shared:
-    """``threads`` threads: the caller's and ``threads - 1`` helpers.  The
-    caller takes items of a ``map`` with the helpers instead of waiting for
-    them: a map's first item starts with no hand-off, and a helper still
-    waking up (or busy with a ``submit``) holds no one up for long."""
-
-    def __init__(self, threads: int):
-        self.threads = threads
-        self._helpers = _shared(threads - 1)
-
-    def submit(self, function, *args) -> Future:
-        return self._helpers.submit(function, *args)
-
-    def map(self, function, iterable) -> list:
-        """``function`` of each item, in order, once every call has returned."""
-        items = list(iterable)
-        results = [None] * len(items)
-        claim = itertools.count()       # next() on it is atomic under the GIL
-
-        def drain() -> None:
-            while (i := next(claim)) < len(items):
-                results[i] = function(items[i])
-
-        helpers = [self._helpers.submit(drain) for _ in range(min(self.threads, len(items)) - 1)]
-        try:
-            drain()
-        finally:
-            for helper in helpers:
-                if not helper.cancel():     # one that has not started has nothing left to take
-                    helper.result()
-        return results
 
 
 class Pending:
@@ -94,7 +58,6 @@ class Later:
     """An executor for work that can wait for a side job: ``map`` runs in the
     caller's thread; ``submit`` gives a ``Pending``, run by ``run_all`` (or by
     whoever asks for its result first)."""
-    threads = 1
 
     def __init__(self):
         self.jobs = []
@@ -109,24 +72,6 @@ class Later:
     def run_all(self) -> None:
         for job in self.jobs:
             job()
-
-
-def _shared(threads: int) -> ThreadPoolExecutor:
-    with _lock:
-        pool = _pools.get(threads)
-        if pool is None:
-            pool = _pools[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="codec")
-        return pool
-
-
-@contextmanager
-def pool_of(threads: int):
-    yield Inline() if threads <= 1 else Shared(threads)
-
-
-def workers(pool) -> int:
-    """How many threads ``pool`` (from ``pool_of``) runs its work on."""
-    return pool.threads
 
 
 def runs(count: int, pieces: int) -> list[tuple[int, int]]:
