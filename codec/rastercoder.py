@@ -132,7 +132,7 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
                          reused("scratch", (threads, 2 * tallest + 10, width + 2), np.uint16), threads,
                          Pending(run_all, side, later))
     freq = tables.normalize(tables.pool(histograms.sum(axis=0)))
-    encoder = tables.encoder(freq)
+    encoder = tables.encoder(freq, reused("encoder", (NTABLES * NTOKENS * 4 + 4,), np.uint64))
 
     # pass two: the tokens rANS-coded, tile n into its room of the output from 2 * starts[n] + 24 * n;
     # tiles in twos where that leaves every thread work (see ``in_twos``); storing the tables beside

@@ -66,10 +66,11 @@ _PARSE_ERRORS = {
 }
 
 
-def encoder(freq: np.ndarray) -> tuple[np.ndarray]:
+def encoder(freq: np.ndarray, room: np.ndarray | None = None) -> tuple[np.ndarray]:
     """The rANS encoder's table: per symbol, its frequency's reciprocal,
-    bias and complement (Giesen's rans64), packed by the kernels."""
-    return (lossless.encoder_entries(np.ascontiguousarray(freq, dtype=np.int64)),)
+    bias and complement (Giesen's rans64), packed by the kernels (in ``room``,
+    when given: see ``lossless.encoder_entries``)."""
+    return (lossless.encoder_entries(np.ascontiguousarray(freq, dtype=np.int64), room),)
 
 
 def decoder(blob: memoryview):
