@@ -252,11 +252,12 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
     elif into.dtype != np.uint8 or into.shape != (height * width * channels * itemsize,):
         raise CodecError("coded raster's depth does not match its descriptor")
     threads = max(1, threads) if worth_threads(height, width, channels) else 1
+    rows = min(rows, height)        # the same tiles (a header may say more rows than an int holds)
     clean = np.empty(len(streams), dtype=np.uint8)
     # the kernel writes each tile's rows in place: channels interleaved, palettes applied
     lossless.decode_tiles(into, itemsize, big_endian, width, channels, coded_bits, rows, predictors, decorrelate,
                           np.frombuffer(view, dtype=np.uint8), streams, last, *decoder,
-                          reused("scratch", (threads, 2 * min(rows, height) + 10, width + 2), np.uint16),
+                          reused("scratch", (threads, 2 * rows + 10, width + 2), np.uint16),
                           np.array(plane_order(channels), dtype=np.uint16), levels, sizes, clean, threads)
     if not clean.all():
         raise CodecError("coded raster is corrupt: a tile did not decode cleanly")

@@ -64,6 +64,18 @@ def test_raster_coder_round_trips_every_depth_and_shape(raster, level, threads):
     np.testing.assert_array_equal(decoded, pixels)
 
 
+def test_tile_rows_beyond_what_an_int_holds_mean_one_tile():
+    # found by hypothesis: a flipped byte made a one-tile raster's header say 4e9 rows a tile,
+    # and the decoding kernel's int argument overflowed (OverflowError, not CodecError)
+    pixels = smooth_image((40, 30, 3), 10)
+    coded = bytearray(rastercoder.encode(pixels, 10))
+    rows_at = rastercoder.HEADER.size - 4
+    assert int.from_bytes(coded[rows_at:rows_at + 4], "little") >= 40      # one tile
+    coded[rows_at:rows_at + 4] = (2**32 - 1).to_bytes(4, "little")
+    decoded, _ = rastercoder.decode(bytes(coded), shape=pixels.shape, threads=2)
+    np.testing.assert_array_equal(decoded, pixels)
+
+
 @pytest.mark.parametrize("shape", [(700, 33, 1), (300, 257, 3), (64, 64, 4)])
 def test_many_tiles_round_trip_in_parallel(shape, monkeypatch):
     monkeypatch.setattr(rastercoder, "TILE_SAMPLES", 2048)    # force many tiles
