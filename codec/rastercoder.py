@@ -103,13 +103,15 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
         # a sample of the rows first (when it holds enough samples to tell): where each plane's
         # already uses too many levels for a palette to pay (most photos and camera frames),
         # marking every sample (a tenth of the encoding of a 10-bit DPX frame) would tell nothing more
-        paletted = palette.could_pay(mark_used(samples, channel_of, threads, bands=sample)[:, :1 << bits]).any()
+        marks = mark_levels(samples, channel_of, threads, bands=sample)
+        paletted = palette.could_pay(np.bitwise_or.reduce(marks[:, :, :1 << bits], axis=0)).any()
     if must_check or paletted:
-        used = mark_used(samples, channel_of, threads)
-        if must_check and used[:, 1 << bits:].any():
+        marks = mark_levels(samples, channel_of, threads)
+        if must_check and marks[:, :, 1 << bits:].any():
             return None
         if paletted:
-            palettes = palette.choose(used[:, :1 << bits], height * width, pool=later)
+            palettes = palette.choose(np.bitwise_or.reduce(marks[:, :, :1 << bits], axis=0), height * width,
+                                      pool=later)
     coded_bits = palettes.coded_bits(bits)
     if palettes.active:
         ranks = palettes.ranks(bits)
@@ -125,7 +127,8 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
     decorrelate = np.empty(tiles, dtype=np.uint8)
     extra = np.empty(bound * tiles, dtype=np.uint8)     # untouched pages cost nothing
     extra_used = np.empty(tiles, dtype=np.int64)
-    histograms = np.zeros((threads, NTABLES, NTOKENS), dtype=np.uint64)
+    histograms = reused("histograms", (threads, NTABLES, NTOKENS), np.uint64)
+    histograms.fill(0)
     lossless.model_tiles(samples.data, samples.itemsize, samples.big_endian, width, channels, channel_of, *ranks,
                          rows, coded_bits, CHOICE_STEP.get(level, 8), predictors, decorrelate, symbols, extra,
                          extra_used, histograms, reused("planes", (threads, channels * tallest * width), np.uint16),
@@ -171,15 +174,19 @@ def sampled_bands(height: int) -> list[tuple[int, int]]:
     return [(y, min(SAMPLED_ROWS, height - y)) for y in range(0, height, SAMPLED_EVERY)]
 
 
-def mark_used(samples: Samples, channel_of: np.ndarray, threads: int, *, bands: list | None = None) -> np.ndarray:
-    """Per plane, a mark (1) for each level its samples use (those of ``bands`` of
-    rows, (first row, rows), when given), on ``threads`` threads."""
+def mark_levels(samples: Samples, channel_of: np.ndarray, threads: int, *, bands: list | None = None) -> np.ndarray:
+    """Marks (1) of the levels used, thread by thread and plane by plane
+    (threads, planes, 2**(8 * itemsize)), by the samples of ``bands`` of rows
+    ((first row, rows)) when given, else of every row: an array this thread
+    keeps (a fresh 400 kB for a 16-bit RGB raster cost page faults), valid
+    until it marks levels again."""
     if bands is None:   # four bands a thread, so one that starts late holds no one up for long
         bands = runs(samples.height, 1 if threads == 1 else 4 * threads)
-    marks = np.zeros((threads, samples.channels, 1 << 8 * samples.itemsize), dtype=np.uint8)
+    marks = reused("marks", (threads, samples.channels, 1 << 8 * samples.itemsize), np.uint8)
+    marks.fill(0)
     lossless.mark_bands(samples.data, samples.itemsize, samples.big_endian, samples.width, samples.channels,
                         channel_of, np.array(bands, dtype=np.int64).reshape(-1, 2), marks, threads)
-    return marks[0] if threads == 1 else np.bitwise_or.reduce(marks)
+    return marks
 
 
 def in_twos(tiles: list, threads: int) -> list[list]:
