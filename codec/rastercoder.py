@@ -201,19 +201,20 @@ def in_twos(tiles: list, threads: int) -> list[list]:
 _buffers = threading.local()
 
 
-def reused(name: str, shape: tuple, dtype) -> np.ndarray:
+def reused(name: str, shape: tuple, dtype, *, zeroed: bool = False) -> np.ndarray:
     """A scratch array of this thread's, kept between tiles and files: fresh arrays
     of this size cost a page fault per 4 KiB touched, about as much as the kernels'
     own work on them (a raster's tokens in a fresh array: two threads encoded the
     bench corpus 1.65x faster than one, in one kept 1.74-1.86x).  Valid until the
-    thread asks for ``name`` again.  Arrays above REUSED_MAX_BYTES are not kept."""
+    thread asks for ``name`` again.  Arrays above REUSED_MAX_BYTES are not kept.  With
+    ``zeroed`` a new array starts as zeros (a kept one holds what was left in it)."""
     size = math.prod(shape) * np.dtype(dtype).itemsize
     store = getattr(_buffers, "store", None)
     if store is None:
         store = _buffers.store = {}
     buffer = store.get(name)
     if buffer is None or buffer.size < size:
-        buffer = np.empty(max(size, 1), dtype=np.uint8)
+        buffer = (np.zeros if zeroed else np.empty)(max(size, 1), dtype=np.uint8)
         if size <= REUSED_MAX_BYTES:
             store[name] = buffer
         else:
@@ -248,7 +249,9 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
     else:
         levels, sizes = np.zeros((channels, 1), dtype=np.uint16), np.zeros(channels, dtype=np.int32)
     (entropy_length,) = struct.unpack("<I", read_window(view, position, 4))
-    decoder = tables.decoder(read_window(view, position + 4, entropy_length))
+    # the table in an array the thread keeps (a fresh 460 kB, zeroed, cost 30-40 us a raster)
+    decoder = tables.decoder(read_window(view, position + 4, entropy_length),
+                             reused("decoder", (NTABLES * tables.SCALE,), np.uint32, zeroed=True))
     predictors, decorrelate, streams, last = read_tiles(view, position + 4 + entropy_length, height=height,
                                                         rows=rows, channels=channels)
     itemsize = 1 if bits <= 8 else 2        # 8-bit rasters come back as bytes, as files hold them

@@ -73,8 +73,9 @@ def encoder(freq: np.ndarray, room: np.ndarray | None = None) -> tuple[np.ndarra
     return (lossless.encoder_entries(np.ascontiguousarray(freq, dtype=np.int64), room),)
 
 
-def decoder(blob: memoryview):
+def decoder(blob: memoryview, room: np.ndarray | None = None):
     """The decoder's one table: per (table << SCALE_BITS | slot), the slot's
     token with its frequency and the slot's offset in the token's range,
-    packed as freq | offset << 11 | token << 21 (one load per sample)."""
-    return (lossless.decoder_entries(parse(blob)),)
+    packed as freq | offset << 11 | token << 21 (one load per sample); in
+    ``room`` when given (see ``lossless.decoder_entries``)."""
+    return (lossless.decoder_entries(parse(blob), room),)

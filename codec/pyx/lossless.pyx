@@ -1427,20 +1427,28 @@ cdef int decode_one(uint8_t* pixels, const cm_output* shared, int channels, int 
     return cm_decode_tile(&tile, &o, entries, rans, rsize, extra, esize)
 
 
-def decoder_entries(const int64_t[:, ::1] freq):
+def decoder_entries(const int64_t[:, ::1] freq, room=None):
     """The decoder's table from each table's token frequencies (every row
     summing to PROB_SCALE): per (table << PROB_BITS | slot), the slot's token,
     its frequency and the slot's offset in the token's range, packed as
     freq | offset << 11 | m << 21 | nb << 25, where the token's u is m << nb
     plus nb raw bits: a sample costs one load.  Tables without frequencies
-    stay zero (a sound stream never reaches them, and a damaged one decodes
-    garbage there, within bounds): their pages are never touched."""
+    are left as they are: zero in a new table, whose pages are then never
+    touched, or in ``room`` (uint32, TABLES * PROB_SCALE: a table a thread
+    keeps, zero at first) entries this function made for an earlier raster.
+    A sound stream never reaches them, and a damaged one decodes garbage
+    there, within bounds, either way."""
     cdef int table, token, slot, f
     cdef uint32_t packed
     cdef int64_t start
     if freq.shape[0] != NTABLES or freq.shape[1] != NTOKENS:
         raise ValueError("frequencies have the wrong shape")
-    entries = np.zeros(NTABLES * PROB_SCALE, dtype=np.uint32)
+    if room is None:
+        entries = np.zeros(NTABLES * PROB_SCALE, dtype=np.uint32)
+    elif room.dtype != np.uint32 or room.shape != (NTABLES * PROB_SCALE,):
+        raise ValueError("room for the table has the wrong size")
+    else:
+        entries = room
     cdef uint32_t[::1] out = entries
     with nogil:
         for table in range(NTABLES):
