@@ -64,6 +64,24 @@ def test_raster_coder_round_trips_every_depth_and_shape(raster, level, threads):
     np.testing.assert_array_equal(decoded, pixels)
 
 
+def test_small_rasters_are_cut_into_up_to_four_tiles_for_two_threads():
+    tiles = lambda height, width, channels: -(-height // rastercoder.tile_rows(width * channels, height))
+    assert tiles(300, 484, 1) == 4          # 145,200 samples: one tile and a sliver before
+    assert tiles(303, 384, 1) == 3          # 116,352 samples: three of 2^15 or more
+    assert tiles(128, 128, 1) == 1          # 16,384 samples: too few to share
+    assert tiles(1024, 1024, 3) == 24       # a frame keeps its tiles of 2^17 samples
+    assert rastercoder.worth_threads(300, 484, 1) and not rastercoder.worth_threads(128, 128, 1)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.binary(max_size=3000) | st.integers(0, 1 << 20), max_size=12), st.integers(1, 3))
+def test_the_parallel_join_gives_the_bytes_of_a_plain_join(pieces, threads):
+    from codec.pyx import lossless
+    parts = [bytes(p % 251 for p in range(piece)) if isinstance(piece, int) else piece for piece in pieces]
+    parts = [memoryview(part) if i % 2 else part for i, part in enumerate(parts)]     # any bytes-like
+    assert lossless.join(parts, threads) == b"".join(parts)
+
+
 def test_tile_rows_beyond_what_an_int_holds_mean_one_tile():
     # found by hypothesis: a flipped byte made a one-tile raster's header say 4e9 rows a tile,
     # and the decoding kernel's int argument overflowed (OverflowError, not CodecError)
