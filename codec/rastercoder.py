@@ -9,13 +9,13 @@ Wire format of a coded raster (all integers little-endian)::
     per tile: channels × u8 predictor, u8 decorrelate, u32 rANS bytes, u32 extra-bit bytes
     per tile: its rANS bytes, then its extra-bit bytes
 
-Tiles are bands of rows.  They share the raster's
-entropy tables (one set of statistics, paid for once) but are otherwise
-independent, so they encode and decode in parallel: each pass over a
-raster's tiles is one kernel call, on OpenMP threads (see
-``lossless.model_tiles``).  Version 5 codes each row as two interleaved lanes (see
-codec/pyx/lossless.pyx).  The kernels read and write samples as bytes, so a
-file's plain 8- and 16-bit words go in and come out without conversion.
+Tiles are bands of rows.  They share the raster's entropy tables (one set
+of statistics, paid for once) but are otherwise independent, so they encode
+and decode in parallel: each pass over a raster's tiles is one kernel call,
+on OpenMP threads (see ``lossless.model_tiles``).  Version 5 codes each row
+as two interleaved lanes (see codec/pyx/lossless.pyx).  The kernels read and
+write samples as bytes, so a file's plain 8- and 16-bit words go in and come
+out without conversion.
 """
 import math
 import struct
@@ -70,10 +70,6 @@ class Samples:
     channels: int
     itemsize: int
     big_endian: bool
-
-    def rows(self, y: int, count: int) -> np.ndarray:
-        row = self.width * self.channels * self.itemsize
-        return self.data[y * row:(y + count) * row]
 
 
 def encode_samples(samples: Samples, bits: int, *, level: int = 2, threads: int = 1,
@@ -202,12 +198,12 @@ _buffers = threading.local()
 
 
 def reused(name: str, shape: tuple, dtype, *, zeroed: bool = False) -> np.ndarray:
-    """A scratch array of this thread's, kept between tiles and files: fresh arrays
-    of this size cost a page fault per 4 KiB touched, about as much as the kernels'
-    own work on them (a raster's tokens in a fresh array: two threads encoded the
-    bench corpus 1.65x faster than one, in one kept 1.74-1.86x).  Valid until the
-    thread asks for ``name`` again.  Arrays above REUSED_MAX_BYTES are not kept.  With
-    ``zeroed`` a new array starts as zeros (a kept one holds what was left in it)."""
+    """A scratch array of this thread's, kept between rasters: fresh arrays of this
+    size cost a page fault per 4 KiB touched, about as much as the kernels' own work
+    on them (with a raster's tokens in a fresh array, two threads encoded the bench
+    corpus 1.54-1.65x as fast as one; in a kept one, 1.74-1.86x).  Valid until the
+    thread asks for ``name`` again.  Arrays above REUSED_MAX_BYTES are not kept.
+    With ``zeroed`` a new array starts as zeros (a kept one holds what was left)."""
     size = math.prod(shape) * np.dtype(dtype).itemsize
     store = getattr(_buffers, "store", None)
     if store is None:

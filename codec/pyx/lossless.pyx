@@ -1213,9 +1213,10 @@ def model_tiles(const uint8_t[::1] pixels, int itemsize, bint big_endian, int wi
     sizes[k] > 0), its predictors[n] and decorrelate[n] (the cheapest on
     every ``step``-th row), its tokens (table << 6 | token) into ``symbols``
     from n * rows * width * channels, its extra bits into ``extra`` from
-    n * (2 * rows * width * channels + 16), extra_used[n] of them.  Thread t
-    adds its tiles' token counts to histograms[t] and works in planes[t]
-    (channels * rows * width) and scratch[t] ((2 * rows + 10, width + 2)).
+    n * (2 * r * width * channels + 16), extra_used[n] of them, where r is
+    min(rows, height).  Thread t adds its tiles' token counts to
+    histograms[t] and works in planes[t] (channels * r * width) and
+    scratch[t] ((2 * r + 10, width + 2)).
     ``side``, when given, is called (with the GIL) by the first thread to
     start, before its first tile.  The threads are OpenMP's, which wait for
     work spinning: a Python thread pool's helpers slept between a raster's
@@ -1261,7 +1262,7 @@ def model_tiles(const uint8_t[::1] pixels, int itemsize, bint big_endian, int wi
                             bits, step, &predictors[n, 0], &decorrelate[n], &planes[t, 0], &scratch[t, 0, 0],
                             &symbols[y * width * channels], &extra[n * bound], &histograms[t, 0, 0])
         if written < 0:
-            failed = 1
+            failed += 1         # (a sum over the threads: a plain assignment would keep only the last tile's)
             written = 0
         extra_used[n] = written
     if failed:
@@ -1389,7 +1390,8 @@ def decode_tiles(uint8_t[::1] pixels, int itemsize, bint big_endian, int width, 
     for n in range(tiles):
         size = last.shape[0] if n == tiles - 1 and last.shape[0] else data.shape[0]
         if not (0 <= streams[n, 0] and 0 <= streams[n, 1] and 0 <= streams[n, 2] and 0 <= streams[n, 3]
-                and streams[n, 0] + streams[n, 1] + PADDING <= size and streams[n, 2] + streams[n, 3] + PADDING <= size):
+                and streams[n, 0] + streams[n, 1] + PADDING <= size
+                and streams[n, 2] + streams[n, 3] + PADDING <= size):
             raise ValueError("a stream and its padding lie outside the data")
         # a tile that cannot be clean is not decoded
         clean[n] = streams[n, 1] >= 16
