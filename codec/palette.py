@@ -42,16 +42,11 @@ class Palettes:
     def coded_bits(self, bits: int) -> int:
         return max(bits if v is None else max(1, (len(v) - 1).bit_length()) for v in self.values)
 
-    def ranks(self, bits: int) -> tuple[np.ndarray, np.ndarray]:
-        """value → rank lookup per plane, for encoding (a plane without values has size 0)."""
-        sizes = np.array([0 if v is None else 1 << bits for v in self.values], dtype=np.int32)
-        if self.rank_table is not None and self.rank_table.shape[1] == 1 << bits:
-            return self.rank_table, sizes
-        tables = np.zeros((len(self.values), 1 << bits), dtype=np.uint16)
-        for plane, values in enumerate(self.values):
-            if values is not None:
-                tables[plane, values] = np.arange(len(values), dtype=np.uint16)
-        return tables, sizes
+    def ranks(self) -> tuple[np.ndarray, np.ndarray]:
+        """value → rank lookup per plane, and its size (0 for a plane without values), for
+        encoding: palettes from ``choose`` only."""
+        levels = self.rank_table.shape[1]
+        return self.rank_table, np.array([0 if v is None else levels for v in self.values], dtype=np.int32)
 
     def levels(self) -> tuple[np.ndarray, np.ndarray]:
         """rank → value lookup per plane, for decoding."""

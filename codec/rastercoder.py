@@ -110,7 +110,7 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
                                       pool=later)
     coded_bits = palettes.coded_bits(bits)
     if palettes.active:
-        ranks = palettes.ranks(bits)
+        ranks = palettes.ranks()
     else:
         ranks = np.zeros((channels, 1), dtype=np.uint16), np.zeros(channels, dtype=np.int32)
 

@@ -6,6 +6,7 @@ truncated, empty and foreign input must raise ``CodecError`` (never another
 exception, never wrong bytes); committed golden encodings fail the suite if
 the wire format changes without a new container version.
 """
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -366,10 +367,36 @@ def test_palettes_are_chosen_by_their_stored_size(seed, bits, share, scale, late
         if pays:
             np.testing.assert_array_equal(chosen.values[plane], values[plane])
             # the kernel's rank of each value is its place among the plane's values
-            np.testing.assert_array_equal(chosen.ranks(bits)[0][plane][values[plane]], np.arange(count))
+            np.testing.assert_array_equal(chosen.ranks()[0][plane][values[plane]], np.arange(count))
     assert written == palette.serialize(palette.Palettes(
         [v if c is not None else None for v, c in zip(values, chosen.values)],
         [Inline.submit(lambda s=s: s) for s in stored]))
+
+
+def test_a_side_job_runs_once_beside_the_tiles_and_keeps_its_error_for_its_owner():
+    """The kernels' threads race for a side job: exactly one runs it, whatever the thread count;
+    an error in it never escapes into a kernel's thread but reaches whoever asks for the result."""
+    from codec.threads import Later, Pending
+    pixels = smooth_image((300, 257, 3), 12)
+    runs = []
+    for threads in (1, 2, 3):
+        side = Pending(lambda: runs.append(threads) or "done")
+        coded = b"".join(rastercoder.encode_parts(
+            rastercoder.Samples(pixels.reshape(-1).view(np.uint8), *pixels.shape, 2, sys.byteorder == "big"),
+            12, threads=threads, checked=False, side=side))
+        assert side.result() == "done"
+        assert coded == rastercoder.encode(pixels, 12, threads=1)
+    assert runs == [1, 2, 3]
+    failing = Pending(lambda: 1 / 0)
+    failing()           # as a kernel's thread calls it: nothing raised there
+    failing()           # nor run twice
+    with pytest.raises(ZeroDivisionError):
+        failing.result()
+    later = Later()
+    packed = [later.submit(lambda n=n: runs.append(n)) for n in (7, 8)]
+    assert runs == [1, 2, 3]            # submitted, not run
+    later.run_all()
+    assert runs == [1, 2, 3, 7, 8] and [job.result() for job in packed] == [None, None]
 
 
 def test_the_running_checksum_waits_for_every_byte_before_a_piece():

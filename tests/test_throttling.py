@@ -46,9 +46,9 @@ def test_an_object_throttled_on_every_try_fails_alone_and_its_batch_moves_on(buc
                                                                  method="PUT", bucket=dest)
     assert job.state == "complete_with_warnings", job.error
     assert (job.objects_done, job.objects_failed, job.objects_deleted) == (39, 1, 39)
-    failures = [(f.key, f.reason) for f in ObjectFailure.select().where(ObjectFailure.job == job.id)]
-    assert [key for key, _ in failures] == [poison], failures
-    assert "gave up after 2 attempt(s)" in failures[0][1] and "SlowDown" in failures[0][1], failures
+    failed = failures(job)
+    assert [(key, kind) for key, kind, _ in failed] == [(poison, "copy")], failed
+    assert "gave up after 2 attempt(s)" in failed[0][2] and "SlowDown" in failed[0][2], failed
     assert any(f"{poison} not copied, sent again as task" in line for line in logged(job)), logged(job)
     assert_same_objects(client, dest, {key: body for key, body in objects.items() if key != poison})
     assert listed_keys(client, source) == [poison]
@@ -64,7 +64,7 @@ def test_a_source_whose_delete_is_throttled_on_every_try_alone_is_reported_kept(
                                                                 method="DELETE", bucket=source)
     assert job.state == "complete_with_warnings", job.error
     assert (job.objects_done, job.objects_failed, job.objects_deleted, job.delete_failures) == (30, 0, 29, 1)
-    kept = [(f.key, f.kind, f.reason) for f in ObjectFailure.select().where(ObjectFailure.job == job.id)]
+    kept = failures(job)
     assert [(key, kind) for key, kind, _ in kept] == [(stuck, "delete")], kept
     assert "source kept" in kept[0][2] and "SlowDown" in kept[0][2], kept
     assert any(f"{stuck} source not deleted, sent again as task" in line for line in logged(job)), logged(job)
@@ -92,3 +92,8 @@ def move_with_one_object_always_throttled(buckets, s3_env, head_node, *, prefix:
 
 def logged(job) -> list[str]:
     return [line.message for line in JobLog.select().where(JobLog.job == job.id)]
+
+
+def failures(job) -> list[tuple[str, str, str]]:
+    """(key, kind, reason) of each object failure the job recorded."""
+    return [(f.key, f.kind, f.reason) for f in ObjectFailure.select().where(ObjectFailure.job == job.id)]
