@@ -287,7 +287,7 @@ def decode(data, *, threads: int, max_size: int | None = None) -> bytes:
         raise CodecError("container is corrupt: verbatim bytes do not fit around the rasters")
     threads = threads_for(threads, [where.raster for where, _, _ in header.rasters])
     for where, method, payload in header.rasters:
-        decode_raster(target, where, method, payload, threads=threads, written=running.written)
+        decode_raster(target, where, method, payload, threads=threads, running=running)
     if running.digest() != header.checksum:
         raise CodecError("decoded bytes do not match the original's checksum: the container is corrupt")
     return bytes(out)       # no copy when ``out`` already is bytes
@@ -308,15 +308,15 @@ def blank(size: int) -> tuple[bytes | bytearray, np.ndarray]:
 
 
 def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memoryview, *, threads: int = 1,
-                  written=None) -> None:
+                  running: RunningChecksum | None = None) -> None:
     """Decode one raster into its place in ``target`` (the original's bytes),
     every byte of its rows: the kernels write whole tiles, the layouts whole
-    rows (a word-field layout's rows are whole words).  ``written(start, end)``
-    is told each run of ``target`` that is final."""
+    rows (a word-field layout's rows are whole words).  ``running`` (over
+    ``target``) is given every run of it that is final."""
     raster = where.raster
     row = row_bytes(raster)
     contiguous = where.stride == row
-    written = written or (lambda start, end: None)
+    written = running.written if running is not None else (lambda start, end: None)
     if method == SHUFFLED:
         rows = unshuffle(zstd_decompress(payload, row * raster.height), layouts.element_size(raster))
         if len(rows) != row * raster.height:
@@ -326,18 +326,28 @@ def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memor
     place = target[raster.offset:raster.offset + row * raster.height] if contiguous \
         else np.empty(row * raster.height, dtype=np.uint8)
     order = layouts.plain_word_order(raster)
-    # plain words are written by the kernel itself, straight into place; other layouts come back
-    # as pixels, packed after
-    pixels, _ = rastercoder.decode(payload, shape=(raster.height, raster.width, raster.channels), bits=raster.bits,
-                                   threads=threads, into=None if order is None else place, big_endian=order == ">")
-    if order is None:
-        try:
-            conversion.pack_rows(memoryview(place), compact(raster), pixels, row=row, threads=threads)
-        except ValueError as error:
-            raise CodecError(f"container is corrupt: {error}") from None
-    if contiguous:
-        written(raster.offset, raster.offset + row * raster.height)
-    else:
+    # rows written in place are checksummed by the kernels' threads as they come out, when they
+    # are the next bytes to hash (and ``running`` is given); else once the raster is whole
+    end = raster.offset + row * raster.height
+    feeder = running.feeder(raster.offset) if running is not None and contiguous else None
+    try:
+        # plain words are written by the kernel itself, straight into place; other layouts come
+        # back as pixels, packed after
+        pixels, _ = rastercoder.decode(payload, shape=(raster.height, raster.width, raster.channels),
+                                       bits=raster.bits, threads=threads, into=None if order is None else place,
+                                       big_endian=order == ">", running=None if order is None else feeder)
+        if order is None:
+            try:
+                conversion.pack_rows(memoryview(place), compact(raster), pixels, row=row, threads=threads,
+                                     running=feeder)
+            except ValueError as error:
+                raise CodecError(f"container is corrupt: {error}") from None
+    finally:
+        if feeder is not None:
+            running.fed(end)
+    if feeder is None and contiguous:
+        written(raster.offset, end)
+    elif not contiguous:
         scatter_rows(target, where, place.tobytes(), written)
 
 

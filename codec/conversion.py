@@ -55,9 +55,11 @@ def unpack_exact(raster: Raster, rows: bytes, *, row: int, threads: int = 1) -> 
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def pack_rows(target: memoryview, raster: Raster, pixels: np.ndarray, *, row: int, threads: int = 1) -> None:
+def pack_rows(target: memoryview, raster: Raster, pixels: np.ndarray, *, row: int, threads: int = 1,
+              running: lossless.Checksum | None = None) -> None:
     """Write ``pixels`` (height, width, channels) into ``target``, which holds the
-    raster's rows back to back; raises ValueError when they do not fit."""
+    raster's rows back to back, feeding ``running`` the rows as they are written;
+    raises ValueError when they do not fit."""
     if len(target) != row * raster.height:
         raise ValueError("the raster's rows do not fit their place")
     fields = layouts.word_fields(raster)
@@ -65,7 +67,9 @@ def pack_rows(target: memoryview, raster: Raster, pixels: np.ndarray, *, row: in
         word_bytes, big_endian, shifts = fields
         values = np.ascontiguousarray(pixels, dtype=np.uint16).reshape(-1)
         lossless.pack_fields(values, raster.height, raster.width * raster.channels, row, word_bytes, big_endian,
-                             shifts, raster.bits, np.frombuffer(target, dtype=np.uint8), threads)
+                             shifts, raster.bits, np.frombuffer(target, dtype=np.uint8), threads, running)
         return
     for start, end in bands(raster, row):
         target[start * row:end * row] = layouts.pack(band_raster(raster, start, end, row), pixels[start:end])
+        if running is not None:
+            running.update(target[start * row:end * row])

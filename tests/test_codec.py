@@ -65,12 +65,16 @@ def test_raster_coder_round_trips_every_depth_and_shape(raster, level, threads):
     np.testing.assert_array_equal(decoded, pixels)
 
 
-def test_small_rasters_are_cut_into_up_to_four_tiles_for_two_threads():
-    tiles = lambda height, width, channels: -(-height // rastercoder.tile_rows(width * channels, height))
+def test_small_rasters_are_cut_into_an_even_count_of_even_tiles_for_two_threads():
+    rows = lambda height, width, channels: rastercoder.tile_rows(width * channels, height)
+    tiles = lambda height, width, channels: -(-height // rows(height, width, channels))
     assert tiles(300, 484, 1) == 4          # 145,200 samples: one tile and a sliver before
-    assert tiles(303, 384, 1) == 3          # 116,352 samples: three of 2^15 or more
+    assert tiles(303, 384, 1) == 4          # 116,352 samples: three of 2^15 or more, made even
     assert tiles(128, 128, 1) == 1          # 16,384 samples: too few to share
     assert tiles(1024, 1024, 3) == 24       # a frame keeps its tiles of 2^17 samples
+    assert (tiles(600, 512, 3), rows(600, 512, 3)) == (8, 75)    # seven tiles of 2^17 made eight
+    assert (tiles(300, 451, 3), rows(300, 451, 3)) == (4, 75)    # not 97 + 97 + 97 + 9 rows
+    assert tiles(2000, 1000, 3) == 46       # 46 of 2^17: enough to share as they are
     assert rastercoder.worth_threads(300, 484, 1) and not rastercoder.worth_threads(128, 128, 1)
 
 
@@ -422,3 +426,40 @@ def test_the_running_checksum_waits_for_every_byte_before_a_piece():
         thread.join()
     assert running.digest() == checksum(final)
     assert RunningChecksum(final).digest() == checksum(final), "nothing marked: all hashed at the end"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=5000), st.lists(st.integers(0, 5000), max_size=6))
+def test_the_kernels_checksum_is_xxhash_xxh3_128(data, cuts):
+    from codec.checksum import checksum
+    from codec.pyx.lossless import Checksum
+    running = Checksum()
+    edges = sorted({0, len(data), *(c for c in cuts if c <= len(data))})
+    for start, end in zip(edges, edges[1:]):
+        running.update(data[start:end])
+    assert running.digest() == checksum(data)
+
+
+@pytest.mark.parametrize("fmt", ["pnm16", "dpx10"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_kernels_threads_checksum_the_tiles_as_they_come_out(fmt, threads, monkeypatch):
+    """A raster written in place is hashed by the kernels (tile by tile, or band by band
+    where words are packed after), not in one serial pass once it is whole."""
+    from codec.checksum import RunningChecksum
+    monkeypatch.setattr(rastercoder, "TILE_SAMPLES", 4096)     # many tiles
+    pixels = smooth_image((300, 64, 3), 10 if fmt == "dpx10" else 16, salt=9)
+    data = (samples.write_dpx(pixels, bits=10, packing=1, big_endian=True) if fmt == "dpx10"
+            else samples.write_pnm(pixels, maxval=(1 << 16) - 1))
+    coded = codec.encode(data, threads=threads)
+    fed, whole = [], []
+    monkeypatch.setattr(RunningChecksum, "fed", lambda self, end, fed_=RunningChecksum.fed: (
+        fed.append(end), fed_(self, end))[1])
+    monkeypatch.setattr(RunningChecksum, "written", lambda self, start, end, written_=RunningChecksum.written: (
+        whole.append((start, end)), written_(self, start, end))[1])
+    assert codec.decode(coded, threads=threads) == data
+    assert fed, "the kernels were not given the checksum"
+    assert all(end - start < len(data) // 2 for start, end in whole), "a raster was hashed after it was whole"
+    corrupt = bytearray(coded)
+    corrupt[len(corrupt) // 2] ^= 0x40
+    with pytest.raises(CodecError):
+        codec.decode(bytes(corrupt), threads=threads)

@@ -57,7 +57,7 @@ from cython.parallel cimport prange, threadid
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 
 cdef extern from *:
     """
@@ -1345,11 +1345,126 @@ def mark_bands(const uint8_t[::1] pixels, int itemsize, bint big_endian, int wid
                            channel_of[k], &marks[t, k, 0])
 
 
+cdef extern from *:
+    """
+    /* XXH3-128, the container's checksum: xxHash 0.8.4, vendored (codec/pyx/xxhash,
+       BSD-2-Clause), the version the xxhash package wraps */
+    #define XXH_INLINE_ALL
+    #include "xxhash/xxhash.h"
+    /* Bytes hashed by the threads that write them, in pieces that become final in any
+       order: each thread says when its piece is final, and one thread at a time hashes
+       the run of final pieces after those already hashed. */
+    typedef struct {
+        XXH3_state_t* state;
+        const uint8_t* base;
+        int64_t piece, size, pieces;    /* piece n: bytes n * piece up to the next (or size) */
+        uint8_t* done;                  /* done[n]: piece n is final */
+        int64_t next;                   /* the first piece not hashed */
+        int free;                       /* no thread is hashing */
+    } cm_feeder;
+    static void cm_feed(cm_feeder* f, int64_t n) {
+        int64_t next;
+        if (n >= 0)
+            __atomic_store_n(&f->done[n], 1, __ATOMIC_SEQ_CST);
+        for (;;) {
+            if (!__atomic_exchange_n(&f->free, 0, __ATOMIC_SEQ_CST))
+                return;                 /* the hashing thread takes this piece, or the check below does */
+            next = __atomic_load_n(&f->next, __ATOMIC_RELAXED);
+            while (next < f->pieces && __atomic_load_n(&f->done[next], __ATOMIC_SEQ_CST)) {
+                int64_t start = next * f->piece;
+                int64_t end = f->size - start > f->piece ? start + f->piece : f->size;
+                XXH3_128bits_update(f->state, f->base + start, (size_t)(end - start));
+                next++;
+            }
+            __atomic_store_n(&f->next, next, __ATOMIC_RELAXED);
+            __atomic_store_n(&f->free, 1, __ATOMIC_SEQ_CST);
+            /* a piece made final while this thread was hashing found it busy: take it now */
+            if (next >= f->pieces || !__atomic_load_n(&f->done[next], __ATOMIC_SEQ_CST))
+                return;
+        }
+    }
+    """
+    ctypedef struct XXH3_state_t:
+        pass
+    ctypedef struct XXH128_hash_t:
+        pass
+    ctypedef struct XXH128_canonical_t:
+        unsigned char digest[16]
+    XXH3_state_t* XXH3_createState() nogil
+    int XXH3_freeState(XXH3_state_t* state) nogil
+    int XXH3_128bits_reset(XXH3_state_t* state) nogil
+    int XXH3_128bits_update(XXH3_state_t* state, const void* data, size_t length) nogil
+    XXH128_hash_t XXH3_128bits_digest(const XXH3_state_t* state) nogil
+    void XXH128_canonicalFromHash(XXH128_canonical_t* out, XXH128_hash_t hash) nogil
+    ctypedef struct cm_feeder:
+        XXH3_state_t* state
+        const uint8_t* base
+        int64_t piece, size, pieces, next
+        uint8_t* done
+        int free
+    void cm_feed(cm_feeder* f, int64_t n) nogil
+
+
+cdef class Checksum:
+    """XXH3-128 of bytes fed in order (the ``xxhash`` package's ``xxh3_128``, its
+    ``digest()`` alike), which the decoding kernels can feed from their threads,
+    tile by tile as tiles come out (``decode_tiles``, ``pack_fields``)."""
+    cdef XXH3_state_t* state
+
+    def __cinit__(self):
+        self.state = XXH3_createState()
+        if self.state == NULL:
+            raise MemoryError()
+        XXH3_128bits_reset(self.state)
+
+    def __dealloc__(self):
+        if self.state != NULL:
+            XXH3_freeState(self.state)
+
+    def update(self, const uint8_t[::1] data) -> None:
+        if data.shape[0]:
+            with nogil:
+                XXH3_128bits_update(self.state, &data[0], data.shape[0])
+
+    def digest(self) -> bytes:
+        cdef XXH128_canonical_t canonical
+        XXH128_canonicalFromHash(&canonical, XXH3_128bits_digest(self.state))
+        return PyBytes_FromStringAndSize(<char*>canonical.digest, 16)
+
+
+cdef cm_feeder* start_feeding(Checksum running, uint8_t* base, int64_t piece, int64_t size, int64_t pieces) except? NULL:
+    # a feeder of ``running`` for ``pieces`` pieces of ``base`` (None: no feeder, NULL)
+    cdef cm_feeder* f
+    if running is None or pieces < 1:
+        return NULL
+    f = <cm_feeder*>malloc(sizeof(cm_feeder))
+    if f == NULL:
+        raise MemoryError()
+    f.done = <uint8_t*>calloc(pieces, 1)
+    if f.done == NULL:
+        free(f)
+        raise MemoryError()
+    f.state, f.base, f.piece, f.size, f.pieces, f.next, f.free = running.state, base, piece, size, pieces, 0, 1
+    return f
+
+
+cdef void stop_feeding(cm_feeder* f) noexcept nogil:
+    # every piece hashed (the threads have hashed all but what a race left), the feeder freed
+    cdef int64_t n
+    if f == NULL:
+        return
+    for n in range(f.pieces):
+        f.done[n] = 1
+    cm_feed(f, -1)
+    free(f.done)
+    free(f)
+
+
 def decode_tiles(uint8_t[::1] pixels, int itemsize, bint big_endian, int width, int channels, int bits, int rows,
                  const uint8_t[:, ::1] predictors, const uint8_t[::1] decorrelate, const uint8_t[::1] data,
                  const int64_t[:, ::1] streams, const uint8_t[::1] last, const uint32_t[::1] entries,
                  uint16_t[:, :, ::1] scratch, const uint16_t[::1] channel_of, const uint16_t[:, ::1] levels,
-                 const int32_t[::1] sizes, uint8_t[::1] clean, int threads):
+                 const int32_t[::1] sizes, uint8_t[::1] clean, int threads, Checksum running=None):
     """Decode every tile of a raster into ``pixels`` on ``threads`` threads
     (OpenMP's, as ``model_tiles``): the bytes of its rows of ``width`` pixels
     of ``channels`` samples of ``itemsize`` (1 or 2) bytes, 2-byte ones in
@@ -1362,8 +1477,12 @@ def decode_tiles(uint8_t[::1] pixels, int itemsize, bint big_endian, int width, 
     bytes (any) the kernel may read; ``entries`` is ``decoder_entries``'
     table; thread t works in scratch[t] ((2 * rows + 10, width + 2)).
     clean[n] says whether both streams were consumed exactly as the encoder
-    left them and every rank was within its palette."""
+    left them and every rank was within its palette.  With ``running``, the
+    threads feed it ``pixels`` as their tiles come out (its bytes so far must
+    end where ``pixels`` begins): a 6 MB frame's checksum was half a
+    millisecond of serial work after the tiles."""
     cdef int64_t row_bytes = <int64_t>width * channels * itemsize
+    cdef cm_feeder* feeder = NULL
     cdef int64_t height, tiles, tallest, y, r, size
     cdef Py_ssize_t n
     cdef int k, t
@@ -1405,6 +1524,7 @@ def decode_tiles(uint8_t[::1] pixels, int itemsize, bint big_endian, int width, 
     o.levels = &levels[0, 0]
     o.stride = levels.shape[1]
     o.sizes = &sizes[0]
+    feeder = start_feeding(running, &pixels[0], rows * row_bytes, pixels.shape[0], tiles)
     for n in prange(tiles, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
         t = threadid()
         y = n * rows
@@ -1414,6 +1534,9 @@ def decode_tiles(uint8_t[::1] pixels, int itemsize, bint big_endian, int width, 
             clean[n] = decode_one(&pixels[y * row_bytes], &o, channels, <int>r, width, bits, &predictors[n, 0],
                                   decorrelate[n], &scratch[t, 0, 0], &entries[0], base + streams[n, 0],
                                   streams[n, 1], base + streams[n, 2], streams[n, 3])
+        if feeder != NULL:
+            cm_feed(feeder, n)
+    stop_feeding(feeder)
 
 
 cdef int decode_one(uint8_t* pixels, const cm_output* shared, int channels, int rows, int width, int bits,
@@ -1769,8 +1892,11 @@ def unpack_fields(const uint8_t[::1] data, int64_t rows, int64_t count, int64_t 
 
 
 def pack_fields(const uint16_t[::1] values, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
-                bint big_endian, tuple shifts, int width, uint8_t[::1] data, int threads=1):
-    """The inverse of ``unpack_fields`` (bytes between rows left as they are)."""
+                bint big_endian, tuple shifts, int width, uint8_t[::1] data, int threads=1,
+                Checksum running=None):
+    """The inverse of ``unpack_fields`` (bytes between rows left as they are); with
+    ``running``, the threads feed it ``data`` band by band, as ``decode_tiles`` does."""
+    cdef cm_feeder* feeder = NULL
     cdef int spec[4]
     cdef int period = len(shifts)
     cdef int64_t band = max(1, BAND_BYTES // max(1, row_bytes)), first
@@ -1781,10 +1907,14 @@ def pack_fields(const uint16_t[::1] values, int64_t rows, int64_t count, int64_t
         raise ValueError("threads must be at least 1")
     if rows * count == 0:
         return None
+    feeder = start_feeding(running, &data[0], band * row_bytes, rows * row_bytes, (rows + band - 1) // band)
     for n in prange((rows + band - 1) // band, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
         first = n * band
         cm_pack_fields(&values[first * count], min(band, rows - first), count, row_bytes, word_bytes, big_endian,
                        period, spec, width, &data[first * row_bytes])
+        if feeder != NULL:
+            cm_feed(feeder, n)
+    stop_feeding(feeder)
     return None
 
 
