@@ -26,6 +26,7 @@ import numpy as np
 import zstandard
 
 from codec import conversion, layouts, rastercoder
+from codec.buffers import BUFFERS
 from codec.checksum import RunningChecksum, checksum
 from codec.compressors import KEPT_COMPRESSOR_BYTES, compressor
 from codec.threads import Pending
@@ -93,13 +94,18 @@ def is_container(data) -> bool:
 # ---- encoding ---------------------------------------------------------------
 
 def encode(data, *, kind: str | None, rasters: list[Raster], level: int, threads: int) -> bytes:
+    with BUFFERS.lending() as lend:     # the rasters' pieces lie in lent arrays until joined
+        return encode_lent(data, kind=kind, rasters=rasters, level=level, threads=threads, lend=lend)
+
+
+def encode_lent(data, *, kind: str | None, rasters: list[Raster], level: int, threads: int, lend) -> bytes:
     view = memoryview(data).cast("B")
     parts = []
     placed = []
     digest = Pending(checksum, view)     # taken beside the first raster's tiles (or else here)
     threads = threads_for(threads, rasters)
     for raster in rasters:
-        payload = encode_raster(view, raster, level=level, threads=threads, side=digest)
+        payload = encode_raster(view, raster, level=level, threads=threads, side=digest, lend=lend)
         if payload is not None:
             placed.append(payload)
     digest = digest.result()
@@ -119,9 +125,10 @@ def encode(data, *, kind: str | None, rasters: list[Raster], level: int, threads
 
 
 def encode_raster(view: memoryview, raster: Raster, *, level: int, threads: int = 1,
-                  side: Pending | None = None):
+                  side: Pending | None = None, lend=None):
     """(placement, method, payload as a list of parts) for a raster, or None
-    to keep it verbatim; ``side`` may run beside its tiles."""
+    to keep it verbatim; ``side`` may run beside its tiles; the parts may lie in
+    arrays from ``lend`` (see ``codec.buffers``)."""
     try:
         where = Placed(raster, stride_of(raster))
         if where.stride < row_bytes(raster) or raster.offset + where.stride * (raster.height - 1) \
@@ -137,12 +144,14 @@ def encode_raster(view: memoryview, raster: Raster, *, level: int, threads: int 
             # samples stored as plain words: the kernels read the file's bytes themselves
             samples = rastercoder.Samples(np.frombuffer(rows, dtype=np.uint8), raster.height, raster.width,
                                           raster.channels, 1 if raster.bits <= 8 else 2, order == ">")
-            payload = rastercoder.encode_parts(samples, raster.bits, level=level, threads=threads, side=side)
+            payload = rastercoder.encode_parts(samples, raster.bits, level=level, threads=threads, side=side,
+                                               lend=lend)
             return None if payload is None else (where, PIXELS, payload)
-        pixels = conversion.unpack_exact(compact(raster), rows, row=row_bytes(raster), threads=threads)
+        pixels = conversion.unpack_exact(compact(raster), rows, row=row_bytes(raster), threads=threads, lend=lend)
         if pixels is None:
             return None         # bits the layout does not model (e.g. padding): keep them verbatim
-        return where, PIXELS, rastercoder.encode_pixels(pixels, raster.bits, level=level, threads=threads, side=side)
+        return where, PIXELS, rastercoder.encode_pixels(pixels, raster.bits, level=level, threads=threads, side=side,
+                                                        lend=lend)
     except CodecError:
         return None             # the layouts refuse the reader's geometry: keep the bytes verbatim
 
@@ -287,7 +296,8 @@ def decode(data, *, threads: int, max_size: int | None = None) -> bytes:
         raise CodecError("container is corrupt: verbatim bytes do not fit around the rasters")
     threads = threads_for(threads, [where.raster for where, _, _ in header.rasters])
     for where, method, payload in header.rasters:
-        decode_raster(target, where, method, payload, threads=threads, running=running)
+        with BUFFERS.lending() as lend:
+            decode_raster(target, where, method, payload, threads=threads, running=running, lend=lend)
     if running.digest() != header.checksum:
         raise CodecError("decoded bytes do not match the original's checksum: the container is corrupt")
     return bytes(out)       # no copy when ``out`` already is bytes
@@ -308,7 +318,7 @@ def blank(size: int) -> tuple[bytes | bytearray, np.ndarray]:
 
 
 def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memoryview, *, threads: int = 1,
-                  running: RunningChecksum | None = None) -> None:
+                  running: RunningChecksum | None = None, lend=None) -> None:
     """Decode one raster into its place in ``target`` (the original's bytes),
     every byte of its rows: the kernels write whole tiles, the layouts whole
     rows (a word-field layout's rows are whole words).  ``running`` (over
@@ -335,7 +345,8 @@ def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memor
         # back as pixels, packed after
         pixels, _ = rastercoder.decode(payload, shape=(raster.height, raster.width, raster.channels),
                                        bits=raster.bits, threads=threads, into=None if order is None else place,
-                                       big_endian=order == ">", running=None if order is None else feeder)
+                                       big_endian=order == ">", running=None if order is None else feeder,
+                                       lend=lend)
         if order is None:
             try:
                 conversion.pack_rows(memoryview(place), compact(raster), pixels, row=row, threads=threads,

@@ -7,6 +7,7 @@ single pass would be the serial part of an otherwise parallel encode.  The
 other layouts (``layouts``: numpy, a band of rows at a time so that its
 temporaries stay small) convert on the caller's thread.
 """
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -28,14 +29,17 @@ def band_raster(raster: Raster, start: int, end: int, row: int) -> Raster:
     return replace(raster, height=end - start, length=(end - start) * row, offset=0, row_stride=0)
 
 
-def unpack_exact(raster: Raster, rows: bytes, *, row: int, threads: int = 1) -> np.ndarray | None:
+def unpack_exact(raster: Raster, rows: bytes, *, row: int, threads: int = 1, lend=None) -> np.ndarray | None:
     """The samples of ``rows`` (the raster's rows back to back), or None when
     packing them again would not give the same bytes (bits the layout does not
-    model, such as non-zero padding)."""
+    model, such as non-zero padding); word fields are unpacked into an array from
+    ``lend`` when given (see ``codec.buffers``)."""
     fields = layouts.word_fields(raster)
     if fields is not None:
         word_bytes, big_endian, shifts = fields
-        out = np.empty((raster.height, raster.width, raster.channels), dtype=np.uint16)
+        shape = (raster.height, raster.width, raster.channels)
+        out = (np.empty(shape, dtype=np.uint16) if lend is None
+               else lend(2 * math.prod(shape)).view(np.uint16).reshape(shape))
         clean = lossless.unpack_fields(np.frombuffer(rows, dtype=np.uint8), raster.height,
                                        raster.width * raster.channels, row, word_bytes, big_endian, shifts,
                                        raster.bits, out.reshape(-1), threads)

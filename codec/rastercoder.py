@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from codec import palette, tables
+from codec.buffers import BUFFERS
 from codec.errors import CodecError
 from codec.pyx import lossless
 from codec.threads import Later, Pending, runs
@@ -46,18 +47,19 @@ CHOICE_STEP = {1: 64, 2: 16, 3: 2}
 
 def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1) -> bytes:
     """Code ``pixels`` (height, width, channels) of values below 2**bits, on ``threads`` threads."""
-    return b"".join(encode_pixels(pixels, bits, level=level, threads=threads))
+    with BUFFERS.lending() as lend:
+        return b"".join(encode_pixels(pixels, bits, level=level, threads=threads, lend=lend))
 
 
 def encode_pixels(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1,
-                  side: Pending | None = None) -> list:
+                  side: Pending | None = None, lend=None) -> list:
     """``encode``'s coded raster as the pieces it is joined from (see ``encode_parts``)."""
     if pixels.dtype not in (np.uint8, np.uint16):
         pixels = pixels.astype(np.uint16)
     pixels = np.ascontiguousarray(pixels)
     samples = Samples(pixels.reshape(-1).view(np.uint8), *pixels.shape, pixels.dtype.itemsize,
                       sys.byteorder == "big")
-    return encode_parts(samples, bits, level=level, threads=threads, checked=False, side=side)
+    return encode_parts(samples, bits, level=level, threads=threads, checked=False, side=side, lend=lend)
 
 
 @dataclass(frozen=True)
@@ -76,16 +78,19 @@ def encode_samples(samples: Samples, bits: int, *, level: int = 2, threads: int 
                    checked: bool = True) -> bytes | None:
     """Code ``samples``; with ``checked``, None when one is 2**bits or more
     (the caller keeps such bytes verbatim)."""
-    parts = encode_parts(samples, bits, level=level, threads=threads, checked=checked)
-    return None if parts is None else b"".join(parts)
+    with BUFFERS.lending() as lend:
+        parts = encode_parts(samples, bits, level=level, threads=threads, checked=checked, lend=lend)
+        return None if parts is None else b"".join(parts)
 
 
 def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 1,
-                 checked: bool = True, side: Pending | None = None) -> list | None:
+                 checked: bool = True, side: Pending | None = None, lend=None) -> list | None:
     """``encode_samples``'s coded raster as the pieces it is joined from (bytes-like): a
     caller that joins it into more keeps a serial copy of megabytes (and the
     page faults of a fresh buffer) out of the way.  ``side`` is run beside the
-    tiles (see ``lossless.model_tiles``), or not at all (its owner asks for its result)."""
+    tiles (see ``lossless.model_tiles``), or not at all (its owner asks for its result).
+    The pieces may lie in arrays from ``lend`` (``BUFFERS.lending``): they are
+    joined before its loan ends."""
     height, width, channels = samples.height, samples.width, samples.channels
     rows = tile_rows(width * channels, height)
     threads = max(1, threads) if worth_threads(height, width, channels) else 1
@@ -121,7 +126,8 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
     symbols = reused("symbols", (height * width * channels,), np.uint16)     # used up here: no one keeps it
     predictors = np.empty((tiles, channels), dtype=np.uint8)
     decorrelate = np.empty(tiles, dtype=np.uint8)
-    extra = np.empty(bound * tiles, dtype=np.uint8)     # untouched pages cost nothing
+    lend = lend or (lambda size: np.empty(size, dtype=np.uint8))
+    extra = lend(bound * tiles)     # untouched pages cost nothing
     extra_used = np.empty(tiles, dtype=np.int64)
     histograms = reused("histograms", (threads, NTABLES, NTOKENS), np.uint64)
     histograms.fill(0)
@@ -138,7 +144,7 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
     starts = np.minimum(np.arange(tiles + 1) * rows, height) * (width * channels)
     jobs = np.array([job + [-1] * (2 - len(job)) for job in in_twos(list(range(tiles)), threads)],
                     dtype=np.int64).reshape(-1, 2)
-    out = np.empty(2 * symbols.size + 24 * tiles, dtype=np.uint8)
+    out = lend(2 * symbols.size + 24 * tiles)
     begins = np.empty(tiles, dtype=np.int64)
     entropy = Pending(tables.serialize, freq)
     lossless.rans_jobs(symbols, starts, jobs, *encoder, out, begins, threads, entropy)
@@ -220,14 +226,15 @@ def reused(name: str, shape: tuple, dtype, *, zeroed: bool = False) -> np.ndarra
 
 def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads: int = 1,
            into: np.ndarray | None = None, big_endian: bool = False, bits: int | None = None,
-           running: lossless.Checksum | None = None) -> tuple[np.ndarray | None, int]:
+           running: lossless.Checksum | None = None, lend=None) -> tuple[np.ndarray | None, int]:
     """The pixels (height, width, channels; uint8 up to 8 bits, else uint16)
     and bit depth of a coded raster, which must have the ``shape`` (and the
     ``bits``, when given) its container describes.  With ``into`` (uint8, the
     raster's bytes: one byte a sample up to 8 bits, else two, in the byte order
     ``big_endian`` says) the samples are written there instead, and None is
-    returned for them.  The tiles decode on ``threads`` threads, which feed ``running``
-    the bytes of ``into`` as they come out (see ``lossless.decode_tiles``)."""
+    returned for them (else in an array from ``lend``, when given: see
+    ``BUFFERS.lending``).  The tiles decode on ``threads`` threads, which feed
+    ``running`` the bytes of ``into`` as they come out (see ``lossless.decode_tiles``)."""
     view = memoryview(payload)
     if len(view) < HEADER.size + 4:
         raise CodecError("coded raster is truncated")
@@ -254,7 +261,9 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
     itemsize = 1 if bits <= 8 else 2        # 8-bit rasters come back as bytes, as files hold them
     pixels = None
     if into is None:
-        pixels = np.empty((height, width, channels), dtype=np.uint8 if itemsize == 1 else np.uint16)
+        dtype = np.uint8 if itemsize == 1 else np.uint16
+        pixels = (np.empty((height, width, channels), dtype=dtype) if lend is None
+                  else lend(height * width * channels * itemsize).view(dtype).reshape(height, width, channels))
         into, big_endian = pixels.reshape(-1).view(np.uint8), sys.byteorder == "big"
     elif into.dtype != np.uint8 or into.shape != (height * width * channels * itemsize,):
         raise CodecError("coded raster's depth does not match its descriptor")
