@@ -336,9 +336,9 @@ def tile_rows(row_samples: int, height: int) -> int:
     an even count, so that two threads share them evenly (see ``in_twos``).
     Tiles of 2^17 samples and the rest a sliver (300 rows as 97+97+97+9) left
     one of two threads idle for up to a third of a small image's time: two
-    threads encoded such images 1.50-1.55x as fast as one, 1.65x with even
-    tiles, at 0.02-0.75% more bytes on three photos and 0.1-0.2% fewer on
-    three others (the bench corpus's ratio stayed 2.480)."""
+    threads encoded two such photos 1.50x and 1.55x as fast as one, 1.65x with
+    even tiles, for 0.02% and 0.75% more bytes; three others got 0.06-0.12%
+    smaller (the bench corpus's ratio stayed 2.480)."""
     rows = max(MIN_TILE_ROWS, -(-TILE_SAMPLES // max(1, row_samples)))
     samples = height * max(1, row_samples)
     tiles = max(-(-samples // TILE_SAMPLES), min(MIN_TILES, samples // SPLIT_SAMPLES))
