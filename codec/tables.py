@@ -73,6 +73,13 @@ def encoder(freq: np.ndarray, room: np.ndarray | None = None) -> tuple[np.ndarra
     return (lossless.encoder_entries(np.ascontiguousarray(freq, dtype=np.int64), room),)
 
 
+def encoder_from_counts(pooled: np.ndarray, room: np.ndarray | None = None, threads: int = 1) -> tuple:
+    """(``normalize(pooled)``, ``encoder(...)``'s table), table by table on ``threads``
+    threads (``lossless.encoder_tables``)."""
+    freq, entries = lossless.encoder_tables(np.ascontiguousarray(pooled, dtype=np.int64), room, threads)
+    return freq, (entries,)
+
+
 def decoder(blob: memoryview, room: np.ndarray | None = None):
     """The decoder's one table: per (table << SCALE_BITS | slot), the slot's
     token with its frequency and the slot's offset in the token's range,

@@ -105,3 +105,12 @@ def test_two_tiles_coded_at_once_get_the_bytes_each_gets_alone(histogram, length
     assert [out[begin:].tobytes() for out, begin in zip(outs, begins)] == alone
     with pytest.raises(ValueError, match="too small"):
         lossless.rans_tiles(*tiles, entries, outs[0], np.empty(2 * other_length + 23, dtype=np.uint8))
+
+
+@settings(max_examples=60, deadline=None)
+@given(histograms(), st.integers(1, 3))
+def test_the_tables_made_on_threads_are_the_tables_made_one_after_another(histogram, threads):
+    pooled = tables.pool(histogram)
+    freq, (entries,) = tables.encoder_from_counts(pooled, threads=threads)
+    np.testing.assert_array_equal(freq, tables.normalize(pooled))
+    np.testing.assert_array_equal(entries, tables.encoder(freq)[0])

@@ -1092,41 +1092,49 @@ def encoder_entries(const int64_t[:, ::1] freq, room=None):
     a fresh 229 kB took page faults, a third of the time this took).  Unused
     tokens get frequency 1; so does every token of an unused table (no symbol
     names one), its entries copied from one."""
-    cdef int table, token, bad = 0, used
-    cdef int64_t start, f
+    cdef int table, bad = 0
     if freq.shape[0] != NTABLES or freq.shape[1] != NTOKENS:
         raise ValueError("frequencies have the wrong shape")
-    if room is None:
-        room = np.empty(NTABLES * NTOKENS * 4 + 4, dtype=np.uint64)
-    elif room.dtype != np.uint64 or room.shape != (NTABLES * NTOKENS * 4 + 4,):
-        raise ValueError("room for the table has the wrong size")
-    skip = (-room.ctypes.data % 32) // 8
-    entries = room[skip:skip + NTABLES * NTOKENS * 4].reshape(NTABLES * NTOKENS, 4)
+    entries = entries_room(room)
     cdef uint64_t[:, ::1] out = entries
     cdef uint64_t unused[4]
     cm_encoder_fill(<cm_encoder_entry*>unused, 1, 0)
     with nogil:
         for table in range(NTABLES):
-            used = 0
-            for token in range(NTOKENS):
-                used |= freq[table, token] != 0
-            if not used:
-                # the divisions below were most of the time this took
-                for token in range(NTOKENS):
-                    memcpy(&out[table * NTOKENS + token, 0], unused, sizeof(unused))
-                continue
-            start = 0
-            for token in range(NTOKENS):
-                f = freq[table, token]
-                if f < 0 or start + f > PROB_SCALE:
-                    bad = 1
-                    break
-                cm_encoder_fill(<cm_encoder_entry*>&out[table * NTOKENS + token, 0], <uint32_t>(f if f > 0 else 1),
-                                <uint32_t>start)
-                start += f
+            bad |= fill_entries(&freq[table, 0], &out[table * NTOKENS, 0], unused)
     if bad:
         raise ValueError("frequencies must be at least 0 and sum to at most PROB_SCALE")
     return entries
+
+
+def entries_room(room):
+    # the (TABLES * TOKENS, 4) entries, 32-byte aligned, in ``room`` (or a new array)
+    if room is None:
+        room = np.empty(NTABLES * NTOKENS * 4 + 4, dtype=np.uint64)
+    elif room.dtype != np.uint64 or room.shape != (NTABLES * NTOKENS * 4 + 4,):
+        raise ValueError("room for the table has the wrong size")
+    skip = (-room.ctypes.data % 32) // 8
+    return room[skip:skip + NTABLES * NTOKENS * 4].reshape(NTABLES * NTOKENS, 4)
+
+
+cdef int fill_entries(const int64_t* freq, uint64_t* out, const uint64_t* unused) noexcept nogil:
+    # one table of ``encoder_entries`` (its TOKENS entries of 4 words at ``out``); 1 if ``freq`` is bad
+    cdef int token, used = 0
+    cdef int64_t start = 0, f
+    for token in range(NTOKENS):
+        used |= freq[token] != 0
+    if not used:
+        # the divisions below were most of the time this took
+        for token in range(NTOKENS):
+            memcpy(&out[4 * token], unused, 4 * sizeof(uint64_t))
+        return 0
+    for token in range(NTOKENS):
+        f = freq[token]
+        if f < 0 or start + f > PROB_SCALE:
+            return 1
+        cm_encoder_fill(<cm_encoder_entry*>&out[4 * token], <uint32_t>(f if f > 0 else 1), <uint32_t>start)
+        start += f
+    return 0
 
 
 cdef int rans_job(cm_rans_job* job, const uint16_t[::1] symbols, uint8_t[::1] out) except -1:
@@ -1663,34 +1671,58 @@ def normalize_counts(const int64_t[:, ::1] counts):
         raise ValueError("counts have the wrong shape")
     freq = np.empty((NTABLES, NTOKENS), dtype=np.int64)
     cdef int64_t[:, ::1] out = freq
-    cdef int64_t total, surplus, change
-    cdef int table, token, biggest
+    cdef int table
     with nogil:
         for table in range(NTABLES):
-            total = 0
-            for token in range(NTOKENS):
-                total += counts[table, token]
-            for token in range(NTOKENS):
-                # the float steps numpy took: exact products, one rounded division
-                out[table, token] = <int64_t>floor(<double>counts[table, token] * PROB_SCALE
-                                                   / <double>(total if total > 0 else 1))
-                if counts[table, token] > 0 and out[table, token] == 0:
-                    out[table, token] = 1
-            if total == 0:
-                continue
-            # settle rounding on the most frequent token (the first, on a tie)
-            surplus = -PROB_SCALE
-            for token in range(NTOKENS):
-                surplus += out[table, token]
-            while surplus != 0:
-                biggest = 0
-                for token in range(1, NTOKENS):
-                    if out[table, token] > out[table, biggest]:
-                        biggest = token
-                change = surplus if surplus < 0 or surplus <= out[table, biggest] - 1 else out[table, biggest] - 1
-                out[table, biggest] -= change
-                surplus -= change
+            normalize_table(&counts[table, 0], &out[table, 0])
     return freq
+
+
+cdef void normalize_table(const int64_t* counts, int64_t* out) noexcept nogil:
+    # one table of ``normalize_counts``
+    cdef int64_t total = 0, surplus, change
+    cdef int token, biggest
+    for token in range(NTOKENS):
+        total += counts[token]
+    for token in range(NTOKENS):
+        # the float steps numpy took: exact products, one rounded division
+        out[token] = <int64_t>floor(<double>counts[token] * PROB_SCALE / <double>(total if total > 0 else 1))
+        if counts[token] > 0 and out[token] == 0:
+            out[token] = 1
+    if total == 0:
+        return
+    # settle rounding on the most frequent token (the first, on a tie)
+    surplus = -PROB_SCALE
+    for token in range(NTOKENS):
+        surplus += out[token]
+    while surplus != 0:
+        biggest = 0
+        for token in range(1, NTOKENS):
+            if out[token] > out[biggest]:
+                biggest = token
+        change = surplus if surplus < 0 or surplus <= out[biggest] - 1 else out[biggest] - 1
+        out[biggest] -= change
+        surplus -= change
+
+
+def encoder_tables(const int64_t[:, ::1] counts, room, int threads=1):
+    """``normalize_counts`` then ``encoder_entries`` (their results, the same),
+    table by table on ``threads`` threads (OpenMP's): one after the other, on
+    one thread between the passes, they were 0.19 ms of a 16-bit RGB frame's
+    encoding and 0.08 ms of a small photo's.  Returns (freq, entries)."""
+    if counts.shape[0] != NTABLES or counts.shape[1] != NTOKENS:
+        raise ValueError("counts have the wrong shape")
+    freq = np.empty((NTABLES, NTOKENS), dtype=np.int64)
+    entries = entries_room(room)
+    cdef int64_t[:, ::1] normalized = freq
+    cdef uint64_t[:, ::1] out = entries
+    cdef uint64_t unused[4]
+    cdef Py_ssize_t table
+    cm_encoder_fill(<cm_encoder_entry*>unused, 1, 0)
+    for table in prange(NTABLES, nogil=True, num_threads=threads, schedule="static"):
+        normalize_table(&counts[table, 0], &normalized[table, 0])
+        fill_entries(&normalized[table, 0], &out[table * NTOKENS, 0], unused)    # (normalized: never bad)
+    return freq, entries
 
 
 def table_bytes(const int64_t[:, ::1] freq):
