@@ -1440,7 +1440,8 @@ cdef class Checksum:
         return PyBytes_FromStringAndSize(<char*>canonical.digest, 16)
 
 
-cdef cm_feeder* start_feeding(Checksum running, uint8_t* base, int64_t piece, int64_t size, int64_t pieces) except? NULL:
+cdef cm_feeder* start_feeding(Checksum running, uint8_t* base, int64_t piece, int64_t size,
+                              int64_t pieces) except? NULL:
     # a feeder of ``running`` for ``pieces`` pieces of ``base`` (None: no feeder, NULL)
     cdef cm_feeder* f
     if running is None or pieces < 1:
