@@ -67,3 +67,8 @@ class Buffers:
 
 
 BUFFERS = Buffers()
+
+
+def fresh(size: int) -> np.ndarray:
+    """A lender of new arrays (``lending``'s, for callers without a loan)."""
+    return np.empty(size, dtype=np.uint8)

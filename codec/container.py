@@ -26,7 +26,7 @@ import numpy as np
 import zstandard
 
 from codec import conversion, layouts, rastercoder
-from codec.buffers import BUFFERS
+from codec.buffers import BUFFERS, fresh
 from codec.checksum import RunningChecksum, checksum
 from codec.compressors import KEPT_COMPRESSOR_BYTES, compressor
 from codec.threads import Pending
@@ -95,37 +95,33 @@ def is_container(data) -> bool:
 
 def encode(data, *, kind: str | None, rasters: list[Raster], level: int, threads: int) -> bytes:
     with BUFFERS.lending() as lend:     # the rasters' pieces lie in lent arrays until joined
-        return encode_lent(data, kind=kind, rasters=rasters, level=level, threads=threads, lend=lend)
-
-
-def encode_lent(data, *, kind: str | None, rasters: list[Raster], level: int, threads: int, lend) -> bytes:
-    view = memoryview(data).cast("B")
-    parts = []
-    placed = []
-    digest = Pending(checksum, view)     # taken beside the first raster's tiles (or else here)
-    threads = threads_for(threads, rasters)
-    for raster in rasters:
-        payload = encode_raster(view, raster, level=level, threads=threads, side=digest, lend=lend)
-        if payload is not None:
-            placed.append(payload)
-    digest = digest.result()
-    verbatim = gather_verbatim(view, uncovered([p for p, _, _ in placed], len(view)))
-    name = (kind or "").encode("ascii")
-    parts.append(MAGIC + bytes([VERSION, len(name)]) + name + FIXED.pack(len(view), digest))
-    parts.append(pack_stream(verbatim, level))
-    parts.append(struct.pack("<I", len(placed)))
-    for where, method, payload in placed:
-        r = where.raster
-        sample = r.sample.encode("ascii")
-        parts.append(RASTER.pack(r.offset, where.stride, r.height, r.width, r.channels, r.bits))
-        parts.append(bytes([len(sample)]) + sample)
-        parts.append(PAYLOAD.pack(method, sum(map(len, payload))))
-        parts += payload
-    return lossless.join(parts, threads)
+        view = memoryview(data).cast("B")
+        parts = []
+        placed = []
+        digest = Pending(checksum, view)     # taken beside the first raster's tiles (or else here)
+        threads = threads_for(threads, rasters)
+        for raster in rasters:
+            payload = encode_raster(view, raster, level=level, threads=threads, side=digest, lend=lend)
+            if payload is not None:
+                placed.append(payload)
+        digest = digest.result()
+        verbatim = gather_verbatim(view, uncovered([p for p, _, _ in placed], len(view)))
+        name = (kind or "").encode("ascii")
+        parts.append(MAGIC + bytes([VERSION, len(name)]) + name + FIXED.pack(len(view), digest))
+        parts.append(pack_stream(verbatim, level))
+        parts.append(struct.pack("<I", len(placed)))
+        for where, method, payload in placed:
+            r = where.raster
+            sample = r.sample.encode("ascii")
+            parts.append(RASTER.pack(r.offset, where.stride, r.height, r.width, r.channels, r.bits))
+            parts.append(bytes([len(sample)]) + sample)
+            parts.append(PAYLOAD.pack(method, sum(map(len, payload))))
+            parts += payload
+        return lossless.join(parts, threads)
 
 
 def encode_raster(view: memoryview, raster: Raster, *, level: int, threads: int = 1,
-                  side: Pending | None = None, lend=None):
+                  side: Pending | None = None, lend=fresh):
     """(placement, method, payload as a list of parts) for a raster, or None
     to keep it verbatim; ``side`` may run beside its tiles; the parts may lie in
     arrays from ``lend`` (see ``codec.buffers``)."""
@@ -318,7 +314,7 @@ def blank(size: int) -> tuple[bytes | bytearray, np.ndarray]:
 
 
 def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memoryview, *, threads: int = 1,
-                  running: RunningChecksum | None = None, lend=None) -> None:
+                  running: RunningChecksum | None = None, lend=fresh) -> None:
     """Decode one raster into its place in ``target`` (the original's bytes),
     every byte of its rows: the kernels write whole tiles, the layouts whole
     rows (a word-field layout's rows are whole words).  ``running`` (over
@@ -340,25 +336,22 @@ def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memor
     # are the next bytes to hash (and ``running`` is given); else once the raster is whole
     end = raster.offset + row * raster.height
     feeder = running.feeder(raster.offset) if running is not None and contiguous else None
-    try:
-        # plain words are written by the kernel itself, straight into place; other layouts come
-        # back as pixels, packed after
-        pixels, _ = rastercoder.decode(payload, shape=(raster.height, raster.width, raster.channels),
-                                       bits=raster.bits, threads=threads, into=None if order is None else place,
-                                       big_endian=order == ">", running=None if order is None else feeder,
-                                       lend=lend)
-        if order is None:
-            try:
-                conversion.pack_rows(memoryview(place), compact(raster), pixels, row=row, threads=threads,
-                                     running=feeder)
-            except ValueError as error:
-                raise CodecError(f"container is corrupt: {error}") from None
-    finally:
-        if feeder is not None:
-            running.fed(end)
-    if feeder is None and contiguous:
+    # plain words are written by the kernel itself, straight into place; other layouts come back as
+    # pixels, packed after (an error leaves ``running`` half fed: the decode fails, so no one reads it)
+    pixels, _ = rastercoder.decode(payload, shape=(raster.height, raster.width, raster.channels), bits=raster.bits,
+                                   threads=threads, into=None if order is None else place, big_endian=order == ">",
+                                   running=None if order is None else feeder, lend=lend)
+    if order is None:
+        try:
+            conversion.pack_rows(memoryview(place), compact(raster), pixels, row=row, threads=threads,
+                                 running=feeder)
+        except ValueError as error:
+            raise CodecError(f"container is corrupt: {error}") from None
+    if feeder is not None:
+        running.fed(end)
+    elif contiguous:
         written(raster.offset, end)
-    elif not contiguous:
+    else:
         scatter_rows(target, where, place.tobytes(), written)
 
 

@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from codec import layouts
+from codec.buffers import fresh
 from codec.pyx import lossless
 from codec.raster import Raster
 
@@ -29,17 +30,16 @@ def band_raster(raster: Raster, start: int, end: int, row: int) -> Raster:
     return replace(raster, height=end - start, length=(end - start) * row, offset=0, row_stride=0)
 
 
-def unpack_exact(raster: Raster, rows: bytes, *, row: int, threads: int = 1, lend=None) -> np.ndarray | None:
+def unpack_exact(raster: Raster, rows: bytes, *, row: int, threads: int = 1, lend=fresh) -> np.ndarray | None:
     """The samples of ``rows`` (the raster's rows back to back), or None when
     packing them again would not give the same bytes (bits the layout does not
     model, such as non-zero padding); word fields are unpacked into an array from
-    ``lend`` when given (see ``codec.buffers``)."""
+    ``lend`` (see ``codec.buffers``)."""
     fields = layouts.word_fields(raster)
     if fields is not None:
         word_bytes, big_endian, shifts = fields
         shape = (raster.height, raster.width, raster.channels)
-        out = (np.empty(shape, dtype=np.uint16) if lend is None
-               else lend(2 * math.prod(shape)).view(np.uint16).reshape(shape))
+        out = lend(2 * math.prod(shape)).view(np.uint16).reshape(shape)
         clean = lossless.unpack_fields(np.frombuffer(rows, dtype=np.uint8), raster.height,
                                        raster.width * raster.channels, row, word_bytes, big_endian, shifts,
                                        raster.bits, out.reshape(-1), threads)

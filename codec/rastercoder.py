@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from codec import palette, tables
-from codec.buffers import BUFFERS
+from codec.buffers import BUFFERS, fresh
 from codec.errors import CodecError
 from codec.pyx import lossless
 from codec.threads import Later, Pending, runs
@@ -52,7 +52,7 @@ def encode(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1) -
 
 
 def encode_pixels(pixels: np.ndarray, bits: int, *, level: int = 2, threads: int = 1,
-                  side: Pending | None = None, lend=None) -> list:
+                  side: Pending | None = None, lend=fresh) -> list:
     """``encode``'s coded raster as the pieces it is joined from (see ``encode_parts``)."""
     if pixels.dtype not in (np.uint8, np.uint16):
         pixels = pixels.astype(np.uint16)
@@ -84,7 +84,7 @@ def encode_samples(samples: Samples, bits: int, *, level: int = 2, threads: int 
 
 
 def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 1,
-                 checked: bool = True, side: Pending | None = None, lend=None) -> list | None:
+                 checked: bool = True, side: Pending | None = None, lend=fresh) -> list | None:
     """``encode_samples``'s coded raster as the pieces it is joined from (bytes-like): a
     caller that joins it into more keeps a serial copy of megabytes (and the
     page faults of a fresh buffer) out of the way.  ``side`` is run beside the
@@ -127,7 +127,6 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
     symbols = reused("symbols", (height * width * channels,), np.uint16)     # used up here: no one keeps it
     predictors = np.empty((tiles, channels), dtype=np.uint8)
     decorrelate = np.empty(tiles, dtype=np.uint8)
-    lend = lend or (lambda size: np.empty(size, dtype=np.uint8))
     extra = lend(bound * tiles)     # untouched pages cost nothing
     extra_used = np.empty(tiles, dtype=np.int64)
     histograms = reused("histograms", (threads, NTABLES, NTOKENS), np.uint64)
@@ -227,14 +226,13 @@ def reused(name: str, shape: tuple, dtype, *, zeroed: bool = False) -> np.ndarra
 
 def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads: int = 1,
            into: np.ndarray | None = None, big_endian: bool = False, bits: int | None = None,
-           running: lossless.Checksum | None = None, lend=None) -> tuple[np.ndarray | None, int]:
+           running: lossless.Checksum | None = None, lend=fresh) -> tuple[np.ndarray | None, int]:
     """The pixels (height, width, channels; uint8 up to 8 bits, else uint16)
     and bit depth of a coded raster, which must have the ``shape`` (and the
     ``bits``, when given) its container describes.  With ``into`` (uint8, the
     raster's bytes: one byte a sample up to 8 bits, else two, in the byte order
     ``big_endian`` says) the samples are written there instead, and None is
-    returned for them (else in an array from ``lend``, when given: see
-    ``BUFFERS.lending``).  The tiles decode on ``threads`` threads, which feed
+    returned for them (else in an array from ``lend``: see ``BUFFERS.lending``).  The tiles decode on ``threads`` threads, which feed
     ``running`` the bytes of ``into`` as they come out (see ``lossless.decode_tiles``)."""
     view = memoryview(payload)
     if len(view) < HEADER.size + 4:
@@ -263,8 +261,7 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
     pixels = None
     if into is None:
         dtype = np.uint8 if itemsize == 1 else np.uint16
-        pixels = (np.empty((height, width, channels), dtype=dtype) if lend is None
-                  else lend(height * width * channels * itemsize).view(dtype).reshape(height, width, channels))
+        pixels = lend(height * width * channels * itemsize).view(dtype).reshape(height, width, channels)
         into, big_endian = pixels.reshape(-1).view(np.uint8), sys.byteorder == "big"
     elif into.dtype != np.uint8 or into.shape != (height * width * channels * itemsize,):
         raise CodecError("coded raster's depth does not match its descriptor")
