@@ -28,7 +28,7 @@ from headnode.planning import Planner
 from headnode.submissions import SubmissionConsumer
 
 log = logging.getLogger("cloudmover.headnode")
-POLL_SECONDS = 0.02           # how long a loop waits on its queue before checking for stop
+POLL_SECONDS = 0.02           # one receive's wait on a loop's queue (on the on-disk bus a stop ends it at once)
 PLAN_POLL_SECONDS = 0.2       # for jobs created elsewhere; one created by this process wakes planning at once
 HOUSEKEEPING_SECONDS = 0.25   # fleet checks: workers start soon after a job does
 DEAD_LETTER_EVERY = 8         # housekeeping rounds between dead-letter checks (about 2 s)
@@ -115,7 +115,7 @@ class HeadNode:
 
     def _events(self) -> None:
         while not self.stopping.is_set():
-            delivery = self.bus.receive(busmod.EVENTS, timeout=POLL_SECONDS)
+            delivery = self.bus.receive(busmod.EVENTS, timeout=POLL_SECONDS, stop=self.stopping)
             if delivery is None:
                 continue
             try:
@@ -131,7 +131,7 @@ class HeadNode:
 
     def _submissions(self) -> None:
         while not self.stopping.is_set():
-            delivery = self.bus.receive(busmod.SUBMISSIONS, timeout=POLL_SECONDS)
+            delivery = self.bus.receive(busmod.SUBMISSIONS, timeout=POLL_SECONDS, stop=self.stopping)
             if delivery is not None:
                 self.submissions.handle(delivery)
 

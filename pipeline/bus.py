@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
@@ -101,6 +102,7 @@ class Bus:
             raise ValueError("an SNS events topic needs an SQS bus (a bus URL starting sqs://)")
         if not config.is_sqs:
             sqlite_transport.register()
+        self._polling_interval = float(self._transport_options().get("polling_interval") or 0.0)
 
     # -- naming ---------------------------------------------------------------
     def name(self, queue: str) -> str:
@@ -198,13 +200,31 @@ class Bus:
         """Send ``text`` as it is (what an integrator's own client may send)."""
         self._send(queue, text, content_type="text/plain", content_encoding="utf-8")
 
-    def receive(self, queue: str, timeout: float) -> Delivery | None:
+    def receive(self, queue: str, timeout: float, *, stop: threading.Event | None = None) -> Delivery | None:
+        """The next message of ``queue``, waiting up to ``timeout`` seconds for one; None if none came
+        (or ``stop`` was set meanwhile: a waiting loop ends at once)."""
         consumer = self._consumer(queue)
-        try:
-            message = consumer.get(block=True, timeout=timeout)
-        except consumer.Empty:
-            return None
-        return Delivery(self, queue, message)
+        if self.config.is_sqs:   # long polling: SQS answers as soon as a message arrives
+            try:
+                return Delivery(self, queue, consumer.get(block=True, timeout=timeout))
+            except consumer.Empty:
+                return None
+        return self._poll(queue, consumer, timeout, stop or threading.Event())
+
+    def _poll(self, queue: str, consumer, timeout: float, stop: threading.Event) -> Delivery | None:
+        """Poll the on-disk queue every ``polling_interval`` within ``timeout``, but not again at the
+        window's end: kombu's own wait polls at both ends, so a loop of short receives polled twice
+        per interval, at the same instant."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return Delivery(self, queue, consumer.get(block=False))
+            except consumer.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            wait = min(self._polling_interval or remaining, remaining)
+            if wait <= 0 or stop.wait(wait) or wait == remaining:
+                return None
 
     def size(self, queue: str) -> int:
         channel = self._publisher().default_channel

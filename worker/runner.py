@@ -37,7 +37,7 @@ class WorkerConfig:
     copy_bytes_in_flight: int = 512 << 20   # bytes of server-side copies (CopyObject) at once
     codec: CodecSettings = CodecSettings()   # the image codec stage: size limit, level, threads
     heartbeat_seconds: float = 5.0
-    poll_seconds: float = 0.02   # a stopping worker notices within this (an empty poll is cheap)
+    poll_seconds: float = 0.02   # one receive's wait (on the on-disk bus a stop ends it at once)
     parent_pid: int | None = None   # a worker started by a head node stops when that head node is gone
 
 
@@ -73,7 +73,7 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 try:
-                    delivery = self.bus.receive(self.queue, timeout=self.config.poll_seconds)
+                    delivery = self.bus.receive(self.queue, timeout=self.config.poll_seconds, stop=self.stopping)
                     if delivery is not None:
                         self._handle(delivery)
                 except Exception:  # the bus itself failed: the task (if any) comes back; keep serving
