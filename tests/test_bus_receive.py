@@ -38,7 +38,7 @@ def test_a_message_sent_during_the_wait_is_received_within_it(bus):
 def test_an_empty_queue_gives_none_after_the_timeout(bus):
     started = time.monotonic()
     assert bus.receive("work", timeout=0.2) is None
-    assert time.monotonic() - started >= 0.2
+    assert time.monotonic() - started >= 0.15, "it waited out the timeout, not returning at the first empty poll"
 
 
 def test_a_stop_ends_the_wait_at_once_and_leaves_the_message_for_the_next_receive(bus):
