@@ -41,7 +41,7 @@ def test_an_empty_queue_gives_none_after_the_timeout(bus):
     assert time.monotonic() - started >= 0.15, "it waited out the timeout, not returning at the first empty poll"
 
 
-def test_a_stop_ends_the_wait_at_once_and_leaves_the_message_for_the_next_receive(bus):
+def test_a_stop_ends_the_wait_at_once_and_a_message_already_there_is_still_taken(bus):
     stop = threading.Event()
     threading.Timer(0.2, stop.set).start()
     started = time.monotonic()
