@@ -232,8 +232,9 @@ def decode(payload: bytes | memoryview, *, shape: tuple[int, int, int], threads:
     ``bits``, when given) its container describes.  With ``into`` (uint8, the
     raster's bytes: one byte a sample up to 8 bits, else two, in the byte order
     ``big_endian`` says) the samples are written there instead, and None is
-    returned for them (else in an array from ``lend``: see ``BUFFERS.lending``).  The tiles decode on ``threads`` threads, which feed
-    ``running`` the bytes of ``into`` as they come out (see ``lossless.decode_tiles``)."""
+    returned for them (else in an array from ``lend``: see ``BUFFERS.lending``).  The
+    tiles decode on ``threads`` threads, which feed ``running`` the bytes of ``into`` as
+    they come out (see ``lossless.decode_tiles``)."""
     view = memoryview(payload)
     if len(view) < HEADER.size + 4:
         raise CodecError("coded raster is truncated")
