@@ -204,10 +204,9 @@ def _report(job, failures: list, *, codec: dict | None, as_json: bool) -> int:
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
-        rate = job.bytes_done / elapsed / 1e6 if elapsed > 0 else 0.0
         print(f"{job.state.replace('_', ' ')}: {job.objects_done} copied, {job.objects_skipped} already present, "
               f"{job.objects_failed} failed, {job.objects_deleted} source(s) deleted; "
-              f"{job.bytes_done:,} bytes in {elapsed:.1f} s ({rate:.1f} MB/s)")
+              f"{progress.transfer_text(job.bytes_done, elapsed)}")
         if summary["codec"]:
             print(_codec_line(summary["codec"]))
         if job.error:

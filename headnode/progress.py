@@ -24,6 +24,19 @@ def watch(service, job_id: int, *, quiet: bool = False, refresh: float = POLL_SE
                 return job
 
 
+def transfer_text(nbytes: int, seconds: float) -> str:
+    """"3,000,008 bytes in 0.09 s (34.4 MB/s)": a short job's time and rate kept readable
+    (one decimal of a second, and of MB/s, showed a quick job as "0.0 s (0.0 MB/s)")."""
+    text = f"{nbytes:,} bytes in {seconds:.2f} s" if seconds < 10 else f"{nbytes:,} bytes in {seconds:.1f} s"
+    if seconds <= 0:
+        return text
+    rate = nbytes / seconds
+    for unit, scale in (("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3)):
+        if rate >= scale:
+            return f"{text} ({rate / scale:.1f} {unit})"
+    return f"{text} ({rate:.0f} B/s)"
+
+
 def _wait(service, job_id: int):
     while not (job := service.await_finish(job_id, timeout=1.0)).finished:
         pass
