@@ -13,6 +13,8 @@ running one. For each tool x corpus the report gives the median wall time of
 ``--repeat`` runs, objects/s, MB/s (10^6 bytes/s) and the peak RSS of the
 tool's process tree (psutil, sampled every 50 ms); after every run the
 destination listing must hold every object at its size, or the row fails.
+Runs are interleaved across tools, each round starting one tool later, and
+each starts after ``os.sync()`` (the previous run's writes flushed first).
 It ends with CloudMover's throughput ratio to each peer and the fastest peer.
 
 CloudMover runs twice: ``cloudmover`` is ``cloudmover cp`` as typed, which starts a
@@ -425,6 +427,8 @@ def measure(client, tool: Tool, row: Row, corpus: Corpus, src: Location, dst: Lo
             workdir: Path, timeout_s: float) -> None:
     """Time one copy of corpus from src to dst, verify and delete it; record the run or fail the row."""
     log_path = workdir / f"{tool.name}-{dst.prefix.replace('/', '-')}.log"
+    # the previous run's writes go to disk now, not in the background during this one
+    os.sync()
     try:
         elapsed, peak, returncode = timed_run(tool.command(src, dst), tool.env, log_path, timeout_s)
         problem = f"exit status {returncode}: {log_tail(log_path)}" if returncode else verify(client, dst, corpus)
@@ -445,11 +449,21 @@ def bench_corpus(client, tools: list[Tool], rows: dict[str, Row], corpus: Corpus
     print(f"== {corpus.name}: uploading {corpus.label}", file=sys.stderr, flush=True)
     upload_corpus(client, src, corpus, args.seed)
     for run in range(1, args.repeat + 1):
-        for tool in tools:  # interleaved, so that drift in the server's speed hits every tool alike
+        # interleaved, so that drift in the server's speed hits every tool alike, and each round
+        # starting one tool later, so that no tool always follows the same one (nor the upload)
+        for tool in rotated(tools, run - 1):
             if rows[tool.name].status == "ok":
                 dst = Location(buckets[1], f"{tool.name}/{corpus.name}/run{run}")
                 measure(client, tool, rows[tool.name], corpus, src, dst, workdir, args.timeout)
     delete_prefix(client, src)
+
+
+def rotated(items: list, by: int) -> list:
+    """``items`` starting at index ``by`` (modulo their count), wrapping around."""
+    if not items:
+        return []
+    by %= len(items)
+    return items[by:] + items[:by]
 
 
 def ratios(corpus: Corpus, rows: list[Row], mover: str = "cloudmover") -> tuple[dict[str, float], str | None]:
