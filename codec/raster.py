@@ -9,6 +9,8 @@ verbatim too, so a reader that guesses wrong costs ratio, never correctness.
 """
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Raster:
@@ -24,3 +26,26 @@ class Raster:
     @property
     def end(self) -> int:
         return self.offset + self.length
+
+
+def row_spans(raster: Raster) -> np.ndarray | None:
+    """(start, end) of each byte run ``raster`` owns: its rows when strided, else its whole
+    block; None when its geometry is unsound (a strided row longer than the stride)."""
+    if not raster.row_stride:
+        return np.array([[raster.offset, raster.end]], dtype=np.int64)
+    row = raster.length - raster.row_stride * (raster.height - 1)
+    if row <= 0 or row > raster.row_stride:
+        return None
+    starts = raster.offset + raster.row_stride * np.arange(raster.height, dtype=np.int64)
+    return np.stack([starts, starts + row], axis=1)
+
+
+def rows_disjoint(rasters: list[Raster]) -> bool:
+    """Whether no two of ``rasters`` share a byte: strided ones (``row_stride``) only own
+    their rows, so they may interleave."""
+    spans = [row_spans(raster) for raster in rasters]
+    if not spans or any(s is None for s in spans):
+        return not spans
+    spans = np.concatenate(spans)
+    spans = spans[np.argsort(spans[:, 0], kind="stable")]
+    return bool((spans[1:, 0] >= spans[:-1, 1]).all())

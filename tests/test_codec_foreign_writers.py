@@ -3,8 +3,8 @@
 The format tests build files with the codec's own sample writers; a reader and
 a writer made by the same hands can share a mistake.  Here the files come from
 the libraries studios, hospitals and observatories write them with (tifffile,
-Pillow, astropy, pydicom's test files, the OpenEXR bindings), in their common
-variants.  Each must round-trip byte for byte, with every pixel sample found
+Pillow, astropy, pydicom's test files, the OpenEXR bindings, OpenImageIO), in
+their common variants.  Each must round-trip byte for byte, with every pixel sample found
 and coded the way its type asks (integers up to 16 bits by the pixel coder,
 32-bit floats and integers shuffled), not left in the verbatim bytes.
 """
@@ -235,3 +235,67 @@ def test_openexr_compressed_images_pass_through(compression_name):
     container = codec.encode(data)
     assert codec.decode(container) == data
     assert codec.info(container)["rasters"] == []
+
+
+# ---- OpenImageIO (DPX in every depth, packing and byte order; TIFF, EXR, FITS, PNM) ------------
+
+def oiio_file(extension: str, pixels: np.ndarray, base_type: str, **attributes) -> bytes:
+    oiio = pytest.importorskip("OpenImageIO")
+    height, width, channels = pixels.shape
+    spec = oiio.ImageSpec(width, height, channels, getattr(oiio, base_type))
+    for name, value in attributes.items():
+        spec.attribute(name.replace("__", ":"), value)
+    handle, path = tempfile.mkstemp(suffix="." + extension)
+    os.close(handle)
+    try:
+        out = oiio.ImageOutput.create(path)
+        assert out is not None and out.open(path, spec) and out.write_image(pixels), oiio.geterror()
+        out.close()
+        with open(path, "rb") as file:
+            return file.read()
+    finally:
+        os.remove(path)
+
+
+# 0..1, as OpenImageIO takes floats; 128 samples of 10 or 12 bits fill whole 32-bit words
+OIIO_PICTURE = picture((96, 128, 4), np.float32) / 100
+
+
+@pytest.mark.parametrize("endian", ["big", "little"])
+@pytest.mark.parametrize("packing", [None, "Filled, method A", "Filled, method B", "Packed"])
+@pytest.mark.parametrize("bits", [8, 10, 12, 16])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_openimageio_dpx_is_pixel_coded(channels, bits, packing, endian):
+    pixels = np.ascontiguousarray(OIIO_PICTURE[..., :channels])
+    attributes = {"oiio__BitsPerSample": bits, "oiio__Endian": endian}
+    if packing:
+        attributes["dpx__Packing"] = packing
+    data = oiio_file("dpx", pixels, "UINT8" if bits == 8 else "UINT16", **attributes)
+    assert coded(data, "dpx") == {"pixels": pixels.size}
+
+
+def test_openimageio_packed_rows_with_leftover_bits_in_their_padding_stay_exact():
+    # OpenImageIO packs a 10-bit row of 120 samples (37.5 words) into 38 words and leaves
+    # whatever bits were there in the last half word: the codec's layouts want zeros there,
+    # so the rows are kept verbatim (generically compressed), never coded wrong
+    pixels = np.ascontiguousarray(OIIO_PICTURE[:, :120, :1])
+    data = oiio_file("dpx", pixels, "UINT16", oiio__BitsPerSample=10, dpx__Packing="Packed")
+    assert coded(data, "dpx") == {}
+
+
+@pytest.mark.parametrize("extension, kind, base_type, channels, attributes, expected", [
+    ("tif", "tiff", "UINT16", 3, {"compression": "none"}, "pixels"),
+    ("tif", "tiff", "UINT8", 4, {"compression": "none", "tiff__planarconfig": "separate"}, "pixels"),
+    ("tif", "tiff", "UINT16", 3, {"compression": "none", "tile__width": 64, "tile__height": 64}, "pixels"),
+    ("exr", "exr", "HALF", 3, {"compression": "none"}, "pixels"),
+    ("exr", "exr", "FLOAT", 4, {"compression": "none"}, "shuffled"),
+    ("fits", "fits", "INT16", 1, {}, "pixels"),
+    ("pnm", "pnm", "UINT16", 1, {}, "pixels"),
+    ("pnm", "pnm", "UINT8", 3, {}, "pixels"),
+], ids=["tiff-rgb16", "tiff-rgba8-separate-planes", "tiff-rgb16-tiles", "exr-half", "exr-float", "fits-int16",
+        "pgm-16", "ppm-8"])
+def test_openimageio_files_are_coded_by_type(extension, kind, base_type, channels, attributes, expected):
+    pixels = np.ascontiguousarray(OIIO_PICTURE[..., :channels])
+    found = coded(oiio_file(extension, pixels, base_type, **attributes), kind)
+    assert set(found) == {expected}
+    assert found[expected] >= pixels.size      # (tiles are coded whole, with their padding)

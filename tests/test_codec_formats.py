@@ -460,6 +460,15 @@ def test_tiff_separated_strips_are_one_raster_each():
     assert [r.height for r in rasters] == [6, 6, 6, 2]
 
 
+def test_tiff_one_row_strips_evenly_spaced_are_one_strided_raster():
+    array = image((12, 9, 1), np.uint16)
+    data = samples.write_tiff(array, rows_per_strip=1, gap=3)
+    (raster,) = check_file(data, "tiff", [(array, "u16le", 16)])
+    assert (raster.height, raster.row_stride) == (12, 9 * 2 + 3)
+    assert codec.decode(codec.encode(data)) == data
+    assert [r["method"] for r in codec.info(codec.encode(data))["rasters"]] == ["pixels"]
+
+
 def test_tiff_pages_all_found():
     first, second = image((8, 8, 3), np.uint8), image((5, 6, 1), np.uint8, salt=1)
     data = samples.write_tiff([first, second])

@@ -11,9 +11,7 @@ from dataclasses import dataclass
 
 import struct
 
-import numpy as np
-
-from codec.raster import Raster
+from codec.raster import Raster, rows_disjoint
 from codec.formats import cineon, dicom, dpx, exr, fits, pnm, tiff
 
 READERS: list = [dpx, cineon, tiff, dicom, fits, exr, pnm]   # reader modules, tried in order
@@ -49,18 +47,7 @@ def read_with(reader, view: memoryview) -> list[Raster] | None:
 def _disjoint_and_inside(rasters: list[Raster], size: int) -> bool:
     """Rasters lie inside the file and share no byte; strided rasters
     (``row_stride``) only own their rows, so they may interleave."""
-    spans = []
     for raster in rasters:
         if raster.length <= 0 or raster.offset < 0 or raster.end > size or raster.height <= 0:
             return False
-        if raster.row_stride:
-            row = raster.length - raster.row_stride * (raster.height - 1)
-            if row <= 0 or row > raster.row_stride:
-                return False
-            starts = raster.offset + raster.row_stride * np.arange(raster.height, dtype=np.int64)
-            spans.append(np.stack([starts, starts + row], axis=1))
-        else:
-            spans.append(np.array([[raster.offset, raster.end]], dtype=np.int64))
-    spans = np.concatenate(spans)
-    spans = spans[np.argsort(spans[:, 0], kind="stable")]
-    return bool((spans[1:, 0] >= spans[:-1, 1]).all())
+    return rows_disjoint(rasters)

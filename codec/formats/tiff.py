@@ -6,7 +6,9 @@ chain is visited; a page contributes rasters when it is uncompressed
 (Compression 1) with one bit depth and sample format for all samples that
 ``codec.layouts`` models (8/16/32/64-bit integers, 16/32/64-bit floats).  Each
 strip is a raster of its rows (full width); strips of one plane that follow
-each other in the file are merged into one taller raster.  Each tile is a
+each other in the file are merged into one taller raster, and one-row strips
+evenly spaced (a plane's rows between other planes' rows) into one raster
+with that row stride.  Each tile is a
 raster of TileWidth x TileLength (edge tiles included whole, padding and
 all); tiles of one plane that follow each other in the file are stacked into
 one taller raster of TileWidth.  PlanarConfiguration 2 gives one-channel
@@ -17,7 +19,7 @@ import struct
 from dataclasses import replace
 
 from codec import layouts
-from codec.raster import Raster
+from codec.raster import Raster, rows_disjoint
 
 KIND = "tiff"
 
@@ -110,8 +112,12 @@ def _strips(tags, *, width, height, channels, planes, bits, sample, size) -> lis
         rows = min(rows_per_strip, height - first * rows_per_strip)
         if count < rows * row or offset + rows * row > size or offset == 0:
             continue
-        _append_stacked(rasters, Raster(offset=offset, length=rows * row, height=rows, width=width,
-                                        channels=channels, bits=bits, sample=sample), continues=first > 0)
+        strip = Raster(offset=offset, length=rows * row, height=rows, width=width, channels=channels, bits=bits,
+                       sample=sample)
+        if rows_per_strip == 1:
+            _append_row(rasters, strip, continues=first > 0)
+        else:
+            _append_stacked(rasters, strip, continues=first > 0)
     return rasters
 
 
@@ -147,8 +153,30 @@ def _append_stacked(rasters: list[Raster], raster: Raster, *, continues: bool) -
         rasters.append(raster)
 
 
+def _append_row(rasters: list[Raster], row: Raster, *, continues: bool) -> None:
+    """Append a one-row strip, or make it the next row of the last raster of its plane:
+    rows evenly spaced in the file are one raster with that ``row_stride``.  A writer
+    that writes separate planes row by row (OpenImageIO does) leaves each plane's rows
+    one row of every other plane apart: as rasters of a row each, an 8-bit RGBA image
+    coded 1.05:1."""
+    last = rasters[-1] if rasters and continues else None
+    if last is None or last.row_stride == 0 and last.end == row.offset:
+        _append_stacked(rasters, row, continues=last is not None)
+    elif last.height == 1 and row.offset - last.offset > row.length:
+        rasters[-1] = replace(last, height=2, row_stride=row.offset - last.offset,
+                              length=row.offset - last.offset + row.length)
+    elif last.row_stride and row.offset == last.offset + last.row_stride * last.height:
+        rasters[-1] = replace(last, height=last.height + 1, length=last.length + last.row_stride)
+    else:
+        rasters.append(row)
+
+
 def _without_overlaps(rasters: list[Raster]) -> list[Raster]:
-    """Rasters in file order, dropping any that shares bytes with an earlier one."""
+    """Rasters in file order, dropping any that shares bytes with an earlier one (a
+    strided raster owns the bytes from its first row to its last, unless no raster
+    shares a byte with another at all)."""
+    if rows_disjoint(rasters):
+        return sorted(rasters, key=lambda r: r.offset)
     kept = []
     for raster in sorted(rasters, key=lambda r: r.offset):
         if not kept or raster.offset >= kept[-1].end:
