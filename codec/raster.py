@@ -44,8 +44,10 @@ def rows_disjoint(rasters: list[Raster]) -> bool:
     """Whether no two of ``rasters`` share a byte: strided ones (``row_stride``) only own
     their rows, so they may interleave."""
     spans = [row_spans(raster) for raster in rasters]
-    if not spans or any(s is None for s in spans):
-        return not spans
+    if any(s is None for s in spans):
+        return False
+    if not spans:
+        return True
     spans = np.concatenate(spans)
     spans = spans[np.argsort(spans[:, 0], kind="stable")]
     return bool((spans[1:, 0] >= spans[:-1, 1]).all())

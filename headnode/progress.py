@@ -25,8 +25,9 @@ def watch(service, job_id: int, *, quiet: bool = False, refresh: float = POLL_SE
 
 
 def transfer_text(nbytes: int, seconds: float) -> str:
-    """"3,000,008 bytes in 0.09 s (34.4 MB/s)": a short job's time and rate kept readable
-    (one decimal of a second, and of MB/s, showed a quick job as "0.0 s (0.0 MB/s)")."""
+    """How many bytes moved in how long, and the rate, as in "3,000,008 bytes in 0.09 s (34.4 MB/s)":
+    a quick job's time and rate stay readable (with one decimal of a second and of MB/s, it
+    read "0.0 s (0.0 MB/s)")."""
     text = f"{nbytes:,} bytes in {seconds:.2f} s" if seconds < 10 else f"{nbytes:,} bytes in {seconds:.1f} s"
     if seconds <= 0:
         return text

@@ -8,12 +8,12 @@ chain is visited; a page contributes rasters when it is uncompressed
 strip is a raster of its rows (full width); strips of one plane that follow
 each other in the file are merged into one taller raster, and one-row strips
 evenly spaced (a plane's rows between other planes' rows) into one raster
-with that row stride.  Each tile is a
-raster of TileWidth x TileLength (edge tiles included whole, padding and
-all); tiles of one plane that follow each other in the file are stacked into
-one taller raster of TileWidth.  PlanarConfiguration 2 gives one-channel
-rasters per plane.  Pages the codec does not model, and any strip or tile that
-is short or out of bounds, stay verbatim.
+with that row stride.  Each tile is a raster of TileWidth x TileLength (edge
+tiles included whole, padding and all); tiles of one plane that follow each
+other in the file are stacked into one taller raster of TileWidth.
+PlanarConfiguration 2 gives one-channel rasters per plane.  Pages the codec
+does not model, and any strip or tile that is short or out of bounds, stay
+verbatim.
 """
 import struct
 from dataclasses import replace
