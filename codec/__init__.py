@@ -54,7 +54,7 @@ def info(data, /) -> dict:
         "rasters": [
             {"offset": where.raster.offset, "height": where.raster.height, "width": where.raster.width,
              "channels": where.raster.channels, "bits": where.raster.bits, "sample": where.raster.sample,
-             "method": "pixels" if method == container.PIXELS else "shuffled", "encoded_size": len(payload)}
+             "method": container.METHOD_NAMES[method], "encoded_size": len(payload)}
             for where, method, payload in header.rasters
         ],
     }

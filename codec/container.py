@@ -12,7 +12,10 @@ Wire format, version 1 (integers little-endian)::
     u32      raster count, then per raster:
              u64 offset, u64 row stride, u32 height, u32 width, u16 channels,
              u8 bits, u8 length of the sample layout name, the name,
-             u8 method (1 pixel coder, 2 byte shuffle + zstd), u64 payload length, payload
+             u8 method (1 pixel coder, 2 byte shuffle + zstd, 3 pixel coder with the
+             rows' stray bits), u64 payload length, payload; method 3's payload is
+             u64 length, zstd of the rows XOR the samples packed again (the bits a
+             writer left where the layout has padding), then the coded raster
 
 A raster's rows sit ``row stride`` bytes apart in the original, each row
 ``layouts.row_bytes`` long; rasters never overlap.  Decoding rebuilds the
@@ -38,12 +41,15 @@ MAGIC = b"\x89CMV\r\n\x1a\n"
 VERSION = 1
 SMALL_ORIGINAL = 1 << 16    # decoded into a bytearray (see ``blank``)
 STORED, ZSTD = 0, 1
-PIXELS, SHUFFLED = 1, 2
+PIXELS, SHUFFLED, STRAY = 1, 2, 3
+METHOD_NAMES = {PIXELS: "pixels", SHUFFLED: "shuffled", STRAY: "pixels+stray-bits"}
+STRAY_SHARE = 16        # stray bits are kept beside the pixels while they pack to at most 1/16 of the rows
 MAX_ORIGINAL = 1 << 40          # refuse to allocate more than this when decoding
 FIXED = struct.Struct("<Q16s")
 VERBATIM = struct.Struct("<BQ")
 RASTER = struct.Struct("<QQIIHB")
 PAYLOAD = struct.Struct("<BQ")
+STRAY_LENGTH = struct.Struct("<Q")
 ZSTD_LEVEL = {0: 1, 1: 1, 2: 3, 3: 9}
 
 
@@ -144,12 +150,28 @@ def encode_raster(view: memoryview, raster: Raster, *, level: int, threads: int 
                                                lend=lend)
             return None if payload is None else (where, PIXELS, payload)
         pixels = conversion.unpack_exact(compact(raster), rows, row=row_bytes(raster), threads=threads, lend=lend)
-        if pixels is None:
-            return None         # bits the layout does not model (e.g. padding): keep them verbatim
+        if pixels is None:      # bits the layout does not model (a writer's leftovers in row padding)
+            return with_stray_bits(where, rows, level=level, threads=threads, side=side, lend=lend)
         return where, PIXELS, rastercoder.encode_pixels(pixels, raster.bits, level=level, threads=threads, side=side,
                                                         lend=lend)
     except CodecError:
         return None             # the layouts refuse the reader's geometry: keep the bytes verbatim
+
+
+def with_stray_bits(where: Placed, rows, *, level: int, threads: int, side: Pending | None, lend):
+    """(placement, STRAY, payload parts) for rows whose words hold bits their layout does not
+    model: OpenImageIO, for one, leaves whatever was in its buffer in the padding that ends a
+    packed DPX row (a 12-bit RGB row of 1,998 pixels ends in a byte of it).  The samples are
+    pixel-coded and the stray bits kept beside them, compressed (mostly zeros); None to keep
+    the rows verbatim when those take more than a small share of the rows (a layout that
+    does not fit the bytes at all)."""
+    raster = compact(where.raster)
+    pixels, stray = conversion.unpack_with_stray(raster, rows, row=row_bytes(raster), threads=threads, lend=lend)
+    packed = compressor(ZSTD_LEVEL.get(level, 3)).compress(stray.data)
+    if len(packed) * STRAY_SHARE > len(stray):
+        return None
+    coded = rastercoder.encode_pixels(pixels, raster.bits, level=level, threads=threads, side=side, lend=lend)
+    return where, STRAY, [STRAY_LENGTH.pack(len(packed)), packed, *coded]
 
 
 def gather_rows(view: memoryview, where: Placed):
@@ -256,7 +278,7 @@ def read_header(data) -> Header:
         payload = reader.take(length_r, "raster payload")
         raster = Raster(offset=offset, length=0, height=height, width=width,
                         channels=channels, bits=bits, sample=sample)
-        if sample not in layouts.LAYOUTS or method_r not in (PIXELS, SHUFFLED) or height < 1 or width < 1 \
+        if sample not in layouts.LAYOUTS or method_r not in METHOD_NAMES or height < 1 or width < 1 \
                 or channels < 1:
             raise CodecError("container is corrupt: a raster descriptor is invalid")
         rasters.append((Placed(raster, stride), method_r, payload))
@@ -329,13 +351,19 @@ def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memor
             raise CodecError("container is corrupt: a raster decoded to the wrong length")
         scatter_rows(target, where, rows, written)
         return
+    stray = None
+    if method == STRAY:
+        stray, payload = split_stray(payload, row * raster.height)
     place = target[raster.offset:raster.offset + row * raster.height] if contiguous \
         else np.empty(row * raster.height, dtype=np.uint8)
     order = layouts.plain_word_order(raster)
+    if stray is not None and order is not None:
+        raise CodecError("container is corrupt: stray bits for a raster of plain words")
     # rows written in place are checksummed by the kernels' threads as they come out, when they
-    # are the next bytes to hash (and ``running`` is given); else once the raster is whole
+    # are the next bytes to hash (and ``running`` is given); else once the raster is whole (rows
+    # with stray bits once those are back)
     end = raster.offset + row * raster.height
-    feeder = running.feeder(raster.offset) if running is not None and contiguous else None
+    feeder = running.feeder(raster.offset) if running is not None and contiguous and stray is None else None
     # plain words are written by the kernel itself, straight into place; other layouts come back as
     # pixels, packed after (an error leaves ``running`` half fed: the decode fails, so no one reads it)
     pixels, _ = rastercoder.decode(payload, shape=(raster.height, raster.width, raster.channels), bits=raster.bits,
@@ -347,12 +375,27 @@ def decode_raster(target: np.ndarray, where: Placed, method: int, payload: memor
                                  running=feeder)
         except ValueError as error:
             raise CodecError(f"container is corrupt: {error}") from None
+    if stray is not None:
+        np.bitwise_xor(place, stray, out=place)
     if feeder is not None:
         running.fed(end)
     elif contiguous:
         written(raster.offset, end)
     else:
         scatter_rows(target, where, place.tobytes(), written)
+
+
+def split_stray(payload: memoryview, size: int) -> tuple[np.ndarray, memoryview]:
+    """A STRAY payload's stray bits (``size`` bytes, to XOR into the repacked rows) and its coded raster."""
+    if len(payload) < STRAY_LENGTH.size:
+        raise CodecError("container is corrupt: a raster's stray bits are truncated")
+    (length,) = STRAY_LENGTH.unpack_from(payload, 0)
+    if length > len(payload) - STRAY_LENGTH.size:
+        raise CodecError("container is corrupt: a raster's stray bits are truncated")
+    stray = zstd_decompress(payload[STRAY_LENGTH.size:STRAY_LENGTH.size + length], size)
+    if len(stray) != size:
+        raise CodecError("container is corrupt: a raster's stray bits have the wrong length")
+    return np.frombuffer(stray, dtype=np.uint8), payload[STRAY_LENGTH.size + length:]
 
 
 def scatter_rows(target: np.ndarray, where: Placed, rows: bytes, written) -> None:

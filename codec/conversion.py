@@ -59,6 +59,27 @@ def unpack_exact(raster: Raster, rows: bytes, *, row: int, threads: int = 1, len
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def unpack_with_stray(raster: Raster, rows: bytes, *, row: int, threads: int = 1,
+                      lend=fresh) -> tuple[np.ndarray, np.ndarray]:
+    """The samples of ``rows`` (the raster's rows back to back) whatever else their words
+    hold, and the bits packing them again would not give back: ``rows`` XOR the repacked
+    rows (uint8, zero wherever the layout models every bit)."""
+    fields = layouts.word_fields(raster)
+    if fields is not None:
+        word_bytes, big_endian, shifts = fields
+        shape = (raster.height, raster.width, raster.channels)
+        pixels = lend(2 * math.prod(shape)).view(np.uint16).reshape(shape)
+        lossless.unpack_fields(np.frombuffer(rows, dtype=np.uint8), raster.height, raster.width * raster.channels,
+                               row, word_bytes, big_endian, shifts, raster.bits, pixels.reshape(-1), threads)
+    else:
+        parts = [layouts.unpack(band_raster(raster, start, end, row), memoryview(rows)[start * row:end * row])
+                 for start, end in bands(raster, row)]
+        pixels = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    repacked = np.empty(row * raster.height, dtype=np.uint8)
+    pack_rows(memoryview(repacked), raster, pixels, row=row, threads=threads)
+    return pixels, np.bitwise_xor(np.frombuffer(rows, dtype=np.uint8), repacked, out=repacked)
+
+
 def pack_rows(target: memoryview, raster: Raster, pixels: np.ndarray, *, row: int, threads: int = 1,
               running: lossless.Checksum | None = None) -> None:
     """Write ``pixels`` (height, width, channels) into ``target``, which holds the

@@ -24,9 +24,12 @@ def seeds() -> dict:
     rgb = np.clip(wave + generator.normal(0, 4, (40, 36, 3)), 0, 1023).astype(np.uint16)
     # and one above PARALLEL_BYTES, whose decode writes into bytes that start unzeroed
     big = np.clip(np.tile(wave, (4, 5, 1)) + generator.normal(0, 4, (160, 180, 3)), 0, 1023).astype(np.uint16)
+    # and one whose padding bits are not all zero, coded with its stray bits beside the pixels
+    stray = np.frombuffer(samples.write_dpx(big, bits=10, packing=1), dtype=np.uint8).copy()
+    stray[2048 + 3::28] |= 0x03
     files = [samples.write_dpx(rgb, bits=10, packing=1), samples.write_tiff((rgb >> 2).astype(np.uint8)),
              samples.write_pnm((rgb * 64).astype(np.uint16)), b"not an image " * 30,
-             samples.write_dpx(big, bits=10, packing=1)]
+             samples.write_dpx(big, bits=10, packing=1), stray.tobytes()]
     return {codec.encode(data, threads=1): data for data in files}
 
 

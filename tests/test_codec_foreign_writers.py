@@ -274,13 +274,15 @@ def test_openimageio_dpx_is_pixel_coded(channels, bits, packing, endian):
     assert coded(data, "dpx") == {"pixels": pixels.size}
 
 
-def test_openimageio_packed_rows_with_leftover_bits_in_their_padding_stay_exact():
-    # OpenImageIO packs a 10-bit row of 120 samples (37.5 words) into 38 words and leaves
-    # whatever bits were there in the last half word: the codec's layouts want zeros there,
-    # so the rows are kept verbatim (generically compressed), never coded wrong
-    pixels = np.ascontiguousarray(OIIO_PICTURE[:, :120, :1])
-    data = oiio_file("dpx", pixels, "UINT16", oiio__BitsPerSample=10, dpx__Packing="Packed")
-    assert coded(data, "dpx") == {}
+@pytest.mark.parametrize("channels, bits", [(1, 10), (3, 12)])
+def test_openimageio_packed_rows_keep_the_leftover_bits_in_their_padding(channels, bits):
+    # OpenImageIO packs a row whose samples end inside a 32-bit word (1,998 samples of 10 bits,
+    # or 1,998 pixels of three 12-bit samples: DCI 2K flat) and leaves whatever its buffer held
+    # in the rest of that word: the samples are pixel-coded, those bits kept beside them
+    pixels = np.ascontiguousarray(picture((24, 1998, channels), np.float32) / 100)
+    data = oiio_file("dpx", pixels, "UINT16", oiio__BitsPerSample=bits, dpx__Packing="Packed")
+    assert coded(data, "dpx") == {"pixels+stray-bits": pixels.size}
+    assert len(codec.encode(data)) < len(data) / 1.4
 
 
 @pytest.mark.parametrize("extension, kind, base_type, channels, attributes, expected", [

@@ -13,10 +13,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import zstandard
 from hypothesis import given, settings, strategies as st
 
 import codec
-from codec import layouts
+from codec import container, layouts
 from codec.errors import CodecError
 from codec.formats import READERS, dpx, parse, read_with, samples
 from codec.raster import Raster
@@ -419,18 +420,42 @@ def test_dpx_header_fields_sit_where_readers_look():
     assert int.from_bytes(data[808:812], "big") == 2048                     # data offset
 
 
-def test_dpx_nonzero_padding_bits_are_stored_verbatim():
-    array = image((4, 6, 3), np.uint16, bits=10)
-    data = bytearray(samples.write_dpx(array, bits=10, packing=1))
-    data[2048 + 3] |= 0x03                          # the two method-A padding bits
-    data = bytes(data)
+def dpx_with_stray_padding_bits(shape, every: int) -> tuple[bytes, np.ndarray]:
+    """A filled 10-bit DPX whose every ``every``-th word has its two padding bits set."""
+    array = image(shape, np.uint16, bits=10)
+    data = np.frombuffer(samples.write_dpx(array, bits=10, packing=1), dtype=np.uint8).copy()
+    data[2048 + 3::4 * every] |= 0x03                # the low byte of a big-endian method-A word
+    return data.tobytes(), array
+
+
+def test_dpx_nonzero_padding_bits_are_kept_beside_the_pixels():
+    data, array = dpx_with_stray_padding_bits((64, 96, 3), every=7)
     [raster] = parse(data).rasters
     values = layouts.unpack(raster, data)
     np.testing.assert_array_equal(values, array)
     assert layouts.pack(raster, values) != data[raster.offset:raster.end]
     encoded = codec.encode(data)
     assert codec.decode(encoded) == data
-    assert codec.info(encoded)["rasters"] == []     # kept verbatim, not pixel-coded
+    assert [r["method"] for r in codec.info(encoded)["rasters"]] == ["pixels+stray-bits"]
+    assert len(encoded) < len(codec.encode(data, level=0))          # better than generic compression
+
+
+def test_dpx_padding_bits_that_cost_more_than_a_small_share_are_stored_verbatim():
+    data, array = dpx_with_stray_padding_bits((4, 6, 3), every=1)   # 18 words, every one of them stray
+    encoded = codec.encode(data)
+    assert codec.decode(encoded) == data
+    assert codec.info(encoded)["rasters"] == []
+
+
+@pytest.mark.parametrize("payload, problem", [
+    (b"\x01\x00", "truncated"),
+    ((100).to_bytes(8, "little") + bytes(20), "truncated"),
+    ((9).to_bytes(8, "little") + zstandard.ZstdCompressor().compress(bytes(10)), "wrong length"),
+    ((4).to_bytes(8, "little") + b"junk" + bytes(20), "corrupt"),
+])
+def test_damaged_stray_bits_are_a_codec_error(payload, problem):
+    with pytest.raises(CodecError, match=problem):
+        container.split_stray(memoryview(payload), 12)
 
 
 def test_dpx_second_image_element_is_its_own_raster():
