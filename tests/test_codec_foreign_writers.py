@@ -3,7 +3,7 @@
 The format tests build files with the codec's own sample writers; a reader and
 a writer made by the same hands can share a mistake.  Here the files come from
 the libraries studios, hospitals and observatories write them with (tifffile,
-Pillow, astropy, pydicom's test files, the OpenEXR bindings, OpenImageIO), in
+Pillow, astropy, pydicom and its test files, the OpenEXR bindings, OpenImageIO), in
 their common variants.  Each must round-trip byte for byte, with every pixel sample found
 and coded the way its type asks (integers up to 16 bits by the pixel coder,
 32-bit floats and integers shuffled), not left in the verbatim bytes.
@@ -177,6 +177,51 @@ def test_pydicom_uncompressed_files_are_pixel_coded(name):
     expected = dataset.Rows * dataset.Columns * dataset.SamplesPerPixel * int(dataset.get("NumberOfFrames", 1) or 1)
     with open(path, "rb") as file:
         assert coded(file.read(), "dicom") == {"pixels": expected}
+
+
+def pydicom_file(pixels: np.ndarray, syntax: str, *, frames: int = 0, planar: bool = False, bits_stored: int = 0):
+    """A Secondary Capture file pydicom writes in transfer syntax ``syntax`` (a ``pydicom.uid`` name)."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom import uid
+
+    syntax = getattr(uid, syntax)
+    meta = pydicom.dataset.FileMetaDataset()
+    meta.MediaStorageSOPClassUID = uid.SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = uid.generate_uid()
+    meta.TransferSyntaxUID = syntax
+    dataset = pydicom.dataset.Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID, dataset.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    dataset.PatientName, dataset.Modality = "Test^Foreign", "OT"
+    shape = pixels.shape[1:] if frames else pixels.shape
+    if frames:
+        dataset.NumberOfFrames = frames
+    dataset.Rows, dataset.Columns = shape[0], shape[1]
+    dataset.SamplesPerPixel = shape[2] if len(shape) == 3 else 1
+    dataset.PhotometricInterpretation = "RGB" if dataset.SamplesPerPixel == 3 else "MONOCHROME2"
+    if dataset.SamplesPerPixel > 1:
+        dataset.PlanarConfiguration = int(planar)
+    dataset.BitsAllocated = 8 * pixels.dtype.itemsize
+    dataset.BitsStored = bits_stored or dataset.BitsAllocated
+    dataset.HighBit, dataset.PixelRepresentation = dataset.BitsStored - 1, 0
+    stored = np.moveaxis(pixels, -1, -3) if planar else pixels
+    big = syntax == uid.ExplicitVRBigEndian
+    dataset.PixelData = np.ascontiguousarray(stored, dtype=stored.dtype.newbyteorder(">" if big else "<")).tobytes()
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True, little_endian=not big,
+                    implicit_vr=syntax == uid.ImplicitVRLittleEndian)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("syntax", ["ExplicitVRLittleEndian", "ImplicitVRLittleEndian", "ExplicitVRBigEndian"])
+@pytest.mark.parametrize("pixels, options", [
+    (picture((200, 240), np.uint16, top=4095), {"bits_stored": 12}),
+    (picture((200, 240, 3), np.uint8), {"planar": True}),
+    (picture((4, 100, 120), np.uint16, top=4095), {"frames": 4, "bits_stored": 12}),
+    (picture((3, 100, 120, 3), np.uint8), {"frames": 3, "planar": True}),
+], ids=["ct-12-bit", "rgb-planar", "four-frames", "rgb-planar-three-frames"])
+def test_pydicom_written_files_are_pixel_coded(pixels, options, syntax):
+    assert coded(pydicom_file(pixels, syntax, **options), "dicom") == {"pixels": pixels.size}
 
 
 @pytest.mark.parametrize("name", ["JPEG2000.dcm", "MR_small_RLE.dcm", "SC_rgb_jpeg_gdcm.dcm", "liver_1frame.dcm"])
