@@ -219,10 +219,17 @@ def _report(job, failures: list, *, codec: dict | None, as_json: bool) -> int:
 def _codec_line(codec: dict) -> str:
     done = (f"{codec['objects_encoded']} image(s) encoded" if codec["mode"] == "compress"
             else f"{codec['objects_decoded']} image(s) decoded")
-    storage = (f", storage ${codec['storage_cost_saved_per_month_usd']:.4f}/month"
+    storage = (f", storage {_usd(codec['storage_cost_saved_per_month_usd'])}/month"
                if codec["mode"] == "compress" else "")
     return (f"image codec ({codec['mode']}): {done}, {codec['bytes_saved']:,} bytes saved "
-            f"(transfer ${codec['transfer_cost_saved_usd']:.4f}{storage})")
+            f"(transfer {_usd(codec['transfer_cost_saved_usd'])}{storage})")
+
+
+def _usd(amount: float) -> str:
+    """Dollars to a hundredth of a cent; a saving too small for that says so, not "$0.0000"."""
+    if 0 < amount < 0.00005:
+        return "under $0.0001"
+    return f"${amount:.4f}"
 
 
 def _serve(args) -> int:

@@ -1,4 +1,4 @@
-"""The summary line ``cloudmover cp`` prints: a quick job's time and rate stay readable."""
+"""The summary lines ``cloudmover cp`` prints: a quick job's time and rate, and a small saving, stay readable."""
 import pytest
 
 from headnode.progress import transfer_text
@@ -15,3 +15,16 @@ from headnode.progress import transfer_text
 ])
 def test_transfer_text(nbytes, seconds, expected):
     assert transfer_text(nbytes, seconds) == expected
+
+
+@pytest.mark.parametrize("transfer, storage, expected", [
+    (0.000045, 0.0000009, "(transfer under $0.0001, storage under $0.0001/month)"),
+    (1.23456, 0.5, "(transfer $1.2346, storage $0.5000/month)"),
+    (0.0, 0.0, "(transfer $0.0000, storage $0.0000/month)"),
+])
+def test_codec_savings_never_read_as_nothing_when_something_was_saved(transfer, storage, expected):
+    from headnode.cli import _codec_line
+
+    line = _codec_line({"mode": "compress", "objects_encoded": 6, "bytes_saved": 2_258_369,
+                        "transfer_cost_saved_usd": transfer, "storage_cost_saved_per_month_usd": storage})
+    assert line == f"image codec (compress): 6 image(s) encoded, 2,258,369 bytes saved {expected}"
