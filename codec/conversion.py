@@ -37,12 +37,7 @@ def unpack_exact(raster: Raster, rows: bytes, *, row: int, threads: int = 1, len
     ``lend`` (see ``codec.buffers``)."""
     fields = layouts.word_fields(raster)
     if fields is not None:
-        word_bytes, big_endian, shifts = fields
-        shape = (raster.height, raster.width, raster.channels)
-        out = lend(2 * math.prod(shape)).view(np.uint16).reshape(shape)
-        clean = lossless.unpack_fields(np.frombuffer(rows, dtype=np.uint8), raster.height,
-                                       raster.width * raster.channels, row, word_bytes, big_endian, shifts,
-                                       raster.bits, out.reshape(-1), threads)
+        out, clean = unpack_words(raster, rows, fields, row=row, threads=threads, lend=lend)
         return out if clean else None
     parts = []
     for start, end in bands(raster, row):
@@ -59,6 +54,18 @@ def unpack_exact(raster: Raster, rows: bytes, *, row: int, threads: int = 1, len
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def unpack_words(raster: Raster, rows: bytes, fields: tuple, *, row: int, threads: int,
+                 lend) -> tuple[np.ndarray, bool]:
+    """The samples of a word-field layout's rows (``layouts.word_fields``), in an array from
+    ``lend``, and whether every bit outside the fields is zero."""
+    word_bytes, big_endian, shifts = fields
+    shape = (raster.height, raster.width, raster.channels)
+    out = lend(2 * math.prod(shape)).view(np.uint16).reshape(shape)
+    clean = lossless.unpack_fields(np.frombuffer(rows, dtype=np.uint8), raster.height, raster.width * raster.channels,
+                                   row, word_bytes, big_endian, shifts, raster.bits, out.reshape(-1), threads)
+    return out, clean
+
+
 def unpack_with_stray(raster: Raster, rows: bytes, *, row: int, threads: int = 1,
                       lend=fresh) -> tuple[np.ndarray, np.ndarray]:
     """The samples of ``rows`` (the raster's rows back to back) whatever else their words
@@ -66,11 +73,7 @@ def unpack_with_stray(raster: Raster, rows: bytes, *, row: int, threads: int = 1
     rows (uint8, zero wherever the layout models every bit)."""
     fields = layouts.word_fields(raster)
     if fields is not None:
-        word_bytes, big_endian, shifts = fields
-        shape = (raster.height, raster.width, raster.channels)
-        pixels = lend(2 * math.prod(shape)).view(np.uint16).reshape(shape)
-        lossless.unpack_fields(np.frombuffer(rows, dtype=np.uint8), raster.height, raster.width * raster.channels,
-                               row, word_bytes, big_endian, shifts, raster.bits, pixels.reshape(-1), threads)
+        pixels, _ = unpack_words(raster, rows, fields, row=row, threads=threads, lend=lend)
     else:
         parts = [layouts.unpack(band_raster(raster, start, end, row), memoryview(rows)[start * row:end * row])
                  for start, end in bands(raster, row)]
