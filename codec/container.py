@@ -149,24 +149,25 @@ def encode_raster(view: memoryview, raster: Raster, *, level: int, threads: int 
             payload = rastercoder.encode_parts(samples, raster.bits, level=level, threads=threads, side=side,
                                                lend=lend)
             return None if payload is None else (where, PIXELS, payload)
-        pixels = conversion.unpack_exact(compact(raster), rows, row=row_bytes(raster), threads=threads, lend=lend)
-        if pixels is None:      # bits the layout does not model (a writer's leftovers in row padding)
-            return with_stray_bits(where, rows, level=level, threads=threads, side=side, lend=lend)
+        pixels, stray = conversion.unpack_checked(compact(raster), rows, row=row_bytes(raster), threads=threads,
+                                                  lend=lend)
+        if stray is not None:   # bits the layout does not model (a writer's leftovers in row padding)
+            return with_stray_bits(where, pixels, stray, level=level, threads=threads, side=side, lend=lend)
         return where, PIXELS, rastercoder.encode_pixels(pixels, raster.bits, level=level, threads=threads, side=side,
                                                         lend=lend)
     except CodecError:
         return None             # the layouts refuse the reader's geometry: keep the bytes verbatim
 
 
-def with_stray_bits(where: Placed, rows, *, level: int, threads: int, side: Pending | None, lend):
+def with_stray_bits(where: Placed, pixels: np.ndarray, stray: np.ndarray, *, level: int, threads: int,
+                    side: Pending | None, lend):
     """(placement, STRAY, payload parts) for rows whose words hold bits their layout does not
-    model: OpenImageIO, for one, leaves whatever was in its buffer in the padding that ends a
-    packed DPX row (a 12-bit RGB row of 1,998 pixels ends in a byte of it).  The samples are
-    pixel-coded and the stray bits kept beside them, compressed (mostly zeros); None to keep
-    the rows verbatim when those take more than a small share of the rows (a layout that
-    does not fit the bytes at all)."""
+    model (``stray``: see ``conversion.unpack_checked``): OpenImageIO, for one, leaves whatever
+    was in its buffer in the padding that ends a packed DPX row (a 12-bit RGB row of 1,998
+    pixels ends in a byte of it).  The samples are pixel-coded and the stray bits kept beside
+    them, compressed (mostly zeros); None to keep the rows verbatim when those take more than
+    a small share of the rows (a layout that does not fit the bytes at all)."""
     raster = compact(where.raster)
-    pixels, stray = conversion.unpack_with_stray(raster, rows, row=row_bytes(raster), threads=threads, lend=lend)
     packed = compressor(ZSTD_LEVEL.get(level, 3)).compress(stray.data)
     if len(packed) * STRAY_SHARE > len(stray):
         return None

@@ -30,28 +30,28 @@ def band_raster(raster: Raster, start: int, end: int, row: int) -> Raster:
     return replace(raster, height=end - start, length=(end - start) * row, offset=0, row_stride=0)
 
 
-def unpack_exact(raster: Raster, rows: bytes, *, row: int, threads: int = 1, lend=fresh) -> np.ndarray | None:
-    """The samples of ``rows`` (the raster's rows back to back), or None when
-    packing them again would not give the same bytes (bits the layout does not
-    model, such as non-zero padding); word fields are unpacked into an array from
-    ``lend`` (see ``codec.buffers``)."""
+def unpack_checked(raster: Raster, rows: bytes, *, row: int, threads: int = 1,
+                   lend=fresh) -> tuple[np.ndarray, np.ndarray | None]:
+    """The samples of ``rows`` (the raster's rows back to back), and the bits packing
+    them again would not give back (bits the layout does not model, such as a writer's
+    leftovers in row padding: ``rows`` XOR the repacked rows, uint8), or None when it
+    gives every bit back.  Word fields are unpacked into an array from ``lend`` (see
+    ``codec.buffers``)."""
     fields = layouts.word_fields(raster)
     if fields is not None:
-        out, clean = unpack_words(raster, rows, fields, row=row, threads=threads, lend=lend)
-        return out if clean else None
-    parts = []
-    for start, end in bands(raster, row):
-        part = band_raster(raster, start, end, row)
-        chunk = memoryview(rows)[start * row:end * row]
-        same = layouts.exact(part, chunk)
-        if same is False:
-            return None
-        pixels = layouts.unpack(part, chunk)
-        if same is None and not np.array_equal(np.frombuffer(layouts.pack(part, pixels), dtype=np.uint8),
-                                               np.frombuffer(chunk, dtype=np.uint8)):
-            return None
-        parts.append(pixels)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+        pixels, exact = unpack_words(raster, rows, fields, row=row, threads=threads, lend=lend)
+    else:
+        parts, exact = [], True
+        for start, end in bands(raster, row):
+            part = band_raster(raster, start, end, row)
+            chunk = memoryview(rows)[start * row:end * row]
+            parts.append(layouts.unpack(part, chunk))
+            if exact:
+                same = layouts.exact(part, chunk)
+                exact = same if same is not None else np.array_equal(
+                    np.frombuffer(layouts.pack(part, parts[-1]), dtype=np.uint8), np.frombuffer(chunk, dtype=np.uint8))
+        pixels = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return pixels, None if exact else stray_bits(raster, rows, pixels, row=row, threads=threads)
 
 
 def unpack_words(raster: Raster, rows: bytes, fields: tuple, *, row: int, threads: int,
@@ -66,21 +66,11 @@ def unpack_words(raster: Raster, rows: bytes, fields: tuple, *, row: int, thread
     return out, clean
 
 
-def unpack_with_stray(raster: Raster, rows: bytes, *, row: int, threads: int = 1,
-                      lend=fresh) -> tuple[np.ndarray, np.ndarray]:
-    """The samples of ``rows`` (the raster's rows back to back) whatever else their words
-    hold, and the bits packing them again would not give back: ``rows`` XOR the repacked
-    rows (uint8, zero wherever the layout models every bit)."""
-    fields = layouts.word_fields(raster)
-    if fields is not None:
-        pixels, _ = unpack_words(raster, rows, fields, row=row, threads=threads, lend=lend)
-    else:
-        parts = [layouts.unpack(band_raster(raster, start, end, row), memoryview(rows)[start * row:end * row])
-                 for start, end in bands(raster, row)]
-        pixels = parts[0] if len(parts) == 1 else np.concatenate(parts)
+def stray_bits(raster: Raster, rows: bytes, pixels: np.ndarray, *, row: int, threads: int = 1) -> np.ndarray:
+    """``rows`` XOR ``pixels`` packed again: zero wherever the layout models every bit."""
     repacked = np.empty(row * raster.height, dtype=np.uint8)
     pack_rows(memoryview(repacked), raster, pixels, row=row, threads=threads)
-    return pixels, np.bitwise_xor(np.frombuffer(rows, dtype=np.uint8), repacked, out=repacked)
+    return np.bitwise_xor(np.frombuffer(rows, dtype=np.uint8), repacked, out=repacked)
 
 
 def pack_rows(target: memoryview, raster: Raster, pixels: np.ndarray, *, row: int, threads: int = 1,
