@@ -159,6 +159,21 @@ def test_signed_below_16_bits_round_trips_only_in_range():
     assert layouts.pack(raster, layouts.unpack(raster, outside)) != outside
 
 
+@pytest.mark.parametrize("sample", ["i16le", "i16be"])
+def test_signed_samples_outside_their_bits_are_coded_with_their_stray_bits(sample):
+    # 12-bit signed samples with one in a hundred outside that range (other bits set above them)
+    generator = rng(len(sample), sample.endswith("le"))
+    values = image((128, 160), np.uint16, bits=11).astype(np.int16).ravel() - 1024
+    outside = generator.choice(values.size, size=values.size // 100, replace=False)
+    values[outside] = generator.integers(-32768, 32767, size=outside.size)
+    data = b"HEAD" + values.astype("<i2" if sample.endswith("le") else ">i2").tobytes() + b"TAIL"
+    raster = Raster(offset=4, length=values.size * 2, height=128, width=160, channels=1, bits=12, sample=sample)
+    encoded = container.encode(data, kind="test", rasters=[raster], level=2, threads=2)
+    assert container.decode(encoded, threads=2) == data
+    assert [method for _, method, _ in container.read_header(encoded).rasters] == [container.STRAY]
+    assert len(encoded) < len(container.encode(data, kind="test", rasters=[], level=2, threads=2))  # < verbatim
+
+
 @pytest.mark.parametrize("sample", ["dpx10a_be", "dpx10b_le", "dpx12a_be", "dpx10p_le",
                                     "u16be"])
 def test_nonzero_padding_bits_unpack_but_do_not_round_trip(sample):
