@@ -1,11 +1,12 @@
 """Samples in and out of their storage layout.
 
-Layouts of whole samples in single words (filled 10-bit DPX, 12-bit DPX)
+Layouts of whole samples in single words (filled 10-bit DPX, 12-bit DPX), and
+of periods of words with samples spanning two (packed 10- and 12-bit DPX),
 convert in one C pass each way, the exactness check included, in bands of
-rows on the kernels' threads (``lossless.unpack_fields``): on big frames a
-single pass would be the serial part of an otherwise parallel encode.  The
-other layouts (``layouts``: numpy, a band of rows at a time so that its
-temporaries stay small) convert on the caller's thread.
+rows on the kernels' threads (``lossless.unpack_fields``, ``unpack_periods``):
+on big frames a single pass would be the serial part of an otherwise parallel
+encode.  The other layouts (``layouts``: numpy, a band of rows at a time so
+that its temporaries stay small) convert on the caller's thread.
 """
 import math
 from dataclasses import replace
@@ -37,9 +38,14 @@ def unpack_checked(raster: Raster, rows: bytes, *, row: int, threads: int = 1,
     leftovers in row padding: ``rows`` XOR the repacked rows, uint8), or None when it
     gives every bit back.  Word fields are unpacked into an array from ``lend`` (see
     ``codec.buffers``)."""
-    fields = layouts.word_fields(raster)
+    fields, periods = layouts.word_fields(raster), layouts.period_fields(raster)
     if fields is not None:
         pixels, exact = unpack_words(raster, rows, fields, row=row, threads=threads, lend=lend)
+    elif periods is not None:
+        pixels = lend(2 * raster.height * raster.width * raster.channels).view(np.uint16)
+        exact = lossless.unpack_periods(np.frombuffer(rows, dtype=np.uint8), raster.height,
+                                        raster.width * raster.channels, row, *periods, raster.bits, pixels, threads)
+        pixels = pixels.reshape(raster.height, raster.width, raster.channels)
     else:
         parts, exact = [], True
         for start, end in bands(raster, row):
@@ -80,12 +86,17 @@ def pack_rows(target: memoryview, raster: Raster, pixels: np.ndarray, *, row: in
     raises ValueError when they do not fit."""
     if len(target) != row * raster.height:
         raise ValueError("the raster's rows do not fit their place")
-    fields = layouts.word_fields(raster)
+    fields, periods = layouts.word_fields(raster), layouts.period_fields(raster)
     if fields is not None:
         word_bytes, big_endian, shifts = fields
         values = np.ascontiguousarray(pixels, dtype=np.uint16).reshape(-1)
         lossless.pack_fields(values, raster.height, raster.width * raster.channels, row, word_bytes, big_endian,
                              shifts, raster.bits, np.frombuffer(target, dtype=np.uint8), threads, running)
+        return
+    if periods is not None:
+        values = np.ascontiguousarray(pixels, dtype=np.uint16).reshape(-1)
+        lossless.pack_periods(values, raster.height, raster.width * raster.channels, row, *periods, raster.bits,
+                              np.frombuffer(target, dtype=np.uint8), threads, running)
         return
     for start, end in bands(raster, row):
         target[start * row:end * row] = layouts.pack(band_raster(raster, start, end, row), pixels[start:end])

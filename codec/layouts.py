@@ -297,6 +297,25 @@ def word_fields(raster: Raster) -> tuple | None:
     return layout.word_bytes, big, tuple(parts[0][1] for parts in layout.fields)
 
 
+def period_fields(raster: Raster) -> tuple | None:
+    """(word bytes, big-endian, period words, period samples, spec) for a layout whose
+    samples repeat in periods of several words, some spanning two (packed 10- and 12-bit
+    DPX), when the kernels convert it (``lossless.unpack_periods``): ``spec`` holds two
+    parts a sample, (word index, shift, width, bit position in the value), width 0 for none."""
+    layout = LAYOUTS.get(raster.sample)
+    if not isinstance(layout, Bitfield) or word_fields(raster) is not None or layout.word_bytes not in (2, 4) \
+            or layout.period_words > 8 or layout.period_samples > 32 or not 1 <= raster.bits <= 16 \
+            or any(len(parts) > 2 for parts in layout.fields):
+        return None
+    spec = np.zeros((layout.period_samples, 2, 4), dtype=np.int32)
+    for sample, parts in enumerate(layout.fields):
+        for part, where in enumerate(parts):
+            spec[sample, part] = where
+    order = np.dtype(layout.word).byteorder
+    big = order == ">" or (order == "=" and sys.byteorder == "big")
+    return layout.word_bytes, big, layout.period_words, layout.period_samples, spec.reshape(-1)
+
+
 def exact(raster: Raster, buf) -> bool | None:
     """Whether ``pack(unpack(raster, buf))`` gives the raster's bytes back,
     when the layout can tell that cheaply; None when it cannot (then pack

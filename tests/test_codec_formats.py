@@ -20,6 +20,7 @@ import codec
 from codec import container, layouts
 from codec.errors import CodecError
 from codec.formats import READERS, dpx, parse, read_with, samples
+from codec.pyx import lossless
 from codec.raster import Raster
 
 SEED = 20240517
@@ -157,6 +158,36 @@ def test_signed_below_16_bits_round_trips_only_in_range():
     assert layouts.pack(raster, layouts.unpack(raster, inside)) == inside
     outside = np.array([-2049, 3000, 0, 0], "<i2").tobytes()
     assert layouts.pack(raster, layouts.unpack(raster, outside)) != outside
+
+
+@pytest.mark.parametrize("sample", ["dpx10p_be", "dpx10p_le", "dpx12p_be", "dpx12p_le"])
+def test_period_kernels_agree_with_the_layouts(sample):
+    # the kernels convert packed DPX (samples spanning words) as the numpy layouts do: the samples,
+    # whether packing them again gives every word back, and the packed words (bytes between rows kept)
+    generator = rng(len(sample), sample.endswith("be"))
+    layout = layouts.LAYOUTS[sample]
+    for bits in (layout.max_bits, layout.max_bits - 3):
+        for count in [*range(1, 41), 97, 5994]:
+            row = layout.row_bytes(count)
+            stride = row + (4 if count % 5 == 0 else 0)
+            raster = Raster(offset=0, length=3 * row, height=3, width=count, channels=1, bits=bits, sample=sample)
+            periods = layouts.period_fields(raster)
+            assert periods is not None
+            for clean in (True, False):
+                data = generator.integers(0, 256, 3 * stride, dtype=np.uint8).reshape(3, stride)
+                if clean:
+                    values = generator.integers(0, 1 << bits, (3, count, 1)).astype(np.uint16)
+                    data[:, :row] = np.frombuffer(layouts.pack(raster, values), dtype=np.uint8).reshape(3, row)
+                expected = layouts.unpack(raster, data[:, :row].tobytes())
+                out = np.zeros(3 * count, dtype=np.uint16)
+                exact = lossless.unpack_periods(data.reshape(-1), 3, count, stride, *periods, bits, out, 2)
+                np.testing.assert_array_equal(out.reshape(3, count, 1), expected)
+                repacked = layouts.pack(raster, expected)
+                assert exact == (repacked == data[:, :row].tobytes())
+                back = np.full(3 * stride, 0xAB, dtype=np.uint8)
+                lossless.pack_periods(out, 3, count, stride, *periods, bits, back, 2)
+                assert back.reshape(3, stride)[:, :row].tobytes() == repacked
+                assert (back.reshape(3, stride)[:, row:] == 0xAB).all()
 
 
 @pytest.mark.parametrize("sample", ["i16le", "i16be"])

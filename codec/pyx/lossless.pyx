@@ -1951,6 +1951,176 @@ def pack_fields(const uint16_t[::1] values, int64_t rows, int64_t count, int64_t
     return None
 
 
+cdef enum:
+    MAX_PERIOD_WORDS = 8        # ``unpack_periods``: words, samples and parts a period may have
+    MAX_PERIOD_SAMPLES = 32
+    PERIOD_PARTS = 2
+
+
+cdef inline uint32_t period_load(const uint8_t* p, int word_bytes, bint big_endian) noexcept nogil:
+    if word_bytes == 4:
+        if big_endian:
+            return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+        return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
+    if big_endian:
+        return (<uint32_t>p[0] << 8) | p[1]
+    return p[0] | (<uint32_t>p[1] << 8)
+
+
+cdef inline void period_store(uint8_t* p, uint32_t word, int word_bytes, bint big_endian) noexcept nogil:
+    cdef int k
+    for k in range(word_bytes):
+        p[word_bytes - 1 - k if big_endian else k] = <uint8_t>(word >> (8 * k))
+
+
+cdef inline uint32_t period_mask(int width) noexcept nogil:
+    return 0xFFFFFFFFu if width >= 32 else (1u << width) - 1 if width > 0 else 0
+
+
+cdef int period_rows(const uint8_t* data, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
+                     bint big_endian, int period_words, int period_samples, const int32_t* spec, int bits,
+                     uint16_t* out) noexcept nogil:
+    # ``unpack_periods`` on a band of rows; 1 when packing the samples again gives every word back
+    cdef uint32_t words[MAX_PERIOD_WORDS]
+    cdef uint32_t again[MAX_PERIOD_WORDS]
+    cdef uint32_t value, stray = 0
+    cdef int64_t y, g, i, at_word
+    cdef int64_t groups = (count + period_samples - 1) // period_samples
+    cdef int64_t nwords = (count * period_words + period_samples - 1) // period_samples
+    cdef int s, k, j, index, shift, width, at
+    cdef const int32_t* part
+    cdef const uint8_t* row
+    for y in range(rows):
+        row = data + y * row_bytes
+        for g in range(groups):
+            for j in range(period_words):
+                at_word = g * period_words + j
+                words[j] = period_load(row + at_word * word_bytes, word_bytes, big_endian) if at_word < nwords else 0
+                again[j] = 0
+            for s in range(period_samples):
+                i = g * period_samples + s
+                if i >= count:
+                    break
+                value = 0
+                for k in range(PERIOD_PARTS):
+                    part = spec + (s * PERIOD_PARTS + k) * 4
+                    index, shift, width, at = part[0], part[1], part[2], part[3]
+                    if width > 0 and bits > at:
+                        # bits past ``bits`` are dropped (they then fail the round trip, as in layouts)
+                        value |= ((words[index] >> shift) & period_mask(min(width, bits - at))) << at
+                out[y * count + i] = <uint16_t>value
+                for k in range(PERIOD_PARTS):
+                    part = spec + (s * PERIOD_PARTS + k) * 4
+                    index, shift, width, at = part[0], part[1], part[2], part[3]
+                    if width > 0:
+                        again[index] |= ((value >> at) & period_mask(width)) << shift
+            for j in range(period_words):
+                if g * period_words + j < nwords:
+                    stray |= words[j] ^ again[j]
+    return stray == 0
+
+
+cdef void period_pack_rows(const uint16_t* values, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
+                           bint big_endian, int period_words, int period_samples, const int32_t* spec, int bits,
+                           uint8_t* data) noexcept nogil:
+    # ``pack_periods`` on a band of rows
+    cdef uint32_t words[MAX_PERIOD_WORDS]
+    cdef uint32_t value
+    cdef int64_t y, g, i, at_word
+    cdef int64_t groups = (count + period_samples - 1) // period_samples
+    cdef int64_t nwords = (count * period_words + period_samples - 1) // period_samples
+    cdef int s, k, j, index, shift, width, at
+    cdef const int32_t* part
+    for y in range(rows):
+        for g in range(groups):
+            for j in range(period_words):
+                words[j] = 0
+            for s in range(period_samples):
+                i = g * period_samples + s
+                if i >= count:
+                    break
+                value = values[y * count + i] & period_mask(bits)
+                for k in range(PERIOD_PARTS):
+                    part = spec + (s * PERIOD_PARTS + k) * 4
+                    index, shift, width, at = part[0], part[1], part[2], part[3]
+                    if width > 0:
+                        words[index] |= ((value >> at) & period_mask(width)) << shift
+            for j in range(period_words):
+                at_word = g * period_words + j
+                if at_word < nwords:
+                    period_store(data + y * row_bytes + at_word * word_bytes, words[j], word_bytes, big_endian)
+
+
+cdef _check_periods(int64_t rows, int64_t count, int64_t row_bytes, int word_bytes, int period_words,
+                    int period_samples, const int32_t[::1] spec, int bits, int64_t data_bytes, int64_t samples):
+    """Refuse a period layout the kernels cannot hold, or rows that overrun the bytes or samples given."""
+    cdef int s, k, index, shift, width, at
+    if word_bytes not in (2, 4) or not 1 <= period_words <= MAX_PERIOD_WORDS \
+            or not 1 <= period_samples <= MAX_PERIOD_SAMPLES or not 1 <= bits <= 16 \
+            or spec.shape[0] != period_samples * PERIOD_PARTS * 4:
+        raise ValueError("unsupported period layout")
+    for s in range(period_samples * PERIOD_PARTS):
+        index, shift, width, at = spec[4 * s], spec[4 * s + 1], spec[4 * s + 2], spec[4 * s + 3]
+        if width and not (0 <= index < period_words and 0 <= shift and shift + width <= 8 * word_bytes
+                          and 0 <= at <= 16 and width <= 16):
+            raise ValueError("a field lies outside its period")
+    if rows < 0 or count < 0 or row_bytes < (count * period_words + period_samples - 1) // period_samples * word_bytes \
+            or data_bytes < rows * row_bytes or samples < rows * count:
+        raise ValueError("rows do not fit")
+
+
+def unpack_periods(const uint8_t[::1] data, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
+                   bint big_endian, int period_words, int period_samples, const int32_t[::1] spec, int bits,
+                   uint16_t[::1] out, int threads=1):
+    """Samples of a layout that repeats every ``period_words`` words of ``word_bytes``
+    holding ``period_samples`` samples, some spanning two words (packed 10- and 12-bit
+    DPX): ``spec`` gives, per sample of a period, two parts (word index, shift in it,
+    width, bit position in the value; width 0 for none), as ``layouts.Bitfield.fields``.
+    ``rows`` rows of ``count`` samples, ``row_bytes`` apart in ``data``, into ``out``, in
+    bands of rows on ``threads`` threads (numpy's conversion of such rows was a serial
+    part of an encode: 12-bit packed frames encoded at 180 MB/s against 318 for filled
+    ones).  Returns True when packing them again gives every word of the rows back."""
+    cdef int64_t band = max(1, BAND_BYTES // max(1, row_bytes)), first
+    cdef Py_ssize_t n
+    cdef int dirty = 0
+    _check_periods(rows, count, row_bytes, word_bytes, period_words, period_samples, spec, bits, data.shape[0],
+                   out.shape[0])
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
+    if rows * count == 0:
+        return True
+    for n in prange((rows + band - 1) // band, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
+        first = n * band
+        dirty += period_rows(&data[first * row_bytes], min(band, rows - first), count, row_bytes, word_bytes,
+                             big_endian, period_words, period_samples, &spec[0], bits, &out[first * count]) == 0
+    return dirty == 0
+
+
+def pack_periods(const uint16_t[::1] values, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
+                 bint big_endian, int period_words, int period_samples, const int32_t[::1] spec, int bits,
+                 uint8_t[::1] data, int threads=1, Checksum running=None):
+    """The inverse of ``unpack_periods`` (bytes between rows left as they are); with
+    ``running``, the threads feed it ``data`` band by band, as ``pack_fields`` does."""
+    cdef cm_feeder* feeder = NULL
+    cdef int64_t band = max(1, BAND_BYTES // max(1, row_bytes)), first
+    cdef Py_ssize_t n
+    _check_periods(rows, count, row_bytes, word_bytes, period_words, period_samples, spec, bits, data.shape[0],
+                   values.shape[0])
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
+    if rows * count == 0:
+        return None
+    feeder = start_feeding(running, &data[0], band * row_bytes, rows * row_bytes, (rows + band - 1) // band)
+    for n in prange((rows + band - 1) // band, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
+        first = n * band
+        period_pack_rows(&values[first * count], min(band, rows - first), count, row_bytes, word_bytes, big_endian,
+                         period_words, period_samples, &spec[0], bits, &data[first * row_bytes])
+        if feeder != NULL:
+            cm_feed(feeder, n)
+    stop_feeding(feeder)
+    return None
+
+
 def join(list parts, int threads=1):
     """``b"".join(parts)`` (bytes-like, contiguous), copied on ``threads`` threads
     (OpenMP's, as ``model_tiles``) in pieces of about JOIN_PIECE bytes: a
