@@ -38,7 +38,8 @@ def unpack_checked(raster: Raster, rows: bytes, *, row: int, threads: int = 1,
     leftovers in row padding: ``rows`` XOR the repacked rows, uint8), or None when it
     gives every bit back.  Word fields are unpacked into an array from ``lend`` (see
     ``codec.buffers``)."""
-    fields, periods = layouts.word_fields(raster), layouts.period_fields(raster)
+    fields = layouts.word_fields(raster)
+    periods = layouts.period_fields(raster) if fields is None else None
     if fields is not None:
         pixels, exact = unpack_words(raster, rows, fields, row=row, threads=threads, lend=lend)
     elif periods is not None:
@@ -86,7 +87,8 @@ def pack_rows(target: memoryview, raster: Raster, pixels: np.ndarray, *, row: in
     raises ValueError when they do not fit."""
     if len(target) != row * raster.height:
         raise ValueError("the raster's rows do not fit their place")
-    fields, periods = layouts.word_fields(raster), layouts.period_fields(raster)
+    fields = layouts.word_fields(raster)
+    periods = layouts.period_fields(raster) if fields is None else None
     if fields is not None:
         word_bytes, big_endian, shifts = fields
         values = np.ascontiguousarray(pixels, dtype=np.uint16).reshape(-1)
