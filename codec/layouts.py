@@ -138,7 +138,9 @@ class Bitfield:
         return sum(width for _, _, width, _ in self.fields[0])
 
     def row_words(self, count: int) -> int:
-        return -(-count * self.period_words // self.period_samples)
+        # a Python int: the packed layouts' periods are numpy integers, and a numpy int64 row
+        # length overflowed (OverflowError, not CodecError) in a damaged container's geometry checks
+        return int(-(-count * self.period_words // self.period_samples))
 
     def row_bytes(self, count: int) -> int:
         return self.row_words(count) * self.word_bytes

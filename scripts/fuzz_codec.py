@@ -29,7 +29,8 @@ def seeds() -> dict:
     stray[2048 + 3::28] |= 0x03
     files = [samples.write_dpx(rgb, bits=10, packing=1), samples.write_tiff((rgb >> 2).astype(np.uint8)),
              samples.write_pnm((rgb * 64).astype(np.uint16)), b"not an image " * 30,
-             samples.write_dpx(big, bits=10, packing=1), stray.tobytes()]
+             samples.write_dpx(big, bits=10, packing=1), stray.tobytes(),
+             samples.write_dpx(big, bits=10, packing=0), samples.write_dpx(rgb << 2, bits=12, packing=0)]
     return {codec.encode(data, threads=1): data for data in files}
 
 
