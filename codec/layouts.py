@@ -301,13 +301,13 @@ def word_fields(raster: Raster) -> tuple | None:
 
 def period_fields(raster: Raster) -> tuple | None:
     """(word bytes, big-endian, period words, period samples, spec) for a layout whose
-    samples repeat in periods of several words, some spanning two (packed 10- and 12-bit
-    DPX), when the kernels convert it (``lossless.unpack_periods``): ``spec`` holds two
-    parts a sample, (word index, shift, width, bit position in the value), width 0 for none."""
+    samples run on across 32-bit words, each word filled from its lowest bit up (packed
+    10- and 12-bit DPX), which the kernels convert (``lossless.unpack_periods``): ``spec``
+    holds two parts a sample, (word index, shift, width, bit position in the value),
+    width 0 for none."""
     layout = LAYOUTS.get(raster.sample)
-    if not isinstance(layout, Bitfield) or word_fields(raster) is not None or layout.word_bytes not in (2, 4) \
-            or layout.period_words > 8 or layout.period_samples > 32 or not 1 <= raster.bits <= 16 \
-            or any(len(parts) > 2 for parts in layout.fields):
+    if not isinstance(layout, Bitfield) or word_fields(raster) is not None or not _bit_run(layout) \
+            or not 1 <= raster.bits <= layout.max_bits:
         return None
     spec = np.zeros((layout.period_samples, 2, 4), dtype=np.int32)
     for sample, parts in enumerate(layout.fields):
@@ -316,6 +316,22 @@ def period_fields(raster: Raster) -> tuple | None:
     order = np.dtype(layout.word).byteorder
     big = order == ">" or (order == "=" and sys.byteorder == "big")
     return layout.word_bytes, big, layout.period_words, layout.period_samples, spec.reshape(-1)
+
+
+def _bit_run(layout: Bitfield) -> bool:
+    """Whether each sample follows the one before it bit for bit across 32-bit words, filled
+    from their lowest bit up (what ``lossless.unpack_periods`` reads)."""
+    width = layout.max_bits
+    if layout.word_bytes != 4 or not 1 <= width <= 16 or layout.period_samples * width != 32 * layout.period_words \
+            or layout.period_words > 8 or layout.period_samples > 32:
+        return False
+    for sample, parts in enumerate(layout.fields):
+        bit = sample * width
+        first = min(width, 32 - bit % 32)
+        expected = [(bit // 32, bit % 32, first, 0)] + ([(bit // 32 + 1, 0, width - first, first)] if first < width else [])
+        if [tuple(int(v) for v in part) for part in parts] != expected:
+            return False
+    return True
 
 
 def exact(raster: Raster, buf) -> bool | None:

@@ -1977,49 +1977,6 @@ cdef inline uint32_t period_mask(int width) noexcept nogil:
     return 0xFFFFFFFFu if width >= 32 else (1u << width) - 1 if width > 0 else 0
 
 
-cdef int period_rows(const uint8_t* data, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
-                     bint big_endian, int period_words, int period_samples, const int32_t* spec, int bits,
-                     uint16_t* out) noexcept nogil:
-    # ``unpack_periods`` on a band of rows; 1 when packing the samples again gives every word back
-    cdef uint32_t words[MAX_PERIOD_WORDS]
-    cdef uint32_t again[MAX_PERIOD_WORDS]
-    cdef uint32_t value, stray = 0
-    cdef int64_t y, g, i, at_word
-    cdef int64_t groups = (count + period_samples - 1) // period_samples
-    cdef int64_t nwords = (count * period_words + period_samples - 1) // period_samples
-    cdef int s, k, j, index, shift, width, at
-    cdef const int32_t* part
-    cdef const uint8_t* row
-    for y in range(rows):
-        row = data + y * row_bytes
-        for g in range(groups):
-            for j in range(period_words):
-                at_word = g * period_words + j
-                words[j] = period_load(row + at_word * word_bytes, word_bytes, big_endian) if at_word < nwords else 0
-                again[j] = 0
-            for s in range(period_samples):
-                i = g * period_samples + s
-                if i >= count:
-                    break
-                value = 0
-                for k in range(PERIOD_PARTS):
-                    part = spec + (s * PERIOD_PARTS + k) * 4
-                    index, shift, width, at = part[0], part[1], part[2], part[3]
-                    if width > 0 and bits > at:
-                        # bits past ``bits`` are dropped (they then fail the round trip, as in layouts)
-                        value |= ((words[index] >> shift) & period_mask(min(width, bits - at))) << at
-                out[y * count + i] = <uint16_t>value
-                for k in range(PERIOD_PARTS):
-                    part = spec + (s * PERIOD_PARTS + k) * 4
-                    index, shift, width, at = part[0], part[1], part[2], part[3]
-                    if width > 0:
-                        again[index] |= ((value >> at) & period_mask(width)) << shift
-            for j in range(period_words):
-                if g * period_words + j < nwords:
-                    stray |= words[j] ^ again[j]
-    return stray == 0
-
-
 cdef int stream_width(const int32_t* spec, int word_bytes, int period_words, int period_samples) noexcept nogil:
     # the samples' width when the period is one run of bits, each word filled from its lowest bit
     # up and samples following each other across words (packed DPX), else 0
@@ -2042,7 +1999,8 @@ cdef int stream_width(const int32_t* spec, int word_bytes, int period_words, int
 
 cdef int stream_rows(const uint8_t* data, int64_t rows, int64_t count, int64_t row_bytes, bint big_endian,
                      int width, int bits, uint16_t* out) noexcept nogil:
-    # ``period_rows`` for a run of bits (``stream_width``): one pass through each row's words
+    # ``unpack_periods`` on a band of rows: one pass through each row's words; 1 when packing the
+    # samples again gives every word back
     cdef uint64_t bank, stray = 0
     cdef uint32_t field = period_mask(width), keep = period_mask(bits)
     cdef int have
@@ -2066,7 +2024,7 @@ cdef int stream_rows(const uint8_t* data, int64_t rows, int64_t count, int64_t r
 
 cdef void stream_pack_rows(const uint16_t* values, int64_t rows, int64_t count, int64_t row_bytes, bint big_endian,
                            int width, int bits, uint8_t* data) noexcept nogil:
-    # ``period_pack_rows`` for a run of bits (``stream_width``)
+    # ``pack_periods`` on a band of rows
     cdef uint64_t bank
     cdef uint32_t keep = period_mask(bits)
     cdef int have
@@ -2087,41 +2045,12 @@ cdef void stream_pack_rows(const uint16_t* values, int64_t rows, int64_t count, 
             period_store(row + 4 * word, <uint32_t>bank, 4, big_endian)
 
 
-cdef void period_pack_rows(const uint16_t* values, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
-                           bint big_endian, int period_words, int period_samples, const int32_t* spec, int bits,
-                           uint8_t* data) noexcept nogil:
-    # ``pack_periods`` on a band of rows
-    cdef uint32_t words[MAX_PERIOD_WORDS]
-    cdef uint32_t value
-    cdef int64_t y, g, i, at_word
-    cdef int64_t groups = (count + period_samples - 1) // period_samples
-    cdef int64_t nwords = (count * period_words + period_samples - 1) // period_samples
-    cdef int s, k, j, index, shift, width, at
-    cdef const int32_t* part
-    for y in range(rows):
-        for g in range(groups):
-            for j in range(period_words):
-                words[j] = 0
-            for s in range(period_samples):
-                i = g * period_samples + s
-                if i >= count:
-                    break
-                value = values[y * count + i] & period_mask(bits)
-                for k in range(PERIOD_PARTS):
-                    part = spec + (s * PERIOD_PARTS + k) * 4
-                    index, shift, width, at = part[0], part[1], part[2], part[3]
-                    if width > 0:
-                        words[index] |= ((value >> at) & period_mask(width)) << shift
-            for j in range(period_words):
-                at_word = g * period_words + j
-                if at_word < nwords:
-                    period_store(data + y * row_bytes + at_word * word_bytes, words[j], word_bytes, big_endian)
-
-
-cdef _check_periods(int64_t rows, int64_t count, int64_t row_bytes, int word_bytes, int period_words,
-                    int period_samples, const int32_t[::1] spec, int bits, int64_t data_bytes, int64_t samples):
-    """Refuse a period layout the kernels cannot hold, or rows that overrun the bytes or samples given."""
-    cdef int s, k, index, shift, width, at
+cdef int _check_periods(int64_t rows, int64_t count, int64_t row_bytes, int word_bytes, int period_words,
+                        int period_samples, const int32_t[::1] spec, int bits, int64_t data_bytes,
+                        int64_t samples) except -1:
+    """The samples' width; refuse a period that is not one run of bits (``stream_width``), or
+    rows that overrun the bytes or samples given."""
+    cdef int s, index, shift, width, at
     if word_bytes not in (2, 4) or not 1 <= period_words <= MAX_PERIOD_WORDS \
             or not 1 <= period_samples <= MAX_PERIOD_SAMPLES or not 1 <= bits <= 16 \
             or spec.shape[0] != period_samples * PERIOD_PARTS * 4:
@@ -2134,40 +2063,39 @@ cdef _check_periods(int64_t rows, int64_t count, int64_t row_bytes, int word_byt
     if rows < 0 or count < 0 or row_bytes < (count * period_words + period_samples - 1) // period_samples * word_bytes \
             or data_bytes < rows * row_bytes or samples < rows * count:
         raise ValueError("rows do not fit")
+    width = stream_width(&spec[0], word_bytes, period_words, period_samples)
+    if width == 0 or bits > width:
+        raise ValueError("the period is not one run of bits")
+    return width
 
 
 def unpack_periods(const uint8_t[::1] data, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
                    bint big_endian, int period_words, int period_samples, const int32_t[::1] spec, int bits,
                    uint16_t[::1] out, int threads=1):
     """Samples of a layout that repeats every ``period_words`` words of ``word_bytes``
-    holding ``period_samples`` samples, some spanning two words (packed 10- and 12-bit
-    DPX): ``spec`` gives, per sample of a period, two parts (word index, shift in it,
-    width, bit position in the value; width 0 for none), as ``layouts.Bitfield.fields``.
-    ``rows`` rows of ``count`` samples, ``row_bytes`` apart in ``data``, into ``out``, in
-    bands of rows on ``threads`` threads.  A period that is one run of bits (packed DPX:
-    each word filled from its lowest bit, samples running on across words) is read in one
-    pass through the words.  (numpy converted such rows on the calling thread: OpenImageIO's
-    12-bit packed frames encoded at 180 MB/s on one thread and 238 on two, against 318 and
-    610 for filled 10-bit ones; now 305 and 586.)  Returns True when packing them again
-    gives every word of the rows back."""
+    holding ``period_samples`` samples as one run of bits (packed 10- and 12-bit DPX:
+    each word filled from its lowest bit up, samples running on across words): ``spec``
+    gives, per sample of a period, two parts (word index, shift in it, width, bit
+    position in the value; width 0 for none), as ``layouts.Bitfield.fields``.  ``rows``
+    rows of ``count`` samples, ``row_bytes`` apart in ``data``, into ``out``, in bands of
+    rows on ``threads`` threads, one pass through each row's words.  (numpy converted
+    such rows on the calling thread: OpenImageIO's 12-bit packed frames encoded at
+    180 MB/s on one thread and 238 on two, against 318 and 610 for filled 10-bit ones;
+    now 305 and 586.)  Returns True when packing them again gives every word of the
+    rows back."""
     cdef int64_t band = max(1, BAND_BYTES // max(1, row_bytes)), first
     cdef Py_ssize_t n
     cdef int dirty = 0, stream
-    _check_periods(rows, count, row_bytes, word_bytes, period_words, period_samples, spec, bits, data.shape[0],
-                   out.shape[0])
+    stream = _check_periods(rows, count, row_bytes, word_bytes, period_words, period_samples, spec, bits,
+                            data.shape[0], out.shape[0])
     if threads < 1:
         raise ValueError("threads must be at least 1")
     if rows * count == 0:
         return True
-    stream = stream_width(&spec[0], word_bytes, period_words, period_samples)
     for n in prange((rows + band - 1) // band, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
         first = n * band
-        if stream:
-            dirty += stream_rows(&data[first * row_bytes], min(band, rows - first), count, row_bytes, big_endian,
-                                 stream, bits, &out[first * count]) == 0
-        else:
-            dirty += period_rows(&data[first * row_bytes], min(band, rows - first), count, row_bytes, word_bytes,
-                                 big_endian, period_words, period_samples, &spec[0], bits, &out[first * count]) == 0
+        dirty += stream_rows(&data[first * row_bytes], min(band, rows - first), count, row_bytes, big_endian,
+                             stream, bits, &out[first * count]) == 0
     return dirty == 0
 
 
@@ -2180,22 +2108,17 @@ def pack_periods(const uint16_t[::1] values, int64_t rows, int64_t count, int64_
     cdef int64_t band = max(1, BAND_BYTES // max(1, row_bytes)), first
     cdef Py_ssize_t n
     cdef int stream
-    _check_periods(rows, count, row_bytes, word_bytes, period_words, period_samples, spec, bits, data.shape[0],
-                   values.shape[0])
+    stream = _check_periods(rows, count, row_bytes, word_bytes, period_words, period_samples, spec, bits,
+                            data.shape[0], values.shape[0])
     if threads < 1:
         raise ValueError("threads must be at least 1")
     if rows * count == 0:
         return None
-    stream = stream_width(&spec[0], word_bytes, period_words, period_samples)
     feeder = start_feeding(running, &data[0], band * row_bytes, rows * row_bytes, (rows + band - 1) // band)
     for n in prange((rows + band - 1) // band, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
         first = n * band
-        if stream:
-            stream_pack_rows(&values[first * count], min(band, rows - first), count, row_bytes, big_endian, stream,
-                             bits, &data[first * row_bytes])
-        else:
-            period_pack_rows(&values[first * count], min(band, rows - first), count, row_bytes, word_bytes,
-                             big_endian, period_words, period_samples, &spec[0], bits, &data[first * row_bytes])
+        stream_pack_rows(&values[first * count], min(band, rows - first), count, row_bytes, big_endian, stream,
+                         bits, &data[first * row_bytes])
         if feeder != NULL:
             cm_feed(feeder, n)
     stop_feeding(feeder)
