@@ -1924,31 +1924,59 @@ def unpack_fields(const uint8_t[::1] data, int64_t rows, int64_t count, int64_t 
     return dirty == 0
 
 
+cdef struct cm_pack_job:
+    # one packing of rows, band by band (``pack_bands``): as ``pack_fields`` (``stream`` 0) or
+    # as ``pack_periods`` (``stream`` the samples' width)
+    const uint16_t* values
+    uint8_t* data
+    int64_t rows, count, row_bytes, band
+    int word_bytes, big_endian, period, width, stream
+    int spec[4]
+
+
+cdef void pack_band(const cm_pack_job* job, int64_t n) noexcept nogil:
+    cdef int64_t first = n * job.band, rows = min(job.band, job.rows - first)
+    if job.stream:
+        stream_pack_rows(job.values + first * job.count, rows, job.count, job.row_bytes, job.big_endian, job.stream,
+                         job.width, job.data + first * job.row_bytes)
+    else:
+        cm_pack_fields(job.values + first * job.count, rows, job.count, job.row_bytes, job.word_bytes,
+                       job.big_endian, job.period, job.spec, job.width, job.data + first * job.row_bytes)
+
+
+cdef pack_bands(cm_pack_job* job, int threads, Checksum running):
+    """Pack ``job``'s rows in bands on ``threads`` threads, feeding ``running`` (if any) band by band."""
+    cdef cm_feeder* feeder = NULL
+    cdef int64_t bands
+    cdef Py_ssize_t n
+    if threads < 1:
+        raise ValueError("threads must be at least 1")
+    if job.rows * job.count == 0:
+        return
+    job.band = max(1, BAND_BYTES // max(1, job.row_bytes))
+    bands = (job.rows + job.band - 1) // job.band
+    feeder = start_feeding(running, job.data, job.band * job.row_bytes, job.rows * job.row_bytes, bands)
+    for n in prange(bands, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
+        pack_band(job, n)
+        if feeder != NULL:
+            cm_feed(feeder, n)
+    stop_feeding(feeder)
+
+
 def pack_fields(const uint16_t[::1] values, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
                 bint big_endian, tuple shifts, int width, uint8_t[::1] data, int threads=1,
                 Checksum running=None):
     """The inverse of ``unpack_fields`` (bytes between rows left as they are); with
     ``running``, the threads feed it ``data`` band by band, as ``decode_tiles`` does."""
-    cdef cm_feeder* feeder = NULL
-    cdef int spec[4]
-    cdef int period = len(shifts)
-    cdef int64_t band = max(1, BAND_BYTES // max(1, row_bytes)), first
-    cdef Py_ssize_t n
-    field_spec(shifts, width, word_bytes, spec)
-    _check_rows(rows, count, row_bytes, word_bytes, period, data.shape[0], values.shape[0])
-    if threads < 1:
-        raise ValueError("threads must be at least 1")
-    if rows * count == 0:
-        return None
-    feeder = start_feeding(running, &data[0], band * row_bytes, rows * row_bytes, (rows + band - 1) // band)
-    for n in prange((rows + band - 1) // band, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
-        first = n * band
-        cm_pack_fields(&values[first * count], min(band, rows - first), count, row_bytes, word_bytes, big_endian,
-                       period, spec, width, &data[first * row_bytes])
-        if feeder != NULL:
-            cm_feed(feeder, n)
-    stop_feeding(feeder)
-    return None
+    cdef cm_pack_job job
+    field_spec(shifts, width, word_bytes, job.spec)
+    job.period = len(shifts)
+    _check_rows(rows, count, row_bytes, word_bytes, job.period, data.shape[0], values.shape[0])
+    if rows * count:
+        job.values, job.data = &values[0], &data[0]
+    job.rows, job.count, job.row_bytes, job.word_bytes, job.big_endian = rows, count, row_bytes, word_bytes, big_endian
+    job.width, job.stream = width, 0
+    pack_bands(&job, threads, running)
 
 
 cdef enum:
@@ -2104,25 +2132,14 @@ def pack_periods(const uint16_t[::1] values, int64_t rows, int64_t count, int64_
                  uint8_t[::1] data, int threads=1, Checksum running=None):
     """The inverse of ``unpack_periods`` (bytes between rows left as they are); with
     ``running``, the threads feed it ``data`` band by band, as ``pack_fields`` does."""
-    cdef cm_feeder* feeder = NULL
-    cdef int64_t band = max(1, BAND_BYTES // max(1, row_bytes)), first
-    cdef Py_ssize_t n
-    cdef int stream
-    stream = _check_periods(rows, count, row_bytes, word_bytes, period_words, period_samples, spec, bits,
-                            data.shape[0], values.shape[0])
-    if threads < 1:
-        raise ValueError("threads must be at least 1")
-    if rows * count == 0:
-        return None
-    feeder = start_feeding(running, &data[0], band * row_bytes, rows * row_bytes, (rows + band - 1) // band)
-    for n in prange((rows + band - 1) // band, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
-        first = n * band
-        stream_pack_rows(&values[first * count], min(band, rows - first), count, row_bytes, big_endian, stream,
-                         bits, &data[first * row_bytes])
-        if feeder != NULL:
-            cm_feed(feeder, n)
-    stop_feeding(feeder)
-    return None
+    cdef cm_pack_job job
+    job.stream = _check_periods(rows, count, row_bytes, word_bytes, period_words, period_samples, spec, bits,
+                                data.shape[0], values.shape[0])
+    if rows * count:
+        job.values, job.data = &values[0], &data[0]
+    job.rows, job.count, job.row_bytes, job.word_bytes, job.big_endian = rows, count, row_bytes, word_bytes, big_endian
+    job.width = bits
+    pack_bands(&job, threads, running)
 
 
 def join(list parts, int threads=1):
