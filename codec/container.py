@@ -167,11 +167,10 @@ def with_stray_bits(where: Placed, pixels: np.ndarray, stray: np.ndarray, *, lev
     pixels ends in a byte of it).  The samples are pixel-coded and the stray bits kept beside
     them, compressed (mostly zeros); None to keep the rows verbatim when those take more than
     a small share of the rows (a layout that does not fit the bytes at all)."""
-    raster = compact(where.raster)
     packed = compressor(ZSTD_LEVEL.get(level, 3)).compress(stray.data)
     if len(packed) * STRAY_SHARE > len(stray):
         return None
-    coded = rastercoder.encode_pixels(pixels, raster.bits, level=level, threads=threads, side=side, lend=lend)
+    coded = rastercoder.encode_pixels(pixels, where.raster.bits, level=level, threads=threads, side=side, lend=lend)
     return where, STRAY, [STRAY_LENGTH.pack(len(packed)), packed, *coded]
 
 

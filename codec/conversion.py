@@ -1,9 +1,8 @@
 """Samples in and out of their storage layout.
 
 Layouts of whole samples in single words (filled 10-bit DPX, 12-bit DPX), and
-of periods of words with samples spanning two (packed 10- and 12-bit DPX),
-convert in one C pass each way, the exactness check included, in bands of
-rows on the kernels' threads (``lossless.unpack_fields``, ``unpack_periods``):
+of samples running on through words (packed 10- and 12-bit DPX), convert in one C pass each way, the exactness check included, in bands of
+rows on the kernels' threads (``lossless.unpack_fields``, ``unpack_bit_runs``):
 on big frames a single pass would be the serial part of an otherwise parallel
 encode.  The other layouts (``layouts``: numpy, a band of rows at a time so
 that its temporaries stay small) convert on the caller's thread.
@@ -39,14 +38,17 @@ def unpack_checked(raster: Raster, rows: bytes, *, row: int, threads: int = 1,
     gives every bit back.  Word fields are unpacked into an array from ``lend`` (see
     ``codec.buffers``)."""
     fields = layouts.word_fields(raster)
-    periods = layouts.period_fields(raster) if fields is None else None
-    if fields is not None:
-        pixels, exact = unpack_words(raster, rows, fields, row=row, threads=threads, lend=lend)
-    elif periods is not None:
-        pixels = lend(2 * raster.height * raster.width * raster.channels).view(np.uint16)
-        exact = lossless.unpack_periods(np.frombuffer(rows, dtype=np.uint8), raster.height,
-                                        raster.width * raster.channels, row, *periods, raster.bits, pixels, threads)
-        pixels = pixels.reshape(raster.height, raster.width, raster.channels)
+    run = layouts.bit_run(raster) if fields is None else None
+    if fields is not None or run is not None:
+        shape = (raster.height, raster.width, raster.channels)
+        pixels = lend(2 * math.prod(shape)).view(np.uint16).reshape(shape)
+        words = np.frombuffer(rows, dtype=np.uint8)
+        if fields is not None:
+            exact = lossless.unpack_fields(words, raster.height, raster.width * raster.channels, row, *fields,
+                                           raster.bits, pixels.reshape(-1), threads)
+        else:
+            exact = lossless.unpack_bit_runs(words, raster.height, raster.width * raster.channels, row, *run,
+                                             raster.bits, pixels.reshape(-1), threads)
     else:
         parts, exact = [], True
         for start, end in bands(raster, row):
@@ -59,18 +61,6 @@ def unpack_checked(raster: Raster, rows: bytes, *, row: int, threads: int = 1,
                     np.frombuffer(layouts.pack(part, parts[-1]), dtype=np.uint8), np.frombuffer(chunk, dtype=np.uint8))
         pixels = parts[0] if len(parts) == 1 else np.concatenate(parts)
     return pixels, None if exact else stray_bits(raster, rows, pixels, row=row, threads=threads)
-
-
-def unpack_words(raster: Raster, rows: bytes, fields: tuple, *, row: int, threads: int,
-                 lend) -> tuple[np.ndarray, bool]:
-    """The samples of a word-field layout's rows (``layouts.word_fields``), in an array from
-    ``lend``, and whether every bit outside the fields is zero."""
-    word_bytes, big_endian, shifts = fields
-    shape = (raster.height, raster.width, raster.channels)
-    out = lend(2 * math.prod(shape)).view(np.uint16).reshape(shape)
-    clean = lossless.unpack_fields(np.frombuffer(rows, dtype=np.uint8), raster.height, raster.width * raster.channels,
-                                   row, word_bytes, big_endian, shifts, raster.bits, out.reshape(-1), threads)
-    return out, clean
 
 
 def stray_bits(raster: Raster, rows: bytes, pixels: np.ndarray, *, row: int, threads: int = 1) -> np.ndarray:
@@ -88,17 +78,12 @@ def pack_rows(target: memoryview, raster: Raster, pixels: np.ndarray, *, row: in
     if len(target) != row * raster.height:
         raise ValueError("the raster's rows do not fit their place")
     fields = layouts.word_fields(raster)
-    periods = layouts.period_fields(raster) if fields is None else None
-    if fields is not None:
-        word_bytes, big_endian, shifts = fields
+    run = layouts.bit_run(raster) if fields is None else None
+    if fields is not None or run is not None:
         values = np.ascontiguousarray(pixels, dtype=np.uint16).reshape(-1)
-        lossless.pack_fields(values, raster.height, raster.width * raster.channels, row, word_bytes, big_endian,
-                             shifts, raster.bits, np.frombuffer(target, dtype=np.uint8), threads, running)
-        return
-    if periods is not None:
-        values = np.ascontiguousarray(pixels, dtype=np.uint16).reshape(-1)
-        lossless.pack_periods(values, raster.height, raster.width * raster.channels, row, *periods, raster.bits,
-                              np.frombuffer(target, dtype=np.uint8), threads, running)
+        pack = lossless.pack_fields if fields is not None else lossless.pack_bit_runs
+        pack(values, raster.height, raster.width * raster.channels, row, *(fields or run), raster.bits,
+             np.frombuffer(target, dtype=np.uint8), threads, running)
         return
     for start, end in bands(raster, row):
         target[start * row:end * row] = layouts.pack(band_raster(raster, start, end, row), pixels[start:end])

@@ -53,6 +53,7 @@ Layouts (``le``/``be``: byte order of the storage word):
 Every row of a multi-sample-per-word layout starts on a fresh storage word
 (DPX rows are padded to a 32-bit boundary).
 """
+import functools
 import sys
 from dataclasses import dataclass
 
@@ -299,39 +300,30 @@ def word_fields(raster: Raster) -> tuple | None:
     return layout.word_bytes, big, tuple(parts[0][1] for parts in layout.fields)
 
 
-def period_fields(raster: Raster) -> tuple | None:
-    """(word bytes, big-endian, period words, period samples, spec) for a layout whose
-    samples run on across 32-bit words, each word filled from its lowest bit up (packed
-    10- and 12-bit DPX), which the kernels convert (``lossless.unpack_periods``): ``spec``
-    holds two parts a sample, (word index, shift, width, bit position in the value),
-    width 0 for none."""
-    layout = LAYOUTS.get(raster.sample)
-    if not isinstance(layout, Bitfield) or word_fields(raster) is not None or not _bit_run(layout) \
-            or not 1 <= raster.bits <= layout.max_bits:
+def bit_run(raster: Raster) -> tuple[bool, int] | None:
+    """(big-endian, sample width) when ``raster``'s samples follow each other as one run of
+    bits through 32-bit words, each word filled from its lowest bit up (packed 10- and 12-bit
+    DPX), which the kernels convert (``lossless.unpack_bit_runs``)."""
+    run = _bit_run(raster.sample)
+    return run if run is not None and 1 <= raster.bits <= run[1] else None
+
+
+@functools.lru_cache(maxsize=None)
+def _bit_run(sample: str) -> tuple[bool, int] | None:
+    layout = LAYOUTS.get(sample)
+    if not isinstance(layout, Bitfield) or layout.word_bytes != 4:
         return None
-    spec = np.zeros((layout.period_samples, 2, 4), dtype=np.int32)
-    for sample, parts in enumerate(layout.fields):
-        for part, where in enumerate(parts):
-            spec[sample, part] = where
-    order = np.dtype(layout.word).byteorder
-    big = order == ">" or (order == "=" and sys.byteorder == "big")
-    return layout.word_bytes, big, layout.period_words, layout.period_samples, spec.reshape(-1)
-
-
-def _bit_run(layout: Bitfield) -> bool:
-    """Whether each sample follows the one before it bit for bit across 32-bit words, filled
-    from their lowest bit up (what ``lossless.unpack_periods`` reads)."""
     width = layout.max_bits
-    if layout.word_bytes != 4 or not 1 <= width <= 16 or layout.period_samples * width != 32 * layout.period_words \
-            or layout.period_words > 8 or layout.period_samples > 32:
-        return False
-    for sample, parts in enumerate(layout.fields):
-        bit = sample * width
+    if not 1 <= width <= 16 or layout.period_samples * width != 32 * layout.period_words:
+        return None
+    for index, parts in enumerate(layout.fields):
+        bit = index * width
         first = min(width, 32 - bit % 32)
         expected = [(bit // 32, bit % 32, first, 0)] + ([(bit // 32 + 1, 0, width - first, first)] if first < width else [])
         if [tuple(int(v) for v in part) for part in parts] != expected:
-            return False
-    return True
+            return None
+    order = np.dtype(layout.word).byteorder
+    return order == ">" or (order == "=" and sys.byteorder == "big"), width
 
 
 def exact(raster: Raster, buf) -> bool | None:

@@ -161,9 +161,10 @@ def test_signed_below_16_bits_round_trips_only_in_range():
 
 
 @pytest.mark.parametrize("sample", ["dpx10p_be", "dpx10p_le", "dpx12p_be", "dpx12p_le"])
-def test_period_kernels_agree_with_the_layouts(sample):
-    # the kernels convert packed DPX (samples spanning words) as the numpy layouts do: the samples,
-    # whether packing them again gives every word back, and the packed words (bytes between rows kept)
+def test_bit_run_kernels_agree_with_the_layouts(sample):
+    # the kernels convert packed DPX (samples running on through words) as the numpy layouts do: the
+    # samples, whether packing them again gives every word back, and the packed words (bytes between
+    # rows kept)
     generator = rng(len(sample), sample.endswith("be"))
     layout = layouts.LAYOUTS[sample]
     for bits in (layout.max_bits, layout.max_bits - 3):
@@ -171,8 +172,8 @@ def test_period_kernels_agree_with_the_layouts(sample):
             row = layout.row_bytes(count)
             stride = row + (4 if count % 5 == 0 else 0)
             raster = Raster(offset=0, length=3 * row, height=3, width=count, channels=1, bits=bits, sample=sample)
-            periods = layouts.period_fields(raster)
-            assert periods is not None
+            run = layouts.bit_run(raster)
+            assert run is not None
             for clean in (True, False):
                 data = generator.integers(0, 256, 3 * stride, dtype=np.uint8).reshape(3, stride)
                 if clean:
@@ -180,14 +181,28 @@ def test_period_kernels_agree_with_the_layouts(sample):
                     data[:, :row] = np.frombuffer(layouts.pack(raster, values), dtype=np.uint8).reshape(3, row)
                 expected = layouts.unpack(raster, data[:, :row].tobytes())
                 out = np.zeros(3 * count, dtype=np.uint16)
-                exact = lossless.unpack_periods(data.reshape(-1), 3, count, stride, *periods, bits, out, 2)
+                exact = lossless.unpack_bit_runs(data.reshape(-1), 3, count, stride, *run, bits, out, 2)
                 np.testing.assert_array_equal(out.reshape(3, count, 1), expected)
                 repacked = layouts.pack(raster, expected)
                 assert exact == (repacked == data[:, :row].tobytes())
                 back = np.full(3 * stride, 0xAB, dtype=np.uint8)
-                lossless.pack_periods(out, 3, count, stride, *periods, bits, back, 2)
+                lossless.pack_bit_runs(out, 3, count, stride, *run, bits, back, 2)
                 assert back.reshape(3, stride)[:, :row].tobytes() == repacked
                 assert (back.reshape(3, stride)[:, row:] == 0xAB).all()
+
+
+def test_bit_run_kernels_refuse_rows_that_do_not_fit():
+    out, data = np.zeros(30, dtype=np.uint16), np.zeros(64, dtype=np.uint8)
+    with pytest.raises(ValueError, match="rows do not fit"):
+        lossless.unpack_bit_runs(data, 3, 10, 12, False, 10, 10, out)          # a row of 10 x 10 bits is 16 bytes
+    with pytest.raises(ValueError, match="rows do not fit"):
+        lossless.unpack_bit_runs(data, 5, 10, 16, False, 10, 10, out)          # 80 bytes of rows in 64
+    with pytest.raises(ValueError, match="rows do not fit"):
+        lossless.pack_bit_runs(out[:20], 3, 10, 16, False, 10, 10, data)       # 30 samples asked of 20
+    with pytest.raises(ValueError, match="at most the width"):
+        lossless.unpack_bit_runs(data, 3, 10, 16, False, 10, 12, out)
+    assert layouts.bit_run(Raster(offset=0, length=0, height=1, width=4, channels=3, bits=10,
+                                  sample="dpx10a_be")) is None                 # filled: one word a sample
 
 
 @pytest.mark.parametrize("sample", ["i16le", "i16be"])

@@ -998,6 +998,8 @@ cdef extern from *:
                          int big_endian, int period, const int* shifts, int width, uint16_t* out) nogil
     void cm_pack_fields(const uint16_t* values, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
                         int big_endian, int period, const int* shifts, int width, uint8_t* data) nogil
+    uint32_t cm_load_word(const uint8_t* p, int word_bytes, int big_endian) nogil
+    void cm_store_word(uint8_t* p, uint32_t v, int word_bytes, int big_endian) nogil
     int cm_decode_tile(const cm_tile* t, const cm_output* o, const uint32_t* entries,
                        const uint8_t* rans, int64_t rsize, const uint8_t* extra, int64_t esize) nogil
 
@@ -1925,20 +1927,20 @@ def unpack_fields(const uint8_t[::1] data, int64_t rows, int64_t count, int64_t 
 
 
 cdef struct cm_pack_job:
-    # one packing of rows, band by band (``pack_bands``): as ``pack_fields`` (``stream`` 0) or
-    # as ``pack_periods`` (``stream`` the samples' width)
+    # one packing of rows, band by band (``pack_bands``): as ``pack_fields`` (``run`` 0) or as
+    # ``pack_bit_runs`` (``run`` the samples' width)
     const uint16_t* values
     uint8_t* data
     int64_t rows, count, row_bytes, band
-    int word_bytes, big_endian, period, width, stream
+    int word_bytes, big_endian, period, width, run
     int spec[4]
 
 
 cdef void pack_band(const cm_pack_job* job, int64_t n) noexcept nogil:
     cdef int64_t first = n * job.band, rows = min(job.band, job.rows - first)
-    if job.stream:
-        stream_pack_rows(job.values + first * job.count, rows, job.count, job.row_bytes, job.big_endian, job.stream,
-                         job.width, job.data + first * job.row_bytes)
+    if job.run:
+        pack_bit_run_rows(job.values + first * job.count, rows, job.count, job.row_bytes, job.big_endian, job.run,
+                          job.width, job.data + first * job.row_bytes)
     else:
         cm_pack_fields(job.values + first * job.count, rows, job.count, job.row_bytes, job.word_bytes,
                        job.big_endian, job.period, job.spec, job.width, job.data + first * job.row_bytes)
@@ -1975,62 +1977,16 @@ def pack_fields(const uint16_t[::1] values, int64_t rows, int64_t count, int64_t
     if rows * count:
         job.values, job.data = &values[0], &data[0]
     job.rows, job.count, job.row_bytes, job.word_bytes, job.big_endian = rows, count, row_bytes, word_bytes, big_endian
-    job.width, job.stream = width, 0
+    job.width, job.run = width, 0
     pack_bands(&job, threads, running)
 
 
-cdef enum:
-    MAX_PERIOD_WORDS = 8        # ``unpack_periods``: words, samples and parts a period may have
-    MAX_PERIOD_SAMPLES = 32
-    PERIOD_PARTS = 2
-
-
-cdef inline uint32_t period_load(const uint8_t* p, int word_bytes, bint big_endian) noexcept nogil:
-    if word_bytes == 4:
-        if big_endian:
-            return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
-        return p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
-    if big_endian:
-        return (<uint32_t>p[0] << 8) | p[1]
-    return p[0] | (<uint32_t>p[1] << 8)
-
-
-cdef inline void period_store(uint8_t* p, uint32_t word, int word_bytes, bint big_endian) noexcept nogil:
-    cdef int k
-    for k in range(word_bytes):
-        p[word_bytes - 1 - k if big_endian else k] = <uint8_t>(word >> (8 * k))
-
-
-cdef inline uint32_t period_mask(int width) noexcept nogil:
-    return 0xFFFFFFFFu if width >= 32 else (1u << width) - 1 if width > 0 else 0
-
-
-cdef int stream_width(const int32_t* spec, int word_bytes, int period_words, int period_samples) noexcept nogil:
-    # the samples' width when the period is one run of bits, each word filled from its lowest bit
-    # up and samples following each other across words (packed DPX), else 0
-    cdef int width = spec[2] + spec[6], s, bit, first
-    if word_bytes != 4 or width < 1 or width > 16 or period_samples * width != period_words * 32:
-        return 0
-    for s in range(period_samples):
-        bit = s * width
-        first = min(width, 32 - bit % 32)
-        if spec[8 * s] != bit // 32 or spec[8 * s + 1] != bit % 32 or spec[8 * s + 2] != first or spec[8 * s + 3]:
-            return 0
-        if first < width:
-            if spec[8 * s + 4] != bit // 32 + 1 or spec[8 * s + 5] or spec[8 * s + 6] != width - first \
-                    or spec[8 * s + 7] != first:
-                return 0
-        elif spec[8 * s + 6]:
-            return 0
-    return width
-
-
-cdef int stream_rows(const uint8_t* data, int64_t rows, int64_t count, int64_t row_bytes, bint big_endian,
-                     int width, int bits, uint16_t* out) noexcept nogil:
-    # ``unpack_periods`` on a band of rows: one pass through each row's words; 1 when packing the
+cdef int bit_run_rows(const uint8_t* data, int64_t rows, int64_t count, int64_t row_bytes, bint big_endian,
+                      int width, int bits, uint16_t* out) noexcept nogil:
+    # ``unpack_bit_runs`` on a band of rows: one pass through each row's words; 1 when packing the
     # samples again gives every word back
     cdef uint64_t bank, stray = 0
-    cdef uint32_t field = period_mask(width), keep = period_mask(bits)
+    cdef uint32_t field = (1u << width) - 1, keep = (1u << bits) - 1
     cdef int have
     cdef int64_t y, i, word
     cdef const uint8_t* row
@@ -2039,7 +1995,7 @@ cdef int stream_rows(const uint8_t* data, int64_t rows, int64_t count, int64_t r
         bank, have, word = 0, 0, 0
         for i in range(count):
             if have < width:
-                bank |= <uint64_t>period_load(row + 4 * word, 4, big_endian) << have
+                bank |= <uint64_t>cm_load_word(row + 4 * word, 4, big_endian) << have
                 word += 1
                 have += 32
             out[y * count + i] = <uint16_t>(bank & keep)
@@ -2050,11 +2006,11 @@ cdef int stream_rows(const uint8_t* data, int64_t rows, int64_t count, int64_t r
     return stray == 0
 
 
-cdef void stream_pack_rows(const uint16_t* values, int64_t rows, int64_t count, int64_t row_bytes, bint big_endian,
-                           int width, int bits, uint8_t* data) noexcept nogil:
-    # ``pack_periods`` on a band of rows
+cdef void pack_bit_run_rows(const uint16_t* values, int64_t rows, int64_t count, int64_t row_bytes,
+                            bint big_endian, int width, int bits, uint8_t* data) noexcept nogil:
+    # ``pack_bit_runs`` on a band of rows
     cdef uint64_t bank
-    cdef uint32_t keep = period_mask(bits)
+    cdef uint32_t keep = (1u << bits) - 1
     cdef int have
     cdef int64_t y, i, word
     cdef uint8_t* row
@@ -2065,80 +2021,59 @@ cdef void stream_pack_rows(const uint16_t* values, int64_t rows, int64_t count, 
             bank |= <uint64_t>(values[y * count + i] & keep) << have
             have += width
             if have >= 32:
-                period_store(row + 4 * word, <uint32_t>bank, 4, big_endian)
+                cm_store_word(row + 4 * word, <uint32_t>bank, 4, big_endian)
                 word += 1
                 bank >>= 32
                 have -= 32
         if have > 0:
-            period_store(row + 4 * word, <uint32_t>bank, 4, big_endian)
+            cm_store_word(row + 4 * word, <uint32_t>bank, 4, big_endian)
 
 
-cdef int _check_periods(int64_t rows, int64_t count, int64_t row_bytes, int word_bytes, int period_words,
-                        int period_samples, const int32_t[::1] spec, int bits, int64_t data_bytes,
-                        int64_t samples) except -1:
-    """The samples' width; refuse a period that is not one run of bits (``stream_width``), or
-    rows that overrun the bytes or samples given."""
-    cdef int s, index, shift, width, at
-    if word_bytes not in (2, 4) or not 1 <= period_words <= MAX_PERIOD_WORDS \
-            or not 1 <= period_samples <= MAX_PERIOD_SAMPLES or not 1 <= bits <= 16 \
-            or spec.shape[0] != period_samples * PERIOD_PARTS * 4:
-        raise ValueError("unsupported period layout")
-    for s in range(period_samples * PERIOD_PARTS):
-        index, shift, width, at = spec[4 * s], spec[4 * s + 1], spec[4 * s + 2], spec[4 * s + 3]
-        if width and not (0 <= index < period_words and 0 <= shift and shift + width <= 8 * word_bytes
-                          and 0 <= at <= 16 and width <= 16):
-            raise ValueError("a field lies outside its period")
-    if rows < 0 or count < 0 or row_bytes < (count * period_words + period_samples - 1) // period_samples * word_bytes \
-            or data_bytes < rows * row_bytes or samples < rows * count:
+cdef _check_bit_runs(int64_t rows, int64_t count, int64_t row_bytes, int width, int bits, int64_t data_bytes,
+                     int64_t samples):
+    """Refuse a width the kernels do not read, or rows that overrun the bytes or samples given."""
+    if not 1 <= width <= 16 or not 1 <= bits <= width:
+        raise ValueError("samples of 1 to 16 bits, at most the width of their run")
+    if rows < 0 or count < 0 or row_bytes < (count * width + 31) // 32 * 4 or data_bytes < rows * row_bytes \
+            or samples < rows * count:
         raise ValueError("rows do not fit")
-    width = stream_width(&spec[0], word_bytes, period_words, period_samples)
-    if width == 0 or bits > width:
-        raise ValueError("the period is not one run of bits")
-    return width
 
 
-def unpack_periods(const uint8_t[::1] data, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
-                   bint big_endian, int period_words, int period_samples, const int32_t[::1] spec, int bits,
-                   uint16_t[::1] out, int threads=1):
-    """Samples of a layout that repeats every ``period_words`` words of ``word_bytes``
-    holding ``period_samples`` samples as one run of bits (packed 10- and 12-bit DPX:
-    each word filled from its lowest bit up, samples running on across words): ``spec``
-    gives, per sample of a period, two parts (word index, shift in it, width, bit
-    position in the value; width 0 for none), as ``layouts.Bitfield.fields``.  ``rows``
-    rows of ``count`` samples, ``row_bytes`` apart in ``data``, into ``out``, in bands of
-    rows on ``threads`` threads, one pass through each row's words.  (numpy converted
-    such rows on the calling thread: OpenImageIO's 12-bit packed frames encoded at
-    180 MB/s on one thread and 238 on two, against 318 and 610 for filled 10-bit ones;
-    now 305 and 586.)  Returns True when packing them again gives every word of the
-    rows back."""
+def unpack_bit_runs(const uint8_t[::1] data, int64_t rows, int64_t count, int64_t row_bytes, bint big_endian,
+                    int width, int bits, uint16_t[::1] out, int threads=1):
+    """Samples of ``width`` bits that follow each other as one run of bits through 32-bit
+    words, each word filled from its lowest bit up (packed 10- and 12-bit DPX:
+    ``layouts.bit_run``), keeping their low ``bits``: ``rows`` rows of ``count`` samples,
+    ``row_bytes`` apart in ``data``, into ``out``, in bands of rows on ``threads`` threads,
+    one pass through each row's words.  (numpy converted such rows on the calling thread:
+    OpenImageIO's 12-bit packed frames encoded at 180 MB/s on one thread and 238 on two,
+    against 318 and 610 for filled 10-bit ones; now 305 and 586.)  Returns True when
+    packing them again gives every word of the rows back."""
     cdef int64_t band = max(1, BAND_BYTES // max(1, row_bytes)), first
     cdef Py_ssize_t n
-    cdef int dirty = 0, stream
-    stream = _check_periods(rows, count, row_bytes, word_bytes, period_words, period_samples, spec, bits,
-                            data.shape[0], out.shape[0])
+    cdef int dirty = 0
+    _check_bit_runs(rows, count, row_bytes, width, bits, data.shape[0], out.shape[0])
     if threads < 1:
         raise ValueError("threads must be at least 1")
     if rows * count == 0:
         return True
     for n in prange((rows + band - 1) // band, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
         first = n * band
-        dirty += stream_rows(&data[first * row_bytes], min(band, rows - first), count, row_bytes, big_endian,
-                             stream, bits, &out[first * count]) == 0
+        dirty += bit_run_rows(&data[first * row_bytes], min(band, rows - first), count, row_bytes, big_endian,
+                              width, bits, &out[first * count]) == 0
     return dirty == 0
 
 
-def pack_periods(const uint16_t[::1] values, int64_t rows, int64_t count, int64_t row_bytes, int word_bytes,
-                 bint big_endian, int period_words, int period_samples, const int32_t[::1] spec, int bits,
-                 uint8_t[::1] data, int threads=1, Checksum running=None):
-    """The inverse of ``unpack_periods`` (bytes between rows left as they are); with
+def pack_bit_runs(const uint16_t[::1] values, int64_t rows, int64_t count, int64_t row_bytes, bint big_endian,
+                  int width, int bits, uint8_t[::1] data, int threads=1, Checksum running=None):
+    """The inverse of ``unpack_bit_runs`` (bytes between rows left as they are); with
     ``running``, the threads feed it ``data`` band by band, as ``pack_fields`` does."""
     cdef cm_pack_job job
-    job.stream = _check_periods(rows, count, row_bytes, word_bytes, period_words, period_samples, spec, bits,
-                                data.shape[0], values.shape[0])
+    _check_bit_runs(rows, count, row_bytes, width, bits, data.shape[0], values.shape[0])
     if rows * count:
         job.values, job.data = &values[0], &data[0]
-    job.rows, job.count, job.row_bytes, job.word_bytes, job.big_endian = rows, count, row_bytes, word_bytes, big_endian
-    job.width = bits
+    job.rows, job.count, job.row_bytes, job.big_endian = rows, count, row_bytes, big_endian
+    job.run, job.width = width, bits
     pack_bands(&job, threads, running)
 
 
