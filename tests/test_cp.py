@@ -124,6 +124,38 @@ def test_folder_markers_land_as_directories_and_a_clash_fails_alone(buckets, s3_
     assert sorted(p.name for p in local.iterdir()) == ["clash", "empty", "scans"]
 
 
+def test_folder_markers_copy_and_move_between_buckets(buckets, s3_env):
+    """An S3 console's folders (empty keys ending in /) copy and move like any object. SeaweedFS
+    keeps them as directories, which its CopyObject says do not exist: the copy then writes them
+    anew from what GET reads, and they are not reported missing."""
+    source, dest = buckets
+    client = s3_env.client()
+    bodies = {"scans/": b"", "scans/day1/": b"", "scans/day1/a.dpx": b"a" * 10, "empty/": b"", "zero": b""}
+    for key, body in bodies.items():
+        client.put_object(Bucket=source, Key=key, Body=body,
+                          ContentType="application/x-directory" if key.endswith("/") else "image/x-dpx")
+
+    def listed(bucket, prefix):
+        return {o["Key"]: o["Size"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", ())}
+
+    copied = run_cp(f"s3://{source}/", f"s3://{dest}/copy/", "--recursive", "--json",
+                    "--endpoint-url", s3_env.endpoint_url)
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    summary = json.loads(copied.stdout)
+    assert (summary["copied"], summary["failed"]) == (len(bodies), 0)
+    assert listed(dest, "copy/") == {"copy/" + key: len(body) for key, body in bodies.items()}
+    assert client.head_object(Bucket=dest, Key="copy/empty/")["ContentType"] == "application/x-directory"
+
+    moved = run_cp(f"s3://{dest}/copy/", f"s3://{dest}/moved/", "--recursive", "--move", "--json",
+                   "--endpoint-url", s3_env.endpoint_url)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    summary = json.loads(moved.stdout)
+    assert (summary["copied"], summary["deleted"], summary["failed"]) == (len(bodies), len(bodies), 0)
+    assert listed(dest, "moved/") == {"moved/" + key: len(body) for key, body in bodies.items()}
+    assert listed(dest, "copy/") == {}
+    assert client.get_object(Bucket=dest, Key="moved/scans/day1/a.dpx")["Body"].read() == b"a" * 10
+
+
 def test_cp_resolves_named_folders_with_their_own_keys(buckets, s3_env, monkeypatch, tmp_path):
     source, dest = buckets
     client = s3_env.client()

@@ -123,8 +123,15 @@ def copy_object(source, destination, obj: dict, *, memory: MemoryBudget | None, 
     key, dest_key, size, etag = obj["key"], obj["dest_key"], obj["size"], obj.get("etag")
     what = f"copy {source.spec.url(key)}"
     if source.spec.same_endpoint(destination.spec):
-        with copying.holding(size):
-            result = destination.copy_from(source.spec, key, dest_key, etag=etag)
+        try:
+            with copying.holding(size):
+                result = destination.copy_from(source.spec, key, dest_key, etag=etag)
+        except errors.NoSuchKey:
+            if not (size == 0 and key.endswith("/")):
+                raise
+            # a folder marker (an S3 console's folder): SeaweedFS keeps one as a directory, which
+            # CopyObject says does not exist and GET reads; it is written anew from what GET says
+            return _read_and_put(source, destination, key, dest_key, size=0, etag=etag, what=what)
         landed = (result.get("ETag") or "").strip('"')
         if plain_md5(etag):
             if landed != etag:
@@ -132,8 +139,12 @@ def copy_object(source, destination, obj: dict, *, memory: MemoryBudget | None, 
             return f"md5:{etag}"
         return _verify_size(destination, dest_key, size, what)
     with memory.holding(size):
-        read = read_object(source, key, size=size, etag=etag, what=what)
-        return put_verified(destination, dest_key, read.data, md5=read.md5, attrs=read.attrs, what=what)
+        return _read_and_put(source, destination, key, dest_key, size=size, etag=etag, what=what)
+
+
+def _read_and_put(source, destination, key: str, dest_key: str, *, size: int, etag: str | None, what: str) -> str:
+    read = read_object(source, key, size=size, etag=etag, what=what)
+    return put_verified(destination, dest_key, read.data, md5=read.md5, attrs=read.attrs, what=what)
 
 
 def _verify_size(destination, dest_key: str, size: int, what: str) -> str:
