@@ -145,13 +145,15 @@ class Planner:
                                 part_size=options["part_size"], batch_objects=options["batch_objects"],
                                 whole_object_limit=options.get("whole_object_limit", 0))
         source_prefix, dest_prefix = job.source["prefix"], job.destination["prefix"]
-        named, unreadable = [], []
+        named, left_out = [], []    # left out: (name shown, why)
         for obj in page:
             shown = not_utf8(obj.key)
-            if shown is None:
+            if obj.problem is not None:
+                left_out.append((shown or obj.key, obj.problem))
+            elif shown is None:
                 named.append(obj)
             else:
-                unreadable.append(shown)
+                left_out.append((shown, UNNAMED))
         planned = plan_page(named, source_prefix=source_prefix, dest_prefix=dest_prefix, settings=settings)
         codec = options.get("codec", "none")
         task_codec = {"codec": codec} if codec != "none" else {}   # absent from plain copy tasks
@@ -178,9 +180,9 @@ class Planner:
                 models.log(job, f"{len(uploads)} object(s) larger than the image codec limit of "
                                 f"{settings.whole_object_limit} bytes move unchanged, in parts "
                                 f"(first: {uploads[0][0].key})", "warning")
-            # a file whose name no key can hold fails here, once (a restarted head node lists
-            # again after the last key it could store)
-            listed_again = sum(not _fail_object(job, shown, UNNAMED) for shown in unreadable)
+            # a file whose name no key can hold, or that is no file to copy, fails here, once (a
+            # restarted head node lists again after the last key it could store)
+            listed_again = sum(not _fail_object(job, shown, why) for shown, why in left_out)
             job.objects_total += len(page) - listed_again
             job.bytes_total += sum(o.size for o in page)
             job.largest_object = max(job.largest_object, max(o.size for o in page))

@@ -14,6 +14,7 @@ import hashlib
 import io
 import mimetypes
 import os
+import stat
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -80,13 +81,15 @@ class LocalStore:
                     continue  # every key below sorts before ``after``
                 if prefix.startswith(key) or (recursive and key.startswith(prefix)):
                     stack.append(iter(self._entries(Path(entry.path), key)))
-            elif key > after and key.startswith(prefix) and entry.is_file():
-                if recursive or "/" not in key[len(prefix):]:
+            elif key > after and key.startswith(prefix) and (recursive or "/" not in key[len(prefix):]):
+                if entry.is_file():
                     try:
                         size = entry.stat().st_size
                     except FileNotFoundError:
                         continue    # gone since the directory was read: as if listed a moment later
                     yield ObjectInfo(key, size, None)
+                elif (problem := not_copied(entry.path)) is not None:
+                    yield ObjectInfo(key, 0, None, problem=problem)
 
     def _entries(self, directory: Path, base: str) -> list:
         """(key, entry) of each entry of ``directory``, sorted by key."""
@@ -206,6 +209,28 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+
+_SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+                  (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def not_copied(path: str) -> str | None:
+    """Why ``path``, neither a directory nor a regular file, is not copied (None: it is gone)."""
+    try:
+        found = os.stat(path)     # through a symbolic link
+    except FileNotFoundError:
+        try:
+            return f"a symbolic link to {os.readlink(path)!r}, which does not exist: not copied"
+        except OSError:
+            return None
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror}): not copied"
+    if stat.S_ISDIR(found.st_mode):
+        # followed, a link to a parent would list forever
+        return "a symbolic link to a directory: not followed (copy the directory it points to on its own)"
+    kind = next((name for test, name in _SPECIAL_FILES if test(found.st_mode)), "not a regular file")
+    return f"{kind}, not a regular file: not copied"
 
 
 def make_directories(path: Path) -> None:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from pipeline.credentials import Credentials
 from pipeline.errors import BadLocation
+from pipeline.localstore import not_copied
 from pipeline.planner import Location
 from pipeline.store import StoreSpec
 
@@ -47,6 +48,8 @@ def parse_location(text: str, *, endpoint_url: str | None = None, region: str | 
     path = Path(os.path.expanduser(text)).absolute()
     if path.is_file():
         return Location(StoreSpec("local", str(path.parent)), path.name)
+    if os.path.lexists(path) and not path.is_dir() and (problem := not_copied(str(path))):
+        raise BadLocation(f"{path}: {problem}")
     return Location(StoreSpec("local", str(path)), "")
 
 

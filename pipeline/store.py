@@ -18,6 +18,9 @@ class ObjectInfo:
     key: str
     size: int
     etag: str | None = None
+    # why a listed entry cannot be copied (a local named pipe, a link to nothing): the job
+    # reports it as a failed object, so nothing the listing saw is left out without a word
+    problem: str | None = None
 
 
 @dataclass

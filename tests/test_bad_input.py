@@ -136,6 +136,34 @@ def test_a_file_whose_name_is_not_utf8_fails_alone_and_stays(tmp_path):
     assert "'" + str(source) + "/bad\ufffdname.bin' is not valid UTF-8, which no S3 key can be" in refused.stderr
 
 
+def test_entries_that_are_no_files_fail_alone_with_the_reason_and_stay(tmp_path):
+    """A named pipe (reading it would wait forever), a link to nothing and a link to a directory
+    (followed, a link to a parent lists forever) are not copied, and not silently either: each is
+    a failed object saying what it is, a move leaves it, and named as the source it is refused."""
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "good.bin").write_bytes(b"good")
+    (source / "link.bin").symlink_to("good.bin")        # a link to a file is copied as the file
+    os.mkfifo(source / "pipe")
+    (source / "dangling").symlink_to("nowhere")
+    (source / "sub" / "up").symlink_to("..")
+    result = run_cp(str(source), str(tmp_path / "dst"), "--recursive", "--move", "--json")
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["copied"], summary["failed"], summary["deleted"]) == (2, 3, 2)
+    assert [(f["key"], f["reason"]) for f in summary["failures"]] == [
+        ("dangling", "a symbolic link to 'nowhere', which does not exist: not copied"),
+        ("pipe", "a named pipe, not a regular file: not copied"),
+        ("sub/up", "a symbolic link to a directory: not followed (copy the directory it points to on its own)")]
+    assert sorted(p.name for p in (tmp_path / "dst").iterdir()) == ["good.bin", "link.bin"]
+    assert (tmp_path / "dst" / "link.bin").read_bytes() == b"good"
+    assert (source / "pipe").is_fifo() and (source / "dangling").is_symlink() and (source / "sub" / "up").is_dir()
+    for name, said in (("pipe", "a named pipe, not a regular file"), ("dangling", "a symbolic link to 'nowhere'")):
+        refused = run_cp(str(source / name), str(tmp_path / "dst"))
+        assert refused.returncode == 2
+        assert f"cloudmover: {source / name}: {said}" in refused.stderr
+
+
 def take_down(top: Path) -> None:
     """Remove a chain of ``d`` directories (files beside each) bottom up: shutil.rmtree, like
     os.makedirs, recurses once per level, and such a tree breaks it (pytest's clean-up too)."""
