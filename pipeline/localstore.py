@@ -14,6 +14,7 @@ import hashlib
 import io
 import mimetypes
 import os
+import re
 import stat
 import uuid
 from pathlib import Path
@@ -23,7 +24,11 @@ from pipeline import errors
 from pipeline.store import Download, ObjectAttributes, ObjectInfo, StoreSpec
 
 PAGE = 1000
+# A write in progress: ".cloudmover-" and 32 hex digits beside its target (a name of its own, so a
+# target's name may take all 255 bytes a file name has); before, ".NAME.cloudmover-" and the
+# digits. Listings skip exactly these names, never a user's file that merely holds the mark.
 _TEMP_MARK = ".cloudmover-"
+_TEMP_NAME = re.compile(r"\.(?:.*\.)?cloudmover-[0-9a-f]{32}", re.DOTALL)
 
 
 class LocalStore:
@@ -74,7 +79,7 @@ class LocalStore:
             key, entry = next(stack[-1], (None, None))
             if entry is None:
                 stack.pop()
-            elif _TEMP_MARK in entry.name:
+            elif _TEMP_NAME.fullmatch(entry.name):
                 continue
             elif key.endswith("/"):
                 if key < after and not after.startswith(key):
@@ -144,7 +149,7 @@ class LocalStore:
             with self._writing(key):
                 make_directories(target)
             return md5.hex()
-        temp = target.with_name(f".{target.name}{_TEMP_MARK}{uuid.uuid4().hex}")
+        temp = target.with_name(f"{_TEMP_MARK}{uuid.uuid4().hex}")
         with self._writing(key):
             make_directories(target.parent)
             try:
@@ -168,7 +173,7 @@ class LocalStore:
 
     def _upload_path(self, key: str, upload_id: str) -> Path:
         target = self.path(key)
-        return target.with_name(f".{target.name}{_TEMP_MARK}{upload_id}")
+        return target.with_name(f"{_TEMP_MARK}{upload_id}")
 
     def create_multipart(self, key: str, attrs: ObjectAttributes) -> str:
         upload_id = uuid.uuid4().hex

@@ -16,3 +16,32 @@ def test_listing_pages_every_file_in_key_order_with_a_short_first_page(tmp_path)
     assert [o.size for page in store.list("b/", page_size=10) for o in page] == [3, 5, 3]
     after = [o.key for page in store.list("", start_after="b/d/e", first_page_size=1) for o in page]
     assert after == ["b/f", "g", "h/i"]
+
+
+def test_names_of_every_length_land_and_only_writes_in_progress_are_unlisted(tmp_path):
+    """A file name may take 255 bytes: writing it goes through a temporary name of fixed length
+    (one after the target's name was too long from 211 bytes on). A listing skips those
+    temporary names, and only them: a user's file may hold the mark in its name."""
+    import hashlib
+
+    from pipeline.store import ObjectAttributes
+    store = open_store(StoreSpec("local", str(tmp_path)))
+    longest, long_parts = "l" * 255, "p" * 250 + ".dpx"
+    data = b"frame" * 1000
+    md5 = hashlib.md5(data).digest()
+    store.put(longest, data, md5=md5, attrs=ObjectAttributes())
+    upload = store.create_multipart(long_parts, ObjectAttributes())
+    store.upload_part(long_parts, upload, 1, data[:3000], md5=md5, offset=0)
+    store.upload_part(long_parts, upload, 2, data[3000:], md5=md5, offset=3000)
+    in_progress = store.create_multipart("unfinished.bin", ObjectAttributes())
+    (tmp_path / ".old.bin.cloudmover-0123456789abcdef0123456789abcdef").write_bytes(b"left by an older version")
+    for name in ("notes.cloudmover-draft.txt", ".cloudmover-settings", "x.cloudmover-0123"):
+        (tmp_path / name).write_bytes(b"mine")
+    assert [o.key for page in store.list("") for o in page] == \
+        [".cloudmover-settings", longest, "notes.cloudmover-draft.txt", "x.cloudmover-0123"]
+    store.complete_multipart(long_parts, upload, [{"size": 3000}, {"size": len(data) - 3000}])
+    assert (tmp_path / longest).read_bytes() == data and (tmp_path / long_parts).read_bytes() == data
+    store.abort_multipart("unfinished.bin", in_progress)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [".cloudmover-settings", ".old.bin.cloudmover-0123456789abcdef0123456789abcdef", longest, long_parts,
+         "notes.cloudmover-draft.txt", "x.cloudmover-0123"])
