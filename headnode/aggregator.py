@@ -84,9 +84,12 @@ class Aggregator:
         self._count_codec(job, task, copied)
         follow_ups = []
         if job.options["move"] and copied and job.state != "cancelled":
-            # the delete task checks the copy's size: what was written (an encoded object is smaller)
+            # the delete task checks the copy's size: what was written (an encoded object is smaller);
+            # and the source's version, where its store can (a local file changed since is kept)
+            etags = _source_etags(task.payload)
             objects = [{"key": o["key"], "dest_key": o["dest_key"],
-                        "size": o["size"] if o.get("written") is None else o["written"]} for o in copied]
+                        "size": o["size"] if o.get("written") is None else o["written"],
+                        "etag": etags.get(o["key"])} for o in copied]
             follow_ups.append(self.service.task(job, "DeleteObjects", objects=objects))
         follow_ups += self._again(job, task, event["failed"])
         self.service.add_tasks(job, follow_ups)
@@ -206,10 +209,15 @@ def _save_changes(row) -> None:
         row.save(only=row.dirty_fields)
 
 
-def _task_keys(payload: dict) -> list[str]:
+def _source_etags(payload: dict) -> dict[str, str | None]:
+    """The source ETag (or a local file's version) each object of a copy task was planned with."""
     if "objects" in payload:
-        return [o["key"] for o in payload["objects"]]
-    return [payload["key"]] if "key" in payload else []
+        return {o["key"]: o.get("etag") for o in payload["objects"]}
+    return {payload["key"]: payload.get("etag")} if "key" in payload else {}
+
+
+def _task_keys(payload: dict) -> list[str]:
+    return list(_source_etags(payload))
 
 
 def finish_if_done(service: JobService, job_id: int) -> None:

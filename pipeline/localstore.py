@@ -89,10 +89,10 @@ class LocalStore:
             elif key > after and key.startswith(prefix) and (recursive or "/" not in key[len(prefix):]):
                 if entry.is_file():
                     try:
-                        size = entry.stat().st_size
+                        found = entry.stat()
                     except FileNotFoundError:
                         continue    # gone since the directory was read: as if listed a moment later
-                    yield ObjectInfo(key, size, None)
+                    yield ObjectInfo(key, found.st_size, version(found))
                 elif (problem := not_copied(entry.path)) is not None:
                     yield ObjectInfo(key, 0, None, problem=problem)
 
@@ -111,7 +111,10 @@ class LocalStore:
         target = self.path(key)
         if key.endswith("/"):   # a folder marker (an empty S3 key ending in /) lands as a directory
             return ObjectInfo(key, 0, None) if target.is_dir() else None
-        return ObjectInfo(key, target.stat().st_size, None) if target.is_file() else None
+        if not target.is_file():
+            return None
+        found = target.stat()
+        return ObjectInfo(key, found.st_size, version(found))
 
     def attributes(self, key: str) -> ObjectAttributes:
         return ObjectAttributes(content_type=mimetypes.guess_type(key)[0] or "application/octet-stream")
@@ -130,7 +133,12 @@ class LocalStore:
             handle = open(self.path(key), "rb")
         except FileNotFoundError:
             raise errors.NoSuchKey(f"read {self.spec.url(key)}: no such file") from None
-        size = os.fstat(handle.fileno()).st_size
+        found = os.fstat(handle.fileno())
+        if etag and etag != version(found):
+            handle.close()
+            raise errors.SourceChanged(f"read {self.spec.url(key)}: the file changed after the job was planned "
+                                       f"(now {found.st_size} bytes): copy it again once it is complete")
+        size = found.st_size
         handle.seek(offset)
         length = size - offset if length is None else length
         return Download(_Limited(handle, length), length, None, self.attributes(key))
@@ -212,8 +220,27 @@ class LocalStore:
     def abort_multipart(self, key: str, upload_id: str) -> None:
         self._upload_path(key, upload_id).unlink(missing_ok=True)
 
-    def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
+    def delete(self, key: str, *, etag: str | None = None) -> None:
+        """Remove the file; with ``etag`` (its listed ``version``) only while it is still that
+        file: a move never deletes what changed after its copy was made."""
+        target = self.path(key)
+        if etag:
+            try:
+                found = target.stat()
+            except FileNotFoundError:
+                return
+            if version(found) != etag:
+                raise errors.SourceChanged(f"delete {self.spec.url(key)}: the file changed after it was "
+                                           f"copied (now {found.st_size} bytes), so it stays")
+        target.unlink(missing_ok=True)
+
+
+def version(found: os.stat_result) -> str:
+    """A file's version, which its listing gives as an S3 listing gives ETags: its size and
+    modification time. A read that names one is refused once the file is another (a frame still
+    being rendered, a log still growing), as S3 refuses a read whose If-Match no longer holds;
+    it is never taken for an MD5 (see ``pipeline.checksums``)."""
+    return f"{found.st_size}-{found.st_mtime_ns}"
 
 
 _SPECIAL_FILES = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),

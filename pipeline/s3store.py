@@ -344,7 +344,8 @@ class S3Store:
                 raise   # refused (denied, no bucket): the caller says the upload may linger
             # already completed or aborted: nothing left to clean up
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, *, etag: str | None = None) -> None:
+        """``etag`` is not sent: S3-compatible stores do not agree on conditional deletes."""
         if self.lean:
             self._lean(f"delete {self._where(key)}", "DELETE", key)
         else:

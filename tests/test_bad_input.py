@@ -231,20 +231,55 @@ def test_a_job_whose_planning_fails_fails_alone(tmp_path, head_node, monkeypatch
 def delete_as_a_worker(source, destination, key: str) -> dict:
     """The event of a worker's executor running a DeleteObjects task for ``key`` (8 bytes) from
     the store ``source`` whose copy is in ``destination`` (StoreSpecs)."""
+    return as_a_worker("DeleteObjects", source, destination, [{"key": key, "dest_key": key, "size": 8}])
+
+
+def as_a_worker(task_type: str, source, destination, objects: list[dict]) -> dict:
+    """The event of a worker's executor running a ``task_type`` task of ``objects`` from the store
+    ``source`` to ``destination`` (StoreSpecs)."""
     from pipeline.credentials import Sealer
     from pipeline.store import StoreCache, ref_from_spec
     from worker.executor import Executor
     from worker.strategies import MemoryBudget
     sealer = Sealer("x" * 32)
-    task = {"type": "DeleteObjects", "job_id": 1, "task_id": "t1", "source": ref_from_spec(source, sealer),
-            "destination": ref_from_spec(destination, sealer),
-            "objects": [{"key": key, "dest_key": key, "size": 8}]}
+    task = {"type": task_type, "job_id": 1, "task_id": "t1", "source": ref_from_spec(source, sealer),
+            "destination": ref_from_spec(destination, sealer), "objects": objects}
     executor = Executor(StoreCache(sealer), object_threads=2, memory=MemoryBudget(1 << 20),
                         copying=MemoryBudget(1 << 20))
     try:
         return executor.execute(task)
     finally:
         executor.close()
+
+
+def test_a_local_file_changed_after_planning_is_neither_copied_nor_deleted(tmp_path):
+    """A file still being written when its job was planned (a frame being rendered): its copy
+    fails at once as changed (retrying the planned copy cannot pass), and a move that copied it
+    before it changed keeps it, since its copy holds the older bytes."""
+    from pipeline.store import StoreSpec, open_store
+    source, destination = StoreSpec("local", str(tmp_path / "src")), StoreSpec("local", str(tmp_path / "dst"))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "frame.exr").write_bytes(b"half a frame")
+    (tmp_path / "src" / "still.exr").write_bytes(b"a whole frame")
+    planned = {o.key: o for page in open_store(source).list("") for o in page}
+    refs = [{"key": key, "dest_key": key, "size": o.size, "etag": o.etag} for key, o in sorted(planned.items())]
+    copied = as_a_worker("CopyObjects", source, destination, refs)
+    assert [o["key"] for o in copied["copied"]] == ["frame.exr", "still.exr"]
+
+    with open(tmp_path / "src" / "frame.exr", "ab") as rendering:    # the frame's second half lands
+        rendering.write(b" and the rest")
+    again = as_a_worker("CopyObjects", source, destination, refs)
+    assert [o["key"] for o in again["copied"]] == ["still.exr"]
+    assert again["failed"] == [{"key": "frame.exr", "retryable": False, "reason":
+                                f"read {tmp_path}/src/frame.exr: the file changed after the job was planned "
+                                "(now 25 bytes): copy it again once it is complete"}]
+    deleted = as_a_worker("DeleteObjects", source, destination, [{**ref, "size": ref["size"]} for ref in refs])
+    assert deleted["deleted"] == ["still.exr"]
+    assert deleted["failed"] == [{"key": "frame.exr", "retryable": False, "reason":
+                                  f"source kept: delete {tmp_path}/src/frame.exr: the file changed after it "
+                                  "was copied (now 25 bytes), so it stays"}]
+    assert (tmp_path / "src" / "frame.exr").read_bytes() == b"half a frame and the rest"
+    assert not (tmp_path / "src" / "still.exr").exists()
 
 
 def test_a_worker_never_deletes_a_source_that_is_its_own_copy(tmp_path):

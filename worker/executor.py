@@ -133,7 +133,7 @@ class Executor:
                     results.append({"failed": {"key": obj["key"], "reason": "the copy is not at the destination "
                                                "with the expected size; the source was kept"}})
                     continue
-                source.delete(obj["key"])
+                source.delete(obj["key"], etag=obj.get("etag"))
                 results.append({"ok": obj["key"]})
             except errors.PermanentError as exc:
                 results.append({"failed": {"key": obj["key"], "reason": f"source kept: {exc}"}})
