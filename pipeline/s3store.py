@@ -31,6 +31,8 @@ RETRYABLE_CODES = {"SlowDown", "503", "500", "502", "504", "InternalError", "Req
 DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
                 "InvalidToken", "TokenRefreshRequired", "AllAccessDisabled", "403",
                 "InvalidClientTokenId", "UnrecognizedClientException"}
+# an archived object (S3 Glacier Flexible Retrieval or Deep Archive): no read or copy until restored
+ARCHIVED_CODES = {"InvalidObjectState", "ObjectNotInActiveTierError"}
 COPIED_HEADERS = ("CacheControl", "ContentDisposition", "ContentEncoding", "ContentLanguage",
                   "Expires", "WebsiteRedirectLocation")
 
@@ -49,6 +51,9 @@ def classify(*, what: str, status: int | None, code: str, message: str) -> error
         return errors.NoSuchKey(f"{what}: no such object")
     if code in ("PreconditionFailed", "412"):
         return errors.SourceChanged(f"{what}: the source object changed after the job was planned")
+    if code in ARCHIVED_CODES:
+        return errors.StoreError(f"{what}: the object is archived ({code}): restore it from its archive "
+                                 "storage class (S3 RestoreObject), then retry the job's failed objects")
     if code == "InvalidDigest":
         return errors.VerificationFailed(detail)
     return errors.StoreError(detail)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from pathlib import Path
 
 import boto3
@@ -419,3 +420,29 @@ def test_a_worker_keeps_an_s3_source_named_as_its_own_copy_through_another_serve
                                StoreSpec("s3", source, "us-east-1", named, creds), "keep.bin")
     assert event["deleted"] == [] and event["failed"][0]["reason"].startswith("the destination is the source")
     assert client.get_object(Bucket=source, Key="keep.bin")["Body"].read() == b"precious"
+
+
+def test_archived_objects_fail_alone_saying_to_restore_them(moto, tmp_path):
+    """Objects in S3 Glacier cannot be read or copied until restored: each fails alone, saying so
+    (moto's server answers as S3 does), between buckets and to disk; the others are copied."""
+    client = moto.client("s3")
+    source, dest = f"cold-{uuid.uuid4().hex[:8]}", f"warm-{uuid.uuid4().hex[:8]}"
+    for bucket in (source, dest):
+        client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=source, Key="frames/archived.dpx", Body=b"a" * 10, StorageClass="GLACIER")
+    client.put_object(Bucket=source, Key="frames/standard.dpx", Body=b"s" * 10)
+    env = {"AWS_ACCESS_KEY_ID": moto.access_key, "AWS_SECRET_ACCESS_KEY": moto.secret_key,
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    for target, said in ((f"s3://{dest}/copy/", f"copy s3://{source}/frames/archived.dpx to s3://{dest}/copy/archived.dpx: "
+                                                 "the object is archived (ObjectNotInActiveTierError)"),
+                         (str(tmp_path / "disk"), f"read s3://{source}/frames/archived.dpx: the object is archived "
+                                                  "(InvalidObjectState)")):
+        result = run_cp(f"s3://{source}/frames/", target, "--recursive", "--json", "--endpoint-url", moto.endpoint_url,
+                        env_extra=env)
+        assert result.returncode == 1, result.stderr
+        summary = json.loads(result.stdout)
+        assert (summary["copied"], summary["failed"]) == (1, 1)
+        assert [f["key"] for f in summary["failures"]] == ["frames/archived.dpx"]
+        assert summary["failures"][0]["reason"] == said + ": restore it from its archive storage class " \
+                                                          "(S3 RestoreObject), then retry the job's failed objects"
+    assert (tmp_path / "disk" / "standard.dpx").read_bytes() == b"s" * 10
