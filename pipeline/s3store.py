@@ -19,6 +19,7 @@ from typing import Iterator
 from urllib.parse import urlencode
 
 from pipeline import errors, s3wire
+from pipeline.checksums import etag_is_md5
 from pipeline.credentials import Credentials, from_environment
 from pipeline.retrying import RetryPolicy, call_with_retries
 from pipeline.s3http import Response, S3Http, object_path
@@ -57,6 +58,11 @@ def classify(*, what: str, status: int | None, code: str, message: str) -> error
     if code == "InvalidDigest":
         return errors.VerificationFailed(detail)
     return errors.StoreError(detail)
+
+
+def _boto_etag_is_md5(found: dict) -> bool:
+    """``etag_is_md5`` of a boto3 answer (its raw headers)."""
+    return etag_is_md5(found.get("ResponseMetadata", {}).get("HTTPHeaders", {}))
 
 
 def _listed_objects(page: dict) -> list[ObjectInfo]:
@@ -211,11 +217,13 @@ class S3Store:
         try:
             if self.lean:
                 found = self._lean(what, "HEAD", key)
-                return ObjectInfo(key, int(found.headers["content-length"]), found.etag)
+                return ObjectInfo(key, int(found.headers["content-length"]), found.etag,
+                                  etag_is_md5=etag_is_md5(found.headers))
             found = self._call(what, "head_object", Bucket=self.spec.bucket, Key=key)
         except errors.NoSuchKey:
             return None
-        return ObjectInfo(key, found["ContentLength"], found.get("ETag", "").strip('"') or None)
+        return ObjectInfo(key, found["ContentLength"], found.get("ETag", "").strip('"') or None,
+                          etag_is_md5=_boto_etag_is_md5(found))
 
     def attributes(self, key: str) -> ObjectAttributes:
         what = f"read {self._where(key)}"
@@ -247,7 +255,7 @@ class S3Store:
                                  headers={h: found[h] for h in COPIED_HEADERS if found.get(h)},
                                  storage_class=found.get("StorageClass"))
         return Download(found["Body"], found["ContentLength"], found.get("ETag", "").strip('"') or None,
-                        attrs, found.get("TagCount", 0))
+                        attrs, found.get("TagCount", 0), etag_is_md5=_boto_etag_is_md5(found))
 
     # -- writing -------------------------------------------------------------
     @staticmethod
@@ -264,28 +272,35 @@ class S3Store:
         return args
 
     def put(self, key: str, data: bytes, *, md5: bytes, attrs: ObjectAttributes) -> str:
+        """Write the object (the store checks ``md5``, sent as Content-MD5); its ETag, or ""
+        where the store says it is no MD5 of the content (an encrypting bucket)."""
         what = f"write {self._where(key)}"
         headers = s3wire.attribute_headers(attrs) if self.lean else None
         if headers is not None:
             headers["Content-MD5"] = _md5_header(md5)
-            return self._lean(what, "PUT", key, headers=headers, body=data).etag or ""
+            found = self._lean(what, "PUT", key, headers=headers, body=data)
+            return (found.etag or "") if etag_is_md5(found.headers) else ""
         found = self._call(what, "put_object", Bucket=self.spec.bucket, Key=key,
                            Body=data, ContentMD5=_md5_header(md5), **self._attribute_args(attrs))
-        return found["ETag"].strip('"')
+        return found["ETag"].strip('"') if _boto_etag_is_md5(found) else ""
 
-    def copy_from(self, source: StoreSpec, key: str, dest_key: str, *, etag: str | None) -> dict:
-        """Server-side CopyObject from ``source`` (same endpoint); metadata and tags follow."""
+    def copy_from(self, source: StoreSpec, key: str, dest_key: str, *, etag: str | None) -> str | None:
+        """Server-side CopyObject from ``source`` (same endpoint; metadata and tags follow): the
+        copy's ETag, or None where the store says it is no MD5 of the content."""
         what = f"copy {source.url(key)} to {self._where(dest_key)}"
         if self.lean:
             headers = {"x-amz-copy-source": object_path(source.bucket, key)[1:]}
             if etag:
                 headers["x-amz-copy-source-if-match"] = f'"{etag}"'
-            return {"ETag": self._lean(what, "PUT", dest_key, headers=headers, error_in_200=True).etag}
+            found = self._lean(what, "PUT", dest_key, headers=headers, error_in_200=True)
+            return found.etag if etag_is_md5(found.headers) else None
         kwargs = {"Bucket": self.spec.bucket, "Key": dest_key,
                   "CopySource": {"Bucket": source.bucket, "Key": key}}
         if etag:
             kwargs["CopySourceIfMatch"] = etag
-        return self._call(what, "copy_object", **kwargs)["CopyObjectResult"]
+        found = self._call(what, "copy_object", **kwargs)
+        landed = (found["CopyObjectResult"].get("ETag") or "").strip('"')
+        return landed if landed and _boto_etag_is_md5(found) else None
 
     def create_multipart(self, key: str, attrs: ObjectAttributes) -> str:
         what = f"start multipart upload of {self._where(key)}"

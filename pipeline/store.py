@@ -21,6 +21,9 @@ class ObjectInfo:
     # why a listed entry cannot be copied (a local named pipe, a link to nothing): the job
     # reports it as a failed object, so nothing the listing saw is left out without a word
     problem: str | None = None
+    # False where the store says the ETag is no MD5 of the content however it looks (encrypted
+    # with SSE-KMS or a customer key: see ``pipeline.checksums.etag_is_md5``); a listing cannot say
+    etag_is_md5: bool = True
 
 
 @dataclass
@@ -41,6 +44,7 @@ class Download:
     etag: str | None
     attributes: ObjectAttributes
     tag_count: int = 0
+    etag_is_md5: bool = True       # as ObjectInfo's
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ Server-side when source and destination share an endpoint and credentials
 streamed into a write, with an MD5 computed on the way and sent as
 Content-MD5 so the store verifies what it received. Every copy is checked
 against the source's size and, where the source ETag is a plain MD5, its
-content checksum.
+content checksum. An ETag that looks like an MD5 is not taken for one where the
+store says the object is encrypted with SSE-KMS or a customer's key (AWS's rule:
+such ETags are no MD5 of the content); such copies are checked by size.
 """
 from __future__ import annotations
 
@@ -98,7 +100,8 @@ class Read:
 def read_object(source, key: str, *, size: int, etag: str | None, what: str) -> Read:
     """Read a whole object, verified against its listed size and checksum."""
     download = source.get(key, etag=etag)
-    data, md5 = read_verified(download, expected=size, etag=etag or download.etag, what=what)
+    data, md5 = read_verified(download, expected=size, what=what,
+                              etag=(etag or download.etag) if download.etag_is_md5 else None)
     attrs = download.attributes
     if download.tag_count:
         attrs.tags = source.tags(key)
@@ -125,18 +128,20 @@ def copy_object(source, destination, obj: dict, *, memory: MemoryBudget | None, 
     if source.spec.same_endpoint(destination.spec):
         try:
             with copying.holding(size):
-                result = destination.copy_from(source.spec, key, dest_key, etag=etag)
+                landed = destination.copy_from(source.spec, key, dest_key, etag=etag)
         except errors.NoSuchKey:
             if not (size == 0 and key.endswith("/")):
                 raise
             # a folder marker (an S3 console's folder): SeaweedFS keeps one as a directory, which
             # CopyObject says does not exist and GET reads; it is written anew from what GET says
             return _read_and_put(source, destination, key, dest_key, size=0, etag=etag, what=what)
-        landed = (result.get("ETag") or "").strip('"')
-        if plain_md5(etag):
-            if landed != etag:
+        if plain_md5(etag) and landed:      # None: the copy's ETag is no MD5 (an encrypting bucket)
+            if landed == etag:
+                return f"md5:{etag}"
+            # the listing cannot say whether the source's ETag is an MD5: its HEAD can
+            found = source.head(key)
+            if found is None or found.etag_is_md5:
                 raise errors.VerificationFailed(f"{what}: the copy's ETag {landed} differs from {etag}")
-            return f"md5:{etag}"
         return _verify_size(destination, dest_key, size, what)
     with memory.holding(size):
         return _read_and_put(source, destination, key, dest_key, size=size, etag=etag, what=what)
