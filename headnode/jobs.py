@@ -80,6 +80,7 @@ class JobService:
         else:
             src = Location(src.spec, _as_directory(src.prefix))
             dst = Location(dst.spec, _as_directory(dst.prefix))
+            _require_directory(dst, src)
             check_not_inside(src, dst, recursive=recursive)
             _require_objects(src_store, src, recursive)
         if dst.spec.kind == "local":   # pre-flight found it writable; made once the job is sure to be stored
@@ -358,6 +359,15 @@ def _only_folders(source: str, destination: str, endpoint_url: str | None) -> No
 
 def _as_directory(prefix: str) -> str:
     return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def _require_directory(dst: Location, src: Location) -> None:
+    """A local destination of many objects is a directory, or nothing yet: never a file."""
+    if dst.spec.kind != "local":
+        return
+    path = Path(dst.spec.bucket) / dst.prefix
+    if path.exists() and not path.is_dir():
+        raise errors.BadLocation(f"the destination {path} is a file: the objects of {src.url()} need a directory")
 
 
 def _single_destination(dst: Location, source_key: str, written: str) -> Location:

@@ -446,3 +446,23 @@ def test_archived_objects_fail_alone_saying_to_restore_them(moto, tmp_path):
         assert summary["failures"][0]["reason"] == said + ": restore it from its archive storage class " \
                                                           "(S3 RestoreObject), then retry the job's failed objects"
     assert (tmp_path / "disk" / "standard.dpx").read_bytes() == b"s" * 10
+
+
+def test_many_objects_into_a_file_are_refused_before_anything_is_written(tmp_path):
+    """A directory's objects aimed at an existing file: refused at once, saying so (each object
+    failed with "File exists" before), and the file is left as it was."""
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    (source / "a.bin").write_bytes(b"a")
+    (source / "sub" / "b.bin").write_bytes(b"b")
+    target = tmp_path / "notes.txt"
+    target.write_bytes(b"mine")
+    for recursive in (["--recursive"], []):
+        result = run_cp(str(source), str(target), *recursive)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"cloudmover: the destination {target} is a file: the objects of {source}/ need a directory" \
+            in result.stderr
+    assert target.read_bytes() == b"mine"
+    one = run_cp(str(source / "a.bin"), str(target))      # one object onto a file replaces it, as cp does
+    assert one.returncode == 0, one.stderr
+    assert target.read_bytes() == b"a"
