@@ -242,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
                                     skip_host=True, skip_accept_encoding=True)
                 for name, value in self.headers.items():
                     if name.lower() not in _HOP_BY_HOP:
-                        upstream.putheader(name, value)
+                        upstream.putheader(name, self._outgoing(name, value))
                 upstream.endheaders()
                 for chunk in self._body():
                     upstream.send(chunk)
@@ -255,6 +255,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._relay(response)
         finally:
             upstream.close()
+
+    def _outgoing(self, name: str, value: str) -> str:
+        """A request header's value as sent upstream (a subclass may change it)."""
+        return value
 
     def _relay(self, response: http.client.HTTPResponse) -> None:
         self.send_response_only(response.status, response.reason)

@@ -48,41 +48,31 @@ class KmsEtagProxy(FaultProxy):
 
 
 class _KmsHandler(_Handler):
-    def _forward(self) -> None:
+    def _outgoing(self, name: str, value: str) -> str:
+        if name.lower() in _SENT_BACK:
+            return f'"{self.server.proxy.original(value.strip(chr(34)))}"'
+        return value
+
+    def _relay(self, response: http.client.HTTPResponse) -> None:
         proxy: KmsEtagProxy = self.server.proxy
         target = urllib.parse.urlsplit(self.path)
         bucket = urllib.parse.unquote(target.path.lstrip("/").split("/", 1)[0])
-        rewrite = bucket in proxy.kms_buckets and "uploadId" not in target.query
-        upstream = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=proxy.timeout)
-        try:
-            upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-            for name, value in self.headers.items():
-                if name.lower() in _SENT_BACK:
-                    value = f'"{proxy.original(value.strip(chr(34)))}"'
-                if name.lower() not in _HOP_BY_HOP:
-                    upstream.putheader(name, value)
-            upstream.endheaders()
-            for chunk in self._body():
-                upstream.send(chunk)
-            response = upstream.getresponse()
-            body = response.read()
-            dropped = {"transfer-encoding"} | ({"content-length"} if self.command != "HEAD" else set())
-            headers = [(n, v) for n, v in response.getheaders()
-                       if n.lower() not in _HOP_BY_HOP and n.lower() not in dropped]
-            if rewrite:
-                headers = [(n, f'"{proxy.fake(bucket, v.strip(chr(34)))}"' if n.lower() == "etag"
-                            and re.fullmatch(r'"?[0-9a-f]{32}"?', v) else v) for n, v in headers]
-                if ("xml" in (response.getheader("Content-Type") or "") and self.command != "GET"
-                        or "list-type" in target.query):    # a copy's result, a listing
-                    body = _IN_ETAG.sub(lambda m: b"<ETag>" + _PLAIN.sub(
-                        lambda e: b'"' + proxy.fake(bucket, e.group(1).decode()).encode() + b'"', m.group(1)) + b"</ETag>", body)
-            self.send_response_only(response.status, response.reason)
-            for name, value in headers:
-                self.send_header(name, value)
-            if self.command != "HEAD":
-                self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
-        finally:
-            upstream.close()
+        body = response.read()
+        dropped = {"transfer-encoding"} | ({"content-length"} if self.command != "HEAD" else set())
+        headers = [(n, v) for n, v in response.getheaders() if n.lower() not in _HOP_BY_HOP | dropped]
+        if bucket in proxy.kms_buckets and "uploadId" not in target.query:
+            headers = [(n, f'"{proxy.fake(bucket, v.strip(chr(34)))}"'
+                        if n.lower() == "etag" and re.fullmatch(r'"?[0-9a-f]{32}"?', v) else v) for n, v in headers]
+            if ("xml" in (response.getheader("Content-Type") or "") and self.command != "GET"
+                    or "list-type" in target.query):    # a copy's result, a listing
+                body = _IN_ETAG.sub(lambda m: b"<ETag>" + _PLAIN.sub(
+                    lambda e: b'"' + proxy.fake(bucket, e.group(1).decode()).encode() + b'"', m.group(1))
+                    + b"</ETag>", body)
+        self.send_response_only(response.status, response.reason)
+        for name, value in headers:
+            self.send_header(name, value)
+        if self.command != "HEAD":
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
