@@ -123,16 +123,24 @@ class LocalStore:
         digest = hashlib.md5(usedforsecurity=False)
         if key.endswith("/"):
             return digest.hexdigest()       # a folder marker: no bytes
-        with open(self.path(key), "rb") as handle:
+        with self._open(key) as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
         return digest.hexdigest()
 
-    def get(self, key: str, *, etag: str | None, offset: int = 0, length: int | None = None) -> Download:
+    def _open(self, key: str):
+        """The file for reading; a missing or unreadable one as the store error a user can act on
+        (an unreadable one was an unexpected error, retried five times)."""
         try:
-            handle = open(self.path(key), "rb")
+            return open(self.path(key), "rb")
         except FileNotFoundError:
             raise errors.NoSuchKey(f"read {self.spec.url(key)}: no such file") from None
+        except PermissionError as exc:
+            raise errors.AccessDenied(f"read {self.spec.url(key)}: {exc.strerror}: the user this "
+                                      "process runs as may not read it") from None
+
+    def get(self, key: str, *, etag: str | None, offset: int = 0, length: int | None = None) -> Download:
+        handle = self._open(key)
         found = os.fstat(handle.fileno())
         if etag and etag != version(found):
             handle.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -466,3 +467,27 @@ def test_many_objects_into_a_file_are_refused_before_anything_is_written(tmp_pat
     one = run_cp(str(source / "a.bin"), str(target))      # one object onto a file replaces it, as cp does
     assert one.returncode == 0, one.stderr
     assert target.read_bytes() == b"a"
+
+
+def test_an_unreadable_local_file_fails_alone_at_once_saying_so(tmp_path):
+    """A file the copying user may not read fails alone and at once (it was an unexpected error,
+    retried five times); the others are copied. Run as root, the copy runs without the
+    capabilities that let root read any file."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "ok.txt").write_bytes(b"ok")
+    locked = source / "locked.txt"
+    locked.write_bytes(b"secret")
+    locked.chmod(0)
+    command = [sys.executable, "-m", "headnode.cli", "cp", str(source), str(tmp_path / "dst"), "--recursive",
+               "--json"]
+    if os.geteuid() == 0:
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["copied"], summary["failed"], summary["retries"]) == (1, 1, 0)
+    assert summary["failures"] == [{"key": "locked.txt", "kind": "copy", "reason": f"read {locked}: Permission "
+                                    "denied: the user this process runs as may not read it"}]
+    assert (tmp_path / "dst" / "ok.txt").read_bytes() == b"ok"
+    assert sorted(p.name for p in (tmp_path / "dst").iterdir()) == ["ok.txt"]
