@@ -42,6 +42,10 @@ class LocalStore:
         target = (self.root / key).resolve()
         if target != self.root and self.root not in target.parents:
             raise errors.BadLocation(f"key {key!r} would land outside {self.root}")
+        if key and {"", ".", ".."} & set((key[:-1] if key.endswith("/") else key).split("/")):
+            # S3 allows "a/../b" and "a//b"; on disk they would be "b" and "a/b", another key's file
+            raise errors.BadLocation(f"key {key!r} holds an empty, '.' or '..' part: on disk it would be "
+                                     f"{target.relative_to(self.root)}, which another key names")
         return target
 
     def close(self) -> None:

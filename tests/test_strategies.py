@@ -63,6 +63,9 @@ def test_put_verified_checks_the_size_when_the_etag_is_not_an_md5():
 @pytest.mark.parametrize("key, complaint", [
     ("frames/a\0b.dpx", "holds a NUL character, which no file name can"),
     ("../outside.dpx", "would land outside"),
+    ("frames/../b.dpx", "holds an empty, '.' or '..' part: on disk it would be b.dpx, which another key names"),
+    ("frames//b.dpx", "holds an empty, '.' or '..' part: on disk it would be frames/b.dpx"),
+    ("./b.dpx", "holds an empty, '.' or '..' part"),
     ("n" * 300 + "/x.dpx", "File name too long"),
 ])
 def test_a_key_no_file_can_be_named_after_fails_that_object_alone(tmp_path, key, complaint):
