@@ -123,10 +123,15 @@ class Planner:
         own: the others are still retried)."""
         found = source.head(key)
         if found is None:
+            # a name shown with U+FFFD is one that could never be read, an entry that is no file
+            # (a named pipe) is one still: say that again
+            if "\ufffd" in key:
+                reason = UNNAMED
+            else:
+                problem = source.problem(key) if source.spec.kind == "local" else None
+                reason = problem or "it is no longer at the source"
             with db.atomic("IMMEDIATE"):
                 job = Job.get_by_id(job.id)
-                # a name shown with U+FFFD is one that could never be read: say that again
-                reason = UNNAMED if "\ufffd" in key else "it is no longer at the source"
                 if _fail_object(job, key, reason):
                     job.objects_total += 1
                     job.save()

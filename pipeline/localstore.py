@@ -120,6 +120,15 @@ class LocalStore:
         found = target.stat()
         return ObjectInfo(key, found.st_size, version(found))
 
+    def problem(self, key: str) -> str | None:
+        """Why the entry at ``key`` is no file to copy (as its listing says: a named pipe, a link
+        to nothing …), or None (a file, or nothing there)."""
+        self.path(key)      # inside the root
+        entry = self.root / key
+        if not os.path.lexists(entry) or entry.is_file() or entry.is_dir():
+            return None
+        return not_copied(str(entry))
+
     def attributes(self, key: str) -> ObjectAttributes:
         return ObjectAttributes(content_type=mimetypes.guess_type(key)[0] or "application/octet-stream")
 

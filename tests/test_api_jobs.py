@@ -4,6 +4,7 @@ jobs and the OpenAPI document."""
 from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
+import os
 import psutil
 import pytest
 
@@ -227,3 +228,25 @@ def test_openapi_document_lists_the_paths(idle_node):
         assert methods <= set(paths[path]), path
     error = document.json()["components"]["schemas"]["ErrorOut"]["properties"]
     assert (error["code"]["type"], error["status"]["type"], error["message"]["type"]) == ("string", "integer", "string")
+
+
+def test_a_retried_entry_that_is_no_file_says_again_what_it_is(idle_node, start_worker, tmp_path):
+    """Retrying a local job's failed objects: a named pipe is still a named pipe (not "no longer
+    at the source"), and a link that points somewhere now is copied."""
+    node, rest = idle_node
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "frame.dpx").write_bytes(b"frame")
+    os.mkfifo(source / "pipe")
+    (source / "late.dpx").symlink_to("rendered.dpx")     # nothing there yet
+    start_worker(node, region="local")     # the region of a job between local directories
+    job = submit(rest, str(source), str(tmp_path / "dst"), None)
+    done = wait_job(rest, job["id"])
+    assert (done["objects_done"], done["objects_failed"]) == (1, 2), done
+    (source / "rendered.dpx").write_bytes(b"rendered")
+    assert rest.post(f"/jobs/{job['id']}/retry").status_code == 200
+    again = wait_job(rest, job["id"])
+    assert (again["objects_done"], again["objects_failed"]) == (2, 1), again
+    assert [(f["key"], f["reason"]) for f in rest.get(f"/jobs/{job['id']}/failures").json()] == \
+        [("pipe", "a named pipe, not a regular file: not copied")]
+    assert (tmp_path / "dst" / "late.dpx").read_bytes() == b"rendered"
