@@ -162,7 +162,8 @@ class LocalStore:
         size = found.st_size
         handle.seek(offset)
         length = size - offset if length is None else length
-        return Download(_Limited(handle, length), length, None, self.attributes(key))
+        return Download(_Limited(handle, length, opened=version(found), what=f"read {self.spec.url(key)}"),
+                        length, None, self.attributes(key))
 
     def tags(self, key: str) -> dict:
         return {}
@@ -304,10 +305,13 @@ def make_directories(path: Path) -> None:
 
 
 class _Limited(io.RawIOBase):
-    """Reads at most ``remaining`` bytes of ``handle``, then closes it."""
+    """Reads at most ``remaining`` bytes of ``handle``, then closes it. When they are read (or
+    the file ends sooner), the file must still be the ``opened`` version: a file written while
+    it was read would give a copy of neither its old bytes nor its new ones."""
 
-    def __init__(self, handle, remaining: int):
+    def __init__(self, handle, remaining: int, *, opened: str, what: str):
         self._handle, self._remaining = handle, remaining
+        self._opened, self._what = opened, what
 
     def read(self, size: int = -1) -> bytes:
         if self._remaining <= 0:
@@ -315,6 +319,11 @@ class _Limited(io.RawIOBase):
         size = self._remaining if size < 0 else min(size, self._remaining)
         data = self._handle.read(size)
         self._remaining -= len(data)
+        if self._remaining <= 0 or len(data) < size:
+            now = os.fstat(self._handle.fileno())
+            if version(now) != self._opened:
+                raise errors.SourceChanged(f"{self._what}: the file changed while it was read (now {now.st_size} "
+                                           "bytes): copy it again once it is complete")
         return data
 
     def readable(self) -> bool:

@@ -45,3 +45,27 @@ def test_names_of_every_length_land_and_only_writes_in_progress_are_unlisted(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [".cloudmover-settings", ".old.bin.cloudmover-0123456789abcdef0123456789abcdef", longest, long_parts,
          "notes.cloudmover-draft.txt", "x.cloudmover-0123"])
+
+
+def test_a_file_written_while_it_is_read_is_refused_as_changed(tmp_path):
+    """A read gives the file as it was when opened, or fails: a file written in place half-way
+    through would give bytes of neither version (its size alone would not tell)."""
+    import os
+
+    import pytest
+
+    from pipeline import errors
+    store = open_store(StoreSpec("local", str(tmp_path)))
+    (tmp_path / "frame.dpx").write_bytes(b"a" * 4096)
+    whole = store.get("frame.dpx", etag=None)
+    assert whole.body.read() == b"a" * 4096        # unchanged: read to the end
+    reading = store.get("frame.dpx", etag=None)
+    assert reading.body.read(1000) == b"a" * 1000
+    with open(tmp_path / "frame.dpx", "r+b") as writer:     # rewritten in place, same size
+        writer.seek(3000)
+        writer.write(b"b" * 1000)
+    os.utime(tmp_path / "frame.dpx", ns=(1, 1))     # as a second write a moment later would leave it
+    with pytest.raises(errors.SourceChanged, match="the file changed while it was read"):
+        reading.body.read()
+    part = store.get("frame.dpx", etag=None, offset=1000, length=1000)
+    assert part.body.read() == b"a" * 1000          # a range read to its end checks the same way
