@@ -1909,55 +1909,76 @@ def unpack_fields(const uint8_t[::1] data, int64_t rows, int64_t count, int64_t 
     (rows * count), in bands of rows on ``threads`` threads (OpenMP's, as
     ``model_tiles``).  Returns True when packing them again gives the same
     bytes (every bit outside the fields in use zero)."""
-    cdef int spec[4]
-    cdef int period = len(shifts), dirty = 0
-    cdef int64_t band = max(1, BAND_BYTES // max(1, row_bytes)), first
-    cdef Py_ssize_t n
-    field_spec(shifts, width, word_bytes, spec)
-    _check_rows(rows, count, row_bytes, word_bytes, period, data.shape[0], out.shape[0])
-    if threads < 1:
-        raise ValueError("threads must be at least 1")
-    if rows * count == 0:
-        return True
-    for n in prange((rows + band - 1) // band, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
-        first = n * band
-        dirty += cm_unpack_fields(&data[first * row_bytes], min(band, rows - first), count, row_bytes, word_bytes,
-                                  big_endian, period, spec, width, &out[first * count]) == 0
-    return dirty == 0
+    cdef cm_band_job job
+    field_spec(shifts, width, word_bytes, job.spec)
+    job.period = len(shifts)
+    _check_rows(rows, count, row_bytes, word_bytes, job.period, data.shape[0], out.shape[0])
+    if rows * count:
+        job.samples, job.words = &out[0], <uint8_t*>&data[0]
+    job.rows, job.count, job.row_bytes, job.word_bytes, job.big_endian = rows, count, row_bytes, word_bytes, big_endian
+    job.width, job.run = width, 0
+    return unpack_bands(&job, threads)
 
 
-cdef struct cm_pack_job:
-    # one packing of rows, band by band (``pack_bands``): as ``pack_fields`` (``run`` 0) or as
-    # ``pack_bit_runs`` (``run`` the samples' width)
-    const uint16_t* values
-    uint8_t* data
+cdef struct cm_band_job:
+    # rows converted band by band (``pack_bands``, ``unpack_bands``): one-word fields as
+    # ``pack_fields``/``unpack_fields`` (``run`` 0), or runs of bits as ``pack_bit_runs``/
+    # ``unpack_bit_runs`` (``run`` the width of a sample's run, ``width`` the bits kept)
+    uint16_t* samples
+    uint8_t* words
     int64_t rows, count, row_bytes, band
     int word_bytes, big_endian, period, width, run
     int spec[4]
 
 
-cdef void pack_band(const cm_pack_job* job, int64_t n) noexcept nogil:
-    cdef int64_t first = n * job.band, rows = min(job.band, job.rows - first)
-    if job.run:
-        pack_bit_run_rows(job.values + first * job.count, rows, job.count, job.row_bytes, job.big_endian, job.run,
-                          job.width, job.data + first * job.row_bytes)
-    else:
-        cm_pack_fields(job.values + first * job.count, rows, job.count, job.row_bytes, job.word_bytes,
-                       job.big_endian, job.period, job.spec, job.width, job.data + first * job.row_bytes)
-
-
-cdef pack_bands(cm_pack_job* job, int threads, Checksum running):
-    """Pack ``job``'s rows in bands on ``threads`` threads, feeding ``running`` (if any) band by band."""
-    cdef cm_feeder* feeder = NULL
-    cdef int64_t bands
-    cdef Py_ssize_t n
+cdef int64_t start_bands(cm_band_job* job, int threads) except -1:
+    """The number of bands of ``job``'s rows (setting its band height); 0 when it has no samples."""
     if threads < 1:
         raise ValueError("threads must be at least 1")
     if job.rows * job.count == 0:
-        return
+        return 0
     job.band = max(1, BAND_BYTES // max(1, job.row_bytes))
-    bands = (job.rows + job.band - 1) // job.band
-    feeder = start_feeding(running, job.data, job.band * job.row_bytes, job.rows * job.row_bytes, bands)
+    return (job.rows + job.band - 1) // job.band
+
+
+cdef int unpack_band(const cm_band_job* job, int64_t n) noexcept nogil:
+    # 1 when packing the band's samples again gives its words back
+    cdef int64_t first = n * job.band, rows = min(job.band, job.rows - first)
+    if job.run:
+        return bit_run_rows(job.words + first * job.row_bytes, rows, job.count, job.row_bytes, job.big_endian,
+                            job.run, job.width, job.samples + first * job.count)
+    return cm_unpack_fields(job.words + first * job.row_bytes, rows, job.count, job.row_bytes, job.word_bytes,
+                            job.big_endian, job.period, job.spec, job.width, job.samples + first * job.count)
+
+
+cdef unpack_bands(cm_band_job* job, int threads):
+    """Unpack ``job``'s rows in bands on ``threads`` threads; True when every band packs back exactly."""
+    cdef int64_t bands = start_bands(job, threads)
+    cdef int dirty = 0
+    cdef Py_ssize_t n
+    for n in prange(bands, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
+        dirty += unpack_band(job, n) == 0
+    return dirty == 0
+
+
+cdef void pack_band(const cm_band_job* job, int64_t n) noexcept nogil:
+    cdef int64_t first = n * job.band, rows = min(job.band, job.rows - first)
+    if job.run:
+        pack_bit_run_rows(job.samples + first * job.count, rows, job.count, job.row_bytes, job.big_endian, job.run,
+                          job.width, job.words + first * job.row_bytes)
+    else:
+        cm_pack_fields(job.samples + first * job.count, rows, job.count, job.row_bytes, job.word_bytes,
+                       job.big_endian, job.period, job.spec, job.width, job.words + first * job.row_bytes)
+
+
+cdef pack_bands(cm_band_job* job, int threads, Checksum running):
+    """Pack ``job``'s rows in bands on ``threads`` threads, feeding ``running`` (if any) band by band."""
+    cdef cm_feeder* feeder = NULL
+    cdef int64_t bands = start_bands(job, threads)
+    cdef Py_ssize_t n
+    if bands == 0:
+        return
+    feeder = start_feeding(running, job.words, job.band * job.row_bytes, job.rows * job.row_bytes, bands)
     for n in prange(bands, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
         pack_band(job, n)
         if feeder != NULL:
@@ -1970,12 +1991,12 @@ def pack_fields(const uint16_t[::1] values, int64_t rows, int64_t count, int64_t
                 Checksum running=None):
     """The inverse of ``unpack_fields`` (bytes between rows left as they are); with
     ``running``, the threads feed it ``data`` band by band, as ``decode_tiles`` does."""
-    cdef cm_pack_job job
+    cdef cm_band_job job
     field_spec(shifts, width, word_bytes, job.spec)
     job.period = len(shifts)
     _check_rows(rows, count, row_bytes, word_bytes, job.period, data.shape[0], values.shape[0])
     if rows * count:
-        job.values, job.data = &values[0], &data[0]
+        job.samples, job.words = <uint16_t*>&values[0], &data[0]
     job.rows, job.count, job.row_bytes, job.word_bytes, job.big_endian = rows, count, row_bytes, word_bytes, big_endian
     job.width, job.run = width, 0
     pack_bands(&job, threads, running)
@@ -2049,29 +2070,23 @@ def unpack_bit_runs(const uint8_t[::1] data, int64_t rows, int64_t count, int64_
     OpenImageIO's 12-bit packed frames encoded at 180 MB/s on one thread and 238 on two,
     against 318 and 610 for filled 10-bit ones; now 305 and 586.)  Returns True when
     packing them again gives every word of the rows back."""
-    cdef int64_t band = max(1, BAND_BYTES // max(1, row_bytes)), first
-    cdef Py_ssize_t n
-    cdef int dirty = 0
+    cdef cm_band_job job
     _check_bit_runs(rows, count, row_bytes, width, bits, data.shape[0], out.shape[0])
-    if threads < 1:
-        raise ValueError("threads must be at least 1")
-    if rows * count == 0:
-        return True
-    for n in prange((rows + band - 1) // band, nogil=True, num_threads=threads, schedule="dynamic", chunksize=1):
-        first = n * band
-        dirty += bit_run_rows(&data[first * row_bytes], min(band, rows - first), count, row_bytes, big_endian,
-                              width, bits, &out[first * count]) == 0
-    return dirty == 0
+    if rows * count:
+        job.samples, job.words = &out[0], <uint8_t*>&data[0]
+    job.rows, job.count, job.row_bytes, job.big_endian = rows, count, row_bytes, big_endian
+    job.run, job.width = width, bits
+    return unpack_bands(&job, threads)
 
 
 def pack_bit_runs(const uint16_t[::1] values, int64_t rows, int64_t count, int64_t row_bytes, bint big_endian,
                   int width, int bits, uint8_t[::1] data, int threads=1, Checksum running=None):
     """The inverse of ``unpack_bit_runs`` (bytes between rows left as they are); with
     ``running``, the threads feed it ``data`` band by band, as ``pack_fields`` does."""
-    cdef cm_pack_job job
+    cdef cm_band_job job
     _check_bit_runs(rows, count, row_bytes, width, bits, data.shape[0], values.shape[0])
     if rows * count:
-        job.values, job.data = &values[0], &data[0]
+        job.samples, job.words = <uint16_t*>&values[0], &data[0]
     job.rows, job.count, job.row_bytes, job.big_endian = rows, count, row_bytes, big_endian
     job.run, job.width = width, bits
     pack_bands(&job, threads, running)
