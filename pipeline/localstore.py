@@ -91,7 +91,7 @@ class LocalStore:
                 if prefix.startswith(key) or (recursive and key.startswith(prefix)):
                     stack.append(iter(self._entries(Path(entry.path), key)))
             elif key > after and key.startswith(prefix) and (recursive or "/" not in key[len(prefix):]):
-                if entry.is_file():
+                if _is_file(entry):
                     try:
                         found = entry.stat()
                     except FileNotFoundError:
@@ -255,6 +255,15 @@ class LocalStore:
                 raise errors.SourceChanged(f"delete {self.spec.url(key)}: the file changed after it was "
                                            f"copied (now {found.st_size} bytes), so it stays")
         target.unlink(missing_ok=True)
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    """A regular file, through links; False for what cannot be followed (a link to itself raised
+    ELOOP from ``is_file`` and failed the whole listing: ``not_copied`` says why instead)."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
 
 
 def version(found: os.stat_result) -> str:

@@ -149,12 +149,14 @@ def test_entries_that_are_no_files_fail_alone_with_the_reason_and_stay(tmp_path)
     os.mkfifo(source / "pipe")
     (source / "dangling").symlink_to("nowhere")
     (source / "sub" / "up").symlink_to("..")
+    (source / "loop").symlink_to("loop")
     result = run_cp(str(source), str(tmp_path / "dst"), "--recursive", "--move", "--json")
     assert result.returncode == 1, result.stderr
     summary = json.loads(result.stdout)
-    assert (summary["copied"], summary["failed"], summary["deleted"]) == (2, 3, 2)
+    assert (summary["copied"], summary["failed"], summary["deleted"]) == (2, 4, 2)
     assert [(f["key"], f["reason"]) for f in summary["failures"]] == [
         ("dangling", "a symbolic link to 'nowhere', which does not exist: not copied"),
+        ("loop", "cannot be read (Too many levels of symbolic links): not copied"),
         ("pipe", "a named pipe, not a regular file: not copied"),
         ("sub/up", "a symbolic link to a directory: not followed (copy the directory it points to on its own)")]
     assert sorted(p.name for p in (tmp_path / "dst").iterdir()) == ["good.bin", "link.bin"]
