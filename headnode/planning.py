@@ -125,11 +125,7 @@ class Planner:
         if found is None:
             # a name shown with U+FFFD is one that could never be read, an entry that is no file
             # (a named pipe) is one still: say that again
-            if "\ufffd" in key:
-                reason = UNNAMED
-            else:
-                problem = source.problem(key) if source.spec.kind == "local" else None
-                reason = problem or "it is no longer at the source"
+            reason = UNNAMED if "\ufffd" in key else source.problem(key) or "it is no longer at the source"
             with db.atomic("IMMEDIATE"):
                 job = Job.get_by_id(job.id)
                 if _fail_object(job, key, reason):

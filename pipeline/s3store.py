@@ -225,6 +225,11 @@ class S3Store:
         return ObjectInfo(key, found["ContentLength"], found.get("ETag", "").strip('"') or None,
                           etag_is_md5=_boto_etag_is_md5(found))
 
+    @staticmethod
+    def problem(key: str) -> None:
+        """A key names an object or nothing: never an entry that is no object (see LocalStore's)."""
+        return None
+
     def attributes(self, key: str) -> ObjectAttributes:
         what = f"read {self._where(key)}"
         if self.lean:

@@ -80,6 +80,10 @@ class Store(Protocol):
 
     def head(self, key: str) -> ObjectInfo | None: ...
 
+    def problem(self, key: str) -> str | None:
+        """Why the entry at ``key``, which ``head`` does not give, is no object to copy (a local
+        named pipe …), as its listing's ``ObjectInfo.problem`` says; None otherwise."""
+
     def attributes(self, key: str) -> ObjectAttributes: ...
 
     def get(self, key: str, *, etag: str | None, offset: int = 0, length: int | None = None) -> Download:

@@ -78,3 +78,37 @@ def test_a_key_no_file_can_be_named_after_fails_that_object_alone(tmp_path, key,
         strategies.put_verified(store, key, DATA, md5=MD5, attrs=ObjectAttributes(), what="w")
     assert strategies.put_verified(store, "frames/fine.dpx", DATA, md5=MD5, attrs=ObjectAttributes(),
                                    what="w") == f"md5:{MD5.hex()}"
+
+
+class SameEndpoint:
+    """Source and destination on one endpoint: ``copy_from`` answers ``landed``; the source's
+    HEAD says whether its ETag is an MD5 (``source_md5``)."""
+
+    def __init__(self, landed, *, source_md5: bool):
+        from pipeline.store import StoreSpec
+        self.spec = StoreSpec("s3", "b", "us-east-1", "http://127.0.0.1:1")
+        self.landed, self.source_md5 = landed, source_md5
+
+    def copy_from(self, source, key, dest_key, *, etag):
+        return self.landed
+
+    def head(self, key):
+        return ObjectInfo(key, len(DATA), MD5.hex(), etag_is_md5=self.source_md5)
+
+
+@pytest.mark.parametrize("source_md5", [True, False])
+def test_a_server_side_copy_whose_etag_differs_is_refused_unless_the_source_etag_is_no_md5(source_md5):
+    """The listed ETag looks like an MD5; the copy's differs. Where the source's HEAD says its
+    ETag is an MD5 (not encrypted), the copy did not verify; where it is no MD5 (SSE-KMS), the
+    copy is checked by size."""
+    store = SameEndpoint("0" * 32, source_md5=source_md5)
+    obj = {"key": "k", "dest_key": "k2", "size": len(DATA), "etag": MD5.hex()}
+    budget = strategies.MemoryBudget(1 << 20)
+    if source_md5:
+        with pytest.raises(errors.VerificationFailed, match=f"the copy's ETag 0{{32}} differs from {MD5.hex()}"):
+            strategies.copy_object(store, store, obj, memory=None, copying=budget)
+    else:
+        assert strategies.copy_object(store, store, obj, memory=None, copying=budget) == f"size:{len(DATA)}"
+    assert strategies.copy_object(SameEndpoint(MD5.hex(), source_md5=True), SameEndpoint(MD5.hex(), source_md5=True),
+                                  obj, memory=None, copying=budget) == f"md5:{MD5.hex()}"
+

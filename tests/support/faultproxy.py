@@ -48,6 +48,8 @@ class FaultProxy:
     changed while the proxy runs.
     """
 
+    handler: type  # the request handler class (``_Handler``, set below; a subclass may change it)
+
     def __init__(
         self,
         upstream_url: str,
@@ -110,7 +112,7 @@ class FaultProxy:
     def start(self) -> FaultProxy:
         if self._server is not None:
             raise RuntimeError("FaultProxy is already started")
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", 0), self.handler)
         self._server.proxy = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
@@ -279,3 +281,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%b\r\n" % (len(data), data) if rechunk else data)
         if rechunk:
             self.wfile.write(b"0\r\n\r\n")
+
+
+FaultProxy.handler = _Handler

@@ -41,10 +41,6 @@ class KmsEtagProxy(FaultProxy):
         with self._lock_map:
             return self._originals.get(etag, etag)
 
-    def start(self) -> KmsEtagProxy:
-        super().start()
-        self._server.RequestHandlerClass = _KmsHandler
-        return self
 
 
 class _KmsHandler(_Handler):
@@ -76,3 +72,6 @@ class _KmsHandler(_Handler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+
+KmsEtagProxy.handler = _KmsHandler
