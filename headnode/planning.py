@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 
 from pipeline import errors
-from pipeline.checksums import already_present
+from pipeline.checksums import already_present, kept_part_size, plain_md5
 from pipeline.locations import not_utf8
-from pipeline.planner import PlanSettings, part_tasks, plan_page
+from pipeline.planner import MAX_SINGLE_COPY, PlanSettings, part_tasks, plan_page
 from pipeline.store import ObjectInfo
 from headnode import models
 from headnode.aggregator import finish_if_done
@@ -160,18 +161,25 @@ class Planner:
         task_codec = {"codec": codec} if codec != "none" else {}   # absent from plain copy tasks
         uploads = []
         for obj, dest_key in planned.multipart:   # started before the transaction: network calls
-            if options["sync"] and _identical(source, destination, obj, dest_key):
+            keep_etag = options["sync"] and codec == "none"
+            if options["sync"] and _identical(source, destination, obj, dest_key) \
+                    or keep_etag and _copied_whole_keeps_etag(source, destination, obj):
+                # present (the worker's check finds it so), or best copied whole
                 planned.copy_batches.append([{"key": obj.key, "dest_key": dest_key, "size": obj.size,
                                               "etag": obj.etag}])
                 continue
+            layout = settings
+            if keep_etag:       # see worker.strategies.copy_keeping_parts
+                part_size = kept_part_size(source, destination, obj.key, obj.size, obj.etag)
+                layout = replace(settings, part_size=part_size) if part_size else settings
             upload_id = destination.create_multipart(dest_key, source.attributes(obj.key))
-            uploads.append((obj, dest_key, upload_id))
+            uploads.append((obj, dest_key, upload_id, layout))
         with db.atomic("IMMEDIATE"):
             job = Job.get_by_id(job.id)
             tasks = [self.service.task(job, "CopyObjects", objects=batch, sync=options["sync"], **task_codec)
                      for batch in planned.copy_batches]
-            for obj, dest_key, upload_id in uploads:
-                parts = part_tasks(obj, dest_key, upload_id, settings,
+            for obj, dest_key, upload_id, layout in uploads:
+                parts = part_tasks(obj, dest_key, upload_id, layout,
                                    lambda type_, **f: self.service.task(job, type_, **f))
                 Upload.create(job=job, key=obj.key, dest_key=dest_key, upload_id=upload_id,
                               object_size=obj.size, etag=obj.etag, parts_total=len(parts))
@@ -212,6 +220,14 @@ def _fail_object(job: Job, key: str, reason: str) -> bool:
     ObjectFailure.create(job=job, key=key, reason=reason)
     job.objects_failed += 1
     return True
+
+
+def _copied_whole_keeps_etag(source, destination, obj: ObjectInfo) -> bool:
+    """Sync mode: an object uploaded whole (an MD5 ETag) keeps its ETag through a server-side
+    CopyObject, so that the next sync can compare it; copied in parts it would not. One
+    CopyObject copies up to 5 GiB."""
+    return bool(plain_md5(obj.etag)) and obj.size <= MAX_SINGLE_COPY \
+        and source.spec.same_endpoint(destination.spec)
 
 
 def _identical(source, destination, obj: ObjectInfo, dest_key: str) -> bool:

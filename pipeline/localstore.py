@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from pipeline import errors
+from pipeline.checksums import multipart_etag
 from pipeline.store import Download, ObjectAttributes, ObjectInfo, StoreSpec
 
 PAGE = 1000
@@ -133,13 +134,29 @@ class LocalStore:
         return ObjectAttributes(content_type=mimetypes.guess_type(key)[0] or "application/octet-stream")
 
     def checksum(self, key: str) -> str:
-        digest = hashlib.md5(usedforsecurity=False)
+        """The file's MD5 (what a single-part S3 upload of it would have as its ETag)."""
         if key.endswith("/"):
-            return digest.hexdigest()       # a folder marker: no bytes
+            return hashlib.md5(usedforsecurity=False).hexdigest()      # a folder marker: no bytes
+        return self._part_digests(key, None)[0].hex()
+
+    def multipart_etag(self, key: str, part_size: int) -> str:
+        """The ETag an S3 upload of the file in parts of ``part_size`` bytes would have."""
+        return multipart_etag(self._part_digests(key, part_size))
+
+    def _part_digests(self, key: str, part_size: int | None) -> list[bytes]:
+        """The MD5 of each ``part_size`` bytes of the file (None: of all of it)."""
+        digests, digest, left = [], hashlib.md5(usedforsecurity=False), part_size
         with self._open(key) as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
+            while chunk := handle.read(min(1 << 20, left or 1 << 20)):
                 digest.update(chunk)
-        return digest.hexdigest()
+                if part_size:
+                    left -= len(chunk)
+                    if not left:
+                        digests.append(digest.digest())
+                        digest, left = hashlib.md5(usedforsecurity=False), part_size
+        if left != part_size or not digests:
+            digests.append(digest.digest())
+        return digests
 
     def _open(self, key: str):
         """The file for reading; a missing or unreadable one as the store error a user can act on

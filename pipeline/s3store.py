@@ -225,6 +225,24 @@ class S3Store:
         return ObjectInfo(key, found["ContentLength"], found.get("ETag", "").strip('"') or None,
                           etag_is_md5=_boto_etag_is_md5(found))
 
+    def part_size(self, key: str) -> int | None:
+        """The size of the first part of an object uploaded in parts (None: one uploaded
+        whole, or a store that does not say): S3 answers a HEAD of one part with its length
+        and the part count."""
+        what = f"read {self._where(key)}"
+        try:
+            if self.lean:
+                found = self._lean(what, "HEAD", key, query={"partNumber": "1"})
+                length, parts = found.headers.get("content-length"), found.headers.get("x-amz-mp-parts-count")
+            else:
+                answer = self._call(what, "head_object", Bucket=self.spec.bucket, Key=key, PartNumber=1)
+                length, parts = answer.get("ContentLength"), answer.get("PartsCount")
+        except (errors.AccessDenied, errors.NoSuchBucket):
+            raise
+        except errors.StoreError:       # gone, or a store that refuses the question: it does not say
+            return None
+        return int(length) if parts and length is not None else None
+
     @staticmethod
     def problem(key: str) -> None:
         """A key names an object or nothing: never an entry that is no object (see LocalStore's)."""

@@ -1,6 +1,8 @@
 """A local directory as a store: its listing pages, in key order, the first one short when asked."""
 from __future__ import annotations
 
+import hashlib
+
 from pipeline.store import StoreSpec, open_store
 
 
@@ -22,8 +24,6 @@ def test_names_of_every_length_land_and_only_writes_in_progress_are_unlisted(tmp
     """A file name may take 255 bytes: writing it goes through a temporary name of fixed length
     (one after the target's name was too long from 211 bytes on). A listing skips those
     temporary names, and only them: a user's file may hold the mark in its name."""
-    import hashlib
-
     from pipeline.store import ObjectAttributes
     store = open_store(StoreSpec("local", str(tmp_path)))
     longest, long_parts = "l" * 255, "p" * 250 + ".dpx"
@@ -69,3 +69,31 @@ def test_a_file_written_while_it_is_read_is_refused_as_changed(tmp_path):
         reading.body.read()
     part = store.get("frame.dpx", etag=None, offset=1000, length=1000)
     assert part.body.read() == b"a" * 1000          # a range read to its end checks the same way
+
+
+def test_a_file_hashes_in_parts_to_the_etag_of_an_s3_upload_in_those_parts(moto, tmp_path):
+    """Each size against a part boundary (one short, on it, one over, a single part, nothing):
+    the ETag moto's S3 gives the same bytes uploaded in parts of that size, as AWS's rule says."""
+    import random
+    import uuid
+
+    client = moto.client("s3")
+    bucket = f"parts-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    store = open_store(StoreSpec("local", str(tmp_path)))
+    part = 5 << 20
+    rng = random.Random(9)
+    for size in (2 * part - 1, 2 * part, 2 * part + 1, 1000, 0):
+        body = rng.randbytes(size)
+        (tmp_path / f"f{size}").write_bytes(body)
+        key = f"f{size}"
+        upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        pieces = [body[i:i + part] for i in range(0, size, part)] or [b""]
+        listed = [{"PartNumber": n, "ETag": client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
+                                                               PartNumber=n, Body=piece)["ETag"]}
+                  for n, piece in enumerate(pieces, start=1)]
+        client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
+                                         MultipartUpload={"Parts": listed})
+        etag = client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+        assert store.multipart_etag(key, part) == etag, size
+        assert store.checksum(key) == hashlib.md5(body).hexdigest()

@@ -65,8 +65,8 @@ class Executor:
                                              copying=self.copying, settings=self.codec)
                     return {"ok": {**_copied(obj, moved.checksum), "written": moved.written,
                                    "codec": moved.codec, "note": moved.note}}
-                checksum = strategies.copy_object(source, destination, obj, memory=self.memory,
-                                                  copying=self.copying)
+                copy = strategies.copy_keeping_parts if task.get("sync") else strategies.copy_object
+                checksum = copy(source, destination, obj, memory=self.memory, copying=self.copying)
                 return {"ok": _copied(obj, checksum)}
             except errors.PermanentError as exc:
                 return {"failed": {"key": obj["key"], "reason": str(exc)}}

@@ -17,9 +17,13 @@ import threading
 from dataclasses import dataclass
 
 from pipeline import errors
-from pipeline.checksums import plain_md5
+from pipeline.checksums import kept_part_size, plain_md5
 
 READ_CHUNK = 1 << 20
+# endpoints whose copied parts (UploadPartCopy) do not add up to their source's ETag, as this
+# process found: SeaweedFS gives each copied part an ETag of its own kind (and keeps a source's
+# ETag through a whole CopyObject instead)
+_COPIED_PARTS_LOSE_ETAG: set[str | None] = set()
 
 
 class MemoryBudget:
@@ -145,6 +149,43 @@ def copy_object(source, destination, obj: dict, *, memory: MemoryBudget | None, 
         return _verify_size(destination, dest_key, size, what)
     with memory.holding(size):
         return _read_and_put(source, destination, key, dest_key, size=size, etag=etag, what=what)
+
+
+def copy_keeping_parts(source, destination, obj: dict, *, memory: MemoryBudget, copying: MemoryBudget) -> str:
+    """Sync mode's copy of one object: one uploaded in parts goes in the same parts, so that its
+    copy has its ETag (S3's rule: the MD5 of the parts' MD5s) and the next sync finds it
+    unchanged. A whole CopyObject gives the copy the MD5 of its bytes instead, which no ETag of
+    parts compares with. Anything else goes as ``copy_object`` copies it."""
+    key, dest_key, size, etag = obj["key"], obj["dest_key"], obj["size"], obj.get("etag")
+    server_side = source.spec.same_endpoint(destination.spec)
+    part_size = None
+    if not (server_side and destination.spec.endpoint_url in _COPIED_PARTS_LOSE_ETAG):
+        part_size = kept_part_size(source, destination, key, size, etag)
+    if part_size is None:
+        return copy_object(source, destination, obj, memory=memory, copying=copying)
+    upload_id = destination.create_multipart(dest_key, source.attributes(key))
+    try:
+        parts = []
+        for number, offset in enumerate(range(0, size, part_size), start=1):
+            part = {"key": key, "dest_key": dest_key, "upload_id": upload_id, "part_number": number,
+                    "offset": offset, "length": min(part_size, size - offset), "etag": etag}
+            with copying.holding(part["length"] if server_side else 0):
+                part_etag, _ = copy_part(source, destination, part, memory=memory)
+            parts.append({"part_number": number, "etag": part_etag, "size": part["length"]})
+        landed = destination.complete_multipart(dest_key, upload_id, parts)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            destination.abort_multipart(dest_key, upload_id)
+        raise
+    if landed == etag:
+        return f"etag:{etag}"
+    checked = _verify_size(destination, dest_key, size, f"copy {source.spec.url(key)}")
+    if server_side and landed:
+        # this store's copied parts make an ETag of their own: copied whole, the object keeps the
+        # source's (SeaweedFS), or at least costs no more requests than in parts
+        _COPIED_PARTS_LOSE_ETAG.add(destination.spec.endpoint_url)
+        return copy_object(source, destination, obj, memory=memory, copying=copying)
+    return checked
 
 
 def _read_and_put(source, destination, key: str, dest_key: str, *, size: int, etag: str | None, what: str) -> str:
