@@ -21,8 +21,8 @@ from pipeline.checksums import kept_part_size, plain_md5
 
 READ_CHUNK = 1 << 20
 # endpoints whose copied parts (UploadPartCopy) do not add up to their source's ETag, as this
-# process found: SeaweedFS gives each copied part an ETag of its own kind (and keeps a source's
-# ETag through a whole CopyObject instead)
+# process found: SeaweedFS gives each copied part an ETag of its own kind, no MD5 (and keeps a
+# source's ETag through a whole CopyObject instead)
 _COPIED_PARTS_LOSE_ETAG: set[str | None] = set()
 
 
@@ -180,9 +180,10 @@ def copy_keeping_parts(source, destination, obj: dict, *, memory: MemoryBudget, 
     if landed == etag:
         return f"etag:{etag}"
     checked = _verify_size(destination, dest_key, size, f"copy {source.spec.url(key)}")
-    if server_side and landed:
-        # this store's copied parts make an ETag of their own: copied whole, the object keeps the
-        # source's (SeaweedFS), or at least costs no more requests than in parts
+    if server_side and not all(plain_md5(p["etag"]) for p in parts):
+        # copied parts whose ETags are no MD5s (SeaweedFS's) add up to no source's ETag; copied
+        # whole, an object keeps it there. (Parts with MD5-like ETags that still made another
+        # ETag are those of an encrypting bucket, where no copy keeps it: that copy stands.)
         _COPIED_PARTS_LOSE_ETAG.add(destination.spec.endpoint_url)
         return copy_object(source, destination, obj, memory=memory, copying=copying)
     return checked
