@@ -225,6 +225,16 @@ class S3Store:
         return ObjectInfo(key, found["ContentLength"], found.get("ETag", "").strip('"') or None,
                           etag_is_md5=_boto_etag_is_md5(found))
 
+    def metadata(self, key: str) -> dict | None:
+        """An object's user metadata (None: no such object)."""
+        what = f"read {self._where(key)}"
+        try:
+            if self.lean:
+                return s3wire.attributes_from_headers(self._lean(what, "HEAD", key).headers).metadata
+            return self._call(what, "head_object", Bucket=self.spec.bucket, Key=key).get("Metadata", {})
+        except errors.NoSuchKey:
+            return None
+
     def part_size(self, key: str) -> int | None:
         """The size of the first part of an object uploaded in parts (None: one uploaded
         whole, or a store that does not say): S3 answers a HEAD of one part with its length

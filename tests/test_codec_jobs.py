@@ -180,3 +180,52 @@ def test_a_job_with_an_unknown_codec_mode_is_refused(head_node, api, buckets, s3
                                        "codec": "squash"})
     assert refused.status_code == 422
     assert "codec" in refused.json()["errors"]["json"]
+
+
+def codec_sync(source: str, destination: str, mode: str, endpoint_url: str) -> dict:
+    result = run_cp(source, destination, "--recursive", "--sync", "--codec", mode, "--json",
+                    "--endpoint-url", endpoint_url)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    return {"copied": summary["copied"], "skipped": summary["skipped"], "failed": summary["failed"],
+            "coded": summary["codec"]["objects_encoded"] + summary["codec"]["objects_decoded"]}
+
+
+def test_a_second_codec_sync_encodes_and_decodes_nothing_and_a_changed_frame_again(buckets, s3_env, tmp_path):
+    """Sync mode with the image codec: an encoded copy is smaller than its original, so it is
+    known by the original its metadata records (the source's ETag when it was encoded, or its
+    MD5), a restored one by the MD5 its container records. Without that, every sync encoded and
+    sent every frame again."""
+    source, dest = buckets
+    client = s3_env.client()
+    objects = frames_folder()
+    put_folder(client, source, "frames/", objects)
+    url, n = s3_env.endpoint_url, len(objects)
+    packed, restored = f"s3://{dest}/packed/", f"s3://{dest}/restored/"
+
+    assert codec_sync(f"s3://{source}/frames/", packed, "compress", url) == \
+        {"copied": n, "skipped": 0, "failed": 0, "coded": len(IMAGES)}
+    assert codec_sync(f"s3://{source}/frames/", packed, "compress", url) == \
+        {"copied": 0, "skipped": n, "failed": 0, "coded": 0}
+    assert codec_sync(packed, restored, "decompress", url) == {"copied": n, "skipped": 0, "failed": 0,
+                                                                "coded": len(IMAGES)}
+    assert codec_sync(packed, restored, "decompress", url) == {"copied": 0, "skipped": n, "failed": 0, "coded": 0}
+
+    changed = dpx_frame(77)
+    client.put_object(Bucket=source, Key="frames/shot/frame-001.dpx", Body=changed, ContentType="image/x-dpx")
+    assert codec_sync(f"s3://{source}/frames/", packed, "compress", url) == \
+        {"copied": 1, "skipped": n - 1, "failed": 0, "coded": 1}
+    assert codec_sync(packed, restored, "decompress", url) == {"copied": 1, "skipped": n - 1, "failed": 0,
+                                                                "coded": 1}
+    got = client.get_object(Bucket=dest, Key="restored/shot/frame-001.dpx")
+    assert md5(got["Body"].read()) == md5(changed) and got["Metadata"] == {}     # the codec's keys stay behind
+
+    # from disk: a file's version stands for its ETag; one touched but unchanged is known by its MD5
+    disk = tmp_path / "frames"
+    for key, (body, _) in objects.items():
+        (disk / key).parent.mkdir(parents=True, exist_ok=True)
+        (disk / key).write_bytes(body)
+    uploaded = f"s3://{dest}/from-disk/"
+    assert codec_sync(str(disk), uploaded, "compress", url)["coded"] == len(IMAGES)
+    (disk / "shot/plate-002.tif").touch()
+    assert codec_sync(str(disk), uploaded, "compress", url) == {"copied": 0, "skipped": n, "failed": 0, "coded": 0}

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import codec
 from pipeline import errors
-from pipeline.checksums import plain_md5
+from pipeline.checksums import already_present, content_md5, plain_md5
 from pipeline.store import ObjectAttributes
 from worker import strategies
 from worker.codec_settings import CodecSettings   # kept apart: a plain worker never loads the codec
@@ -38,7 +38,8 @@ META_SIZE = "cloudmover-original-size"
 META_CHECKSUM = "cloudmover-original-checksum"     # "md5:<hex>" of the original bytes
 META_FORMAT = "cloudmover-original-format"
 META_CONTENT_TYPE = "cloudmover-original-content-type"
-CODEC_KEYS = (META_CODEC, META_SIZE, META_CHECKSUM, META_FORMAT, META_CONTENT_TYPE)
+META_ETAG = "cloudmover-original-etag"      # the original's ETag (a local file's version) when it was encoded
+CODEC_KEYS = (META_CODEC, META_SIZE, META_CHECKSUM, META_FORMAT, META_CONTENT_TYPE, META_ETAG)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,40 @@ class CorruptContainer(errors.PermanentError):
     """An object marked as encoded does not decode to its recorded original."""
 
     code = "corrupt_container"
+
+
+def already_there(source, destination, obj: dict, *, mode: str) -> bool:
+    """Sync mode: the destination holds what a ``mode`` job would write there. An object that
+    moves unchanged is compared as any copy is (``checksums.already_present``); an encoded one by
+    the original its metadata records: the source's ETag then, or else its MD5 (a local file's is
+    hashed); a restored one by the MD5 its container's metadata records. (A local file carries no
+    metadata: an encoded one on disk is encoded again.)"""
+    if already_present(source, destination, obj):
+        return True
+    if mode == "compress":
+        recorded = _metadata(destination, obj["dest_key"])
+        if not recorded or recorded.get(META_SIZE) != str(obj["size"]):
+            return False
+        if obj.get("etag") and recorded.get(META_ETAG) == obj["etag"]:
+            return True     # the source is as it was when it was encoded
+        original = content_md5(source, obj["key"], obj.get("etag"))
+        return original is not None and recorded.get(META_CHECKSUM) == f"md5:{original}"
+    recorded = _metadata(source, obj["key"])
+    if not recorded or META_CODEC not in recorded:
+        return False
+    try:
+        size, original = _recorded_original(recorded, f"decode {source.spec.url(obj['key'])}")
+    except CorruptContainer:
+        return False        # decoding it says so
+    found = destination.head(obj["dest_key"])
+    if original is None or found is None or found.size != size:
+        return False
+    return content_md5(destination, obj["dest_key"], found.etag if found.etag_is_md5 else None) == original
+
+
+def _metadata(store, key: str) -> dict | None:
+    """An object's user metadata; None when it is not there or its store keeps none."""
+    return store.metadata(key) if hasattr(store, "metadata") else None
 
 
 def move(source, destination, obj: dict, *, mode: str, memory: strategies.MemoryBudget,
@@ -89,7 +124,7 @@ def _compress(source, destination, obj, *, memory, copying, settings: CodecSetti
         attrs = ObjectAttributes(
             content_type=CONTENT_TYPE, headers=held.attrs.headers, tags=held.attrs.tags,
             storage_class=held.attrs.storage_class,
-            metadata={**held.attrs.metadata, **_codec_metadata(held, container, image_format)})
+            metadata={**held.attrs.metadata, **_codec_metadata(held, container, image_format, obj.get("etag"))})
         checksum = _write(destination, obj["dest_key"], container, attrs=attrs,
                           what=f"write encoded {source.spec.url(obj['key'])}")
     return Moved(checksum, written=len(container), codec="encoded")
@@ -113,10 +148,12 @@ def _encode(held: strategies.Read, settings: CodecSettings) -> tuple[bytes | Non
     return container, ""
 
 
-def _codec_metadata(held: strategies.Read, container: bytes, image_format: str) -> dict:
+def _codec_metadata(held: strategies.Read, container: bytes, image_format: str, etag: str | None) -> dict:
     info = codec.info(container)
     metadata = {META_CODEC: str(info["container_version"]), META_SIZE: str(len(held.data)),
                 META_CHECKSUM: f"md5:{held.md5.hex()}", META_FORMAT: str(info.get("format") or image_format)}
+    if etag:
+        metadata[META_ETAG] = etag
     if held.attrs.content_type:
         metadata[META_CONTENT_TYPE] = held.attrs.content_type
     return metadata

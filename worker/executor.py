@@ -57,7 +57,7 @@ class Executor:
 
         def one(obj):
             try:
-                if task.get("sync") and already_present(source, destination, obj):
+                if task.get("sync") and _present(source, destination, obj, mode):
                     return {"ok": _copied(obj, None, skipped=True)}
                 if mode != "none":
                     from worker import codec_stage
@@ -161,6 +161,14 @@ def _raise_if_nothing_went_through(task: dict, results: list[dict]) -> None:
                   exc_info=unforeseen[0])
     if again and len(again) == len(results):
         raise again[0]
+
+
+def _present(source, destination, obj: dict, mode: str) -> bool:
+    """Sync mode: the destination holds what copying ``obj`` would write there."""
+    if mode == "none":
+        return already_present(source, destination, obj)
+    from worker import codec_stage
+    return codec_stage.already_there(source, destination, obj, mode=mode)
 
 
 def _copied(obj: dict, checksum: str | None, *, skipped: bool = False) -> dict:
