@@ -15,9 +15,14 @@ import json
 import random
 import uuid
 
+import pytest
 from boto3.s3.transfer import TransferConfig
 
+from pipeline import errors
+from pipeline.credentials import Credentials
+from pipeline.store import StoreSpec, open_store
 from test_cp import run_cp
+from worker import strategies
 
 MiB = 1 << 20
 IN_FIVES = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
@@ -125,3 +130,28 @@ def test_a_second_sync_copies_nothing_on_a_store_whose_copied_parts_make_other_e
     assert sync(f"s3://{source}/shots/", f"s3://{dest}/", env) == {"copied": 0, "skipped": 3, "failed": 0}
     for key, body in objects.items():
         assert client.get_object(Bucket=dest, Key=key[len("shots/"):])["Body"].read() == body, key
+
+
+def test_an_object_rewritten_while_a_sync_copies_its_parts_fails_and_leaves_no_upload(buckets, s3_env):
+    """The parts are copied only from the version the job listed (if-match): a source rewritten
+    before its copy fails as changed, its upload is aborted (no parts left to pay for), and
+    nothing lands at the destination. (moto ignores if-match on UploadPartCopy; SeaweedFS does not.)"""
+    src, dst = buckets
+    client = s3_env.client()
+    key, body = "shots/mid.dpx", bodies(6)["shots/mid.dpx"]
+    upload(client, src, {key: body})
+    spec = {"region": s3_env.region, "endpoint_url": s3_env.endpoint_url,
+            "credentials": Credentials(s3_env.access_key, s3_env.secret_key)}
+    source, destination = open_store(StoreSpec("s3", src, **spec)), open_store(StoreSpec("s3", dst, **spec))
+    listed = client.head_object(Bucket=src, Key=key)["ETag"].strip('"')
+    upload(client, src, {key: random.Random(7).randbytes(len(body))})
+    budget = strategies.MemoryBudget(64 * MiB)
+    obj = {"key": key, "dest_key": "mid.dpx", "size": len(body), "etag": listed}
+    try:
+        with pytest.raises(errors.SourceChanged, match="changed after the job was planned"):
+            strategies.copy_keeping_parts(source, destination, obj, memory=budget, copying=budget)
+    finally:
+        source.close()
+        destination.close()
+    assert client.list_multipart_uploads(Bucket=dst).get("Uploads", []) == []
+    assert client.list_objects_v2(Bucket=dst).get("KeyCount") == 0
