@@ -8,7 +8,9 @@ last committed key and republishes what was committed but not yet sent.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from pipeline import errors
@@ -22,6 +24,7 @@ from headnode.jobs import JobService
 from headnode.models import Job, ObjectFailure, Upload, db
 
 log = logging.getLogger("cloudmover.planning")
+CHECK_THREADS = min(8, os.cpu_count() or 1) + 2     # sync's checks of large objects at once (see _present)
 UNNAMED = "its name is not valid UTF-8, which no S3 key can be: rename it and copy it again"
 
 
@@ -160,10 +163,10 @@ class Planner:
         codec = options.get("codec", "none")
         task_codec = {"codec": codec} if codec != "none" else {}   # absent from plain copy tasks
         uploads = []
-        for obj, dest_key in planned.multipart:   # started before the transaction: network calls
+        present = _present(source, destination, planned.multipart) if options["sync"] else []
+        for n, (obj, dest_key) in enumerate(planned.multipart):   # before the transaction: network calls
             keep_etag = options["sync"] and codec == "none"
-            if options["sync"] and _identical(source, destination, obj, dest_key) \
-                    or keep_etag and _copied_whole_keeps_etag(source, destination, obj):
+            if present and present[n] or keep_etag and _copied_whole_keeps_etag(source, destination, obj):
                 # present (the worker's check finds it so), or best copied whole
                 planned.copy_batches.append([{"key": obj.key, "dest_key": dest_key, "size": obj.size,
                                               "etag": obj.etag}])
@@ -230,6 +233,15 @@ def _copied_whole_keeps_etag(source, destination, obj: ObjectInfo) -> bool:
         and source.spec.same_endpoint(destination.spec)
 
 
-def _identical(source, destination, obj: ObjectInfo, dest_key: str) -> bool:
-    return already_present(source, destination, {"key": obj.key, "dest_key": dest_key, "size": obj.size,
-                                                 "etag": obj.etag})
+def _present(source, destination, multipart: list[tuple[ObjectInfo, str]]) -> list[bool]:
+    """Sync mode: which of a page's objects to copy in parts the destination already holds,
+    checked side by side: a check may hash a local file of gigabytes (hashlib lets go of the
+    GIL), or wait on a store's answers."""
+    def identical(item: tuple[ObjectInfo, str]) -> bool:
+        obj, dest_key = item
+        return already_present(source, destination, {"key": obj.key, "dest_key": dest_key, "size": obj.size,
+                                                     "etag": obj.etag})
+    if len(multipart) < 2:
+        return [identical(item) for item in multipart]
+    with ThreadPoolExecutor(min(len(multipart), CHECK_THREADS)) as pool:
+        return list(pool.map(identical, multipart))
