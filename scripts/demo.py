@@ -19,6 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from localservers import SeaweedServer  # noqa: E402
 
+from codec.formats.samples import picture, write_dpx, write_tiff  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CLOUDMOVER_DATA_DIR", ROOT / "cloudmover-data")).resolve()
 BIN = Path(sys.executable).parent
@@ -31,6 +33,11 @@ def seed(client) -> None:
     files = {f"frames/shot-{n // 100:02d}/frame-{n:05d}.dpx": rng.randbytes(rng.randint(4_000, 64_000))
              for n in range(500)}
     files.update({f"masters/reel-{n}.mov": rng.randbytes(80 << 20) for n in range(2)})
+    # and real frames, for the image codec (the names above hold random bytes, which it moves unchanged)
+    files.update({f"frames/plates/plate-{n:03d}.dpx": write_dpx(picture(n, height=540, width=960), bits=10)
+                  for n in range(6)})
+    files.update({f"frames/plates/scan-{n:03d}.tif": write_tiff(picture(n, height=480, width=640, bits=16))
+                  for n in range(4)})
     files["README.txt"] = b"Sample data for the CloudMover demo.\n"
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda kv: client.put_object(Bucket="demo-source", Key=kv[0], Body=kv[1]), files.items()))

@@ -25,6 +25,17 @@ NATURAL = {"u8": "u1", "i8": "i1"} | {
     for kind in "uif" for size in (16, 32) for order in ("le", "be")}
 
 
+def picture(seed: int, *, height: int = 96, width: int = 160, bits: int = 10) -> np.ndarray:
+    """A synthetic RGB picture (height, width, 3) of values below 2**bits: gradients plus a
+    little seeded noise, so that a lossless codec really shrinks it, and deterministic."""
+    rng = np.random.default_rng(seed)
+    top = (1 << bits) - 1
+    y, x = np.mgrid[0:height, 0:width]
+    channels = [(x * (0.4 + 0.2 * c) + y * (0.6 - 0.1 * c)) / (width + height) * top * 0.8 for c in range(3)]
+    image = np.stack(channels, axis=-1) + rng.normal(0, 2.0, (height, width, 3)) + seed % 50
+    return np.clip(np.rint(image), 0, top).astype(np.uint16)
+
+
 def write_dpx(array, bits: int = 10, packing: int = 1, big_endian: bool = True) -> bytes:
     """A single-element DPX file (V2.0, 2048-byte header, data at 2048)."""
     pixels = _pixels(array, bits)
