@@ -180,6 +180,24 @@ def test_first_sign_in_to_a_finished_copy_by_drag_and_drop(browser_page, live, b
     assert_same_objects(s3_env.client(), destination,
                         {key: body for key, body in objects.items()}, prefix="")
 
+    # the same copy again, only what is missing or changed: every object is already there
+    page.goto(base + "/jobs/new")
+    page.locator('.node:has(> .label[data-folder="Source"][data-path=""]) > .toggle').click()
+    dragged = page.locator('.label[data-folder="Source"][data-path="shots/"]')
+    dragged.wait_for()
+    dragged.drag_to(page.locator('.label[data-folder="Destination"][data-path=""]'))
+    page.locator("#job-dialog[open]").wait_for()
+    page.check("#job-sync")
+    page.click("#submit-job")
+    page.wait_for_url(base + "/")
+    again = page.locator("article.job").first
+    again.locator(".state", has_text="Complete").wait_for(timeout=120_000)
+    again.click()
+    page.wait_for_url(f"{base}/jobs/*")
+    page.locator("#job-timings tr", has_text="Already present (skipped)").locator("td", has_text="41").wait_for()
+    assert "Only missing or changed (sync)\tyes" in page.locator("#job-options").inner_text()
+    timings.locator("tr", has_text="Objects copied").locator("td", has_text="0").wait_for()
+
 
 def test_failed_jobs_show_red_and_warnings_yellow_with_reasons(browser_page, live, buckets, s3_env, tmp_path):
     page, base = browser_page, live.base

@@ -83,6 +83,7 @@
     $("job-source").value = location(source);
     $("job-destination").value = location({folder: target.folder, path: target.path + (source.path ? leaf(source.path) + "/" : "")});
     $("op-copy").checked = true;
+    $("job-sync").checked = false;
     dialog.showModal();
     estimate();
     preflight();
@@ -124,7 +125,8 @@
   $("job-name").form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = {name: $("job-name").value, source: $("job-source").value, destination: $("job-destination").value,
-                  move: $("op-move").checked, recursive: $("job-recursive").checked, tier: $("job-tier").value,
+                  move: $("op-move").checked, recursive: $("job-recursive").checked, sync: $("job-sync").checked,
+                  tier: $("job-tier").value,
                   codec: $("job-codec").value,
                   notify: [...document.querySelectorAll("#notify-list input:checked")].map((i) => i.value)};
     $("submit-job").disabled = true;
