@@ -15,6 +15,7 @@ PLANS = {
         ('object_size', 'int', True, False, None, (('range', 0, None, True, True),)),
         ('etag', 'str', False, True, ('value', None), ()),
         ('parts', ('list', ('nested', 'PartRef')), True, False, None, (('length', 1, None, None),)),
+        ('sync', 'bool', False, False, ('value', False), ()),
     ),
     'CopiedObject': (
         ('key', 'str', True, False, None, ()),

@@ -115,7 +115,7 @@ class Executor:
                       part_number=task["part_number"], etag=etag, size=task["length"], checksum=checksum)
 
     def _CompleteMultipart(self, task, source, destination) -> dict:
-        checksum = strategies.complete_upload(destination, task)
+        checksum = strategies.complete_upload(source, destination, task, memory=self.memory, copying=self.copying)
         obj = {"key": task["key"], "dest_key": task["dest_key"], "size": task["object_size"]}
         return _event("ObjectsCopied", task, copied=[_copied(obj, checksum)], failed=[])
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from pipeline import errors
 from pipeline.checksums import kept_part_size, plain_md5
+from pipeline.planner import MAX_SINGLE_COPY
 
 READ_CHUNK = 1 << 20
 # endpoints whose copied parts (UploadPartCopy) do not add up to their source's ETag, as this
@@ -177,15 +178,24 @@ def copy_keeping_parts(source, destination, obj: dict, *, memory: MemoryBudget, 
         with contextlib.suppress(Exception):
             destination.abort_multipart(dest_key, upload_id)
         raise
-    if landed == etag:
+    return _settle_kept_parts(source, destination, obj, parts, landed, memory=memory, copying=copying)
+
+
+def _settle_kept_parts(source, destination, obj: dict, parts: list[dict], landed: str, *,
+                       memory: MemoryBudget, copying: MemoryBudget) -> str:
+    """The check of a sync's copy made in parts (``landed``: its ETag). Copied parts whose ETags
+    are no MD5s (SeaweedFS's) add up to no source's ETag, while a whole CopyObject keeps it there:
+    such a copy is made again whole (up to 5 GiB), so that the next sync finds it unchanged. (Parts
+    with MD5-like ETags that still made another ETag are an encrypting bucket's, where no copy
+    keeps it, or another layout's: that copy stands.)"""
+    etag = obj.get("etag")
+    if landed and landed == etag:
         return f"etag:{etag}"
-    checked = _verify_size(destination, dest_key, size, f"copy {source.spec.url(key)}")
-    if server_side and not all(plain_md5(p["etag"]) for p in parts):
-        # copied parts whose ETags are no MD5s (SeaweedFS's) add up to no source's ETag; copied
-        # whole, an object keeps it there. (Parts with MD5-like ETags that still made another
-        # ETag are those of an encrypting bucket, where no copy keeps it: that copy stands.)
+    checked = _verify_size(destination, obj["dest_key"], obj["size"], f"copy {source.spec.url(obj['key'])}")
+    if source.spec.same_endpoint(destination.spec) and not all(plain_md5(p["etag"]) for p in parts):
         _COPIED_PARTS_LOSE_ETAG.add(destination.spec.endpoint_url)
-        return copy_object(source, destination, obj, memory=memory, copying=copying)
+        if obj["size"] <= MAX_SINGLE_COPY:
+            return copy_object(source, destination, obj, memory=memory, copying=copying)
     return checked
 
 
@@ -218,8 +228,12 @@ def copy_part(source, destination, task: dict, *, memory: MemoryBudget) -> tuple
     return etag, f"md5:{md5.hex()}"
 
 
-def complete_upload(destination, task: dict) -> str:
-    """Close a multipart upload and check the object that results; idempotent."""
-    what = f"complete {destination.spec.url(task['dest_key'])}"
-    destination.complete_multipart(task["dest_key"], task["upload_id"], task["parts"])
-    return _verify_size(destination, task["dest_key"], task["object_size"], what)
+def complete_upload(source, destination, task: dict, *, memory: MemoryBudget, copying: MemoryBudget) -> str:
+    """Close a multipart upload and check the object that results; idempotent. In a sync job,
+    a copy that should have its source's ETag is settled as ``copy_keeping_parts`` settles one."""
+    landed = destination.complete_multipart(task["dest_key"], task["upload_id"], task["parts"])
+    if task.get("sync"):
+        obj = {"key": task["key"], "dest_key": task["dest_key"], "size": task["object_size"], "etag": task.get("etag")}
+        return _settle_kept_parts(source, destination, obj, task["parts"], landed, memory=memory, copying=copying)
+    return _verify_size(destination, task["dest_key"], task["object_size"],
+                        f"complete {destination.spec.url(task['dest_key'])}")
