@@ -12,7 +12,7 @@ import os
 from codec import container, formats
 from codec.errors import CodecError
 
-__all__ = ["CodecError", "decode", "encode", "info", "is_encoded", "sniff"]
+__all__ = ["CodecError", "ORIGINAL_PREFIX", "decode", "encode", "info", "is_encoded", "original", "sniff"]
 
 LEVELS = (0, 1, 2, 3)   # 0: no pixel coding (zstd only), 1: fast, 2: default, 3: strongest
 DEFAULT_LEVEL = 2
@@ -58,6 +58,16 @@ def info(data, /) -> dict:
             for where, method, payload in header.rasters
         ],
     }
+
+
+ORIGINAL_PREFIX = container.ORIGINAL_PREFIX
+
+
+def original(head, /) -> tuple[int, bytes]:
+    """The size and XXH3-128 checksum of the original a container stands for, read from its
+    first ``ORIGINAL_PREFIX`` bytes (or all of a shorter container); ``CodecError`` if they
+    are no container's.  (``codec.checksum.checksum`` takes the same checksum of any bytes.)"""
+    return container.original_of(head)
 
 
 def is_encoded(data, /) -> bool:

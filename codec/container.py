@@ -46,6 +46,7 @@ METHOD_NAMES = {PIXELS: "pixels", SHUFFLED: "shuffled", STRAY: "pixels+stray-bit
 STRAY_SHARE = 16        # stray bits are kept beside the pixels while they pack to at most 1/16 of the rows
 MAX_ORIGINAL = 1 << 40          # refuse to allocate more than this when decoding
 FIXED = struct.Struct("<Q16s")
+ORIGINAL_PREFIX = len(MAGIC) + 2 + 255 + FIXED.size    # bytes that hold what ``original_of`` reads
 VERBATIM = struct.Struct("<BQ")
 RASTER = struct.Struct("<QQIIHB")
 PAYLOAD = struct.Struct("<BQ")
@@ -249,9 +250,15 @@ class Header:
     rasters: list        # (Placed, method, payload)
 
 
-def read_header(data) -> Header:
-    view = memoryview(data).cast("B")
-    reader = Reader(view)
+def original_of(head) -> tuple[int, bytes]:
+    """(size, XXH3-128) of the original a container stands for, from its first
+    ORIGINAL_PREFIX bytes (or all of a shorter container)."""
+    _, original_size, digest = _read_prefix(Reader(memoryview(head).cast("B")))
+    return original_size, digest
+
+
+def _read_prefix(reader: "Reader") -> tuple[str, int, bytes]:
+    """The format name, original size and checksum that start a container."""
     if bytes(reader.take(len(MAGIC), "magic")) != MAGIC:
         raise CodecError("not a CloudMover codec container (bad magic number)")
     version = reader.byte()
@@ -265,6 +272,13 @@ def read_header(data) -> Header:
     original_size, digest = reader.unpack(FIXED)
     if original_size > MAX_ORIGINAL:
         raise CodecError(f"container claims an original of {original_size} bytes, more than this codec decodes")
+    return kind, original_size, digest
+
+
+def read_header(data) -> Header:
+    view = memoryview(data).cast("B")
+    reader = Reader(view)
+    kind, original_size, digest = _read_prefix(reader)
     method, length = reader.unpack(VERBATIM)
     verbatim = reader.take(length, "verbatim bytes")
     if method not in (STORED, ZSTD):

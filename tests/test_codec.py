@@ -467,3 +467,16 @@ def test_the_kernels_threads_checksum_the_tiles_as_they_come_out(fmt, threads, m
     forged[digest_at] ^= 0x01
     with pytest.raises(CodecError, match="checksum"):
         codec.decode(bytes(forged), threads=threads)
+
+
+def test_a_containers_first_bytes_say_its_originals_size_and_checksum():
+    from codec.checksum import checksum
+    for name, data in image_files().items():
+        encoded = codec.encode(data)
+        assert codec.original(encoded[:codec.ORIGINAL_PREFIX]) == (len(data), checksum(data)), name
+        assert codec.original(encoded) == (len(data), checksum(data)), name
+    short = codec.encode(b"not an image")
+    assert len(short) < codec.ORIGINAL_PREFIX and codec.original(short)[0] == len(b"not an image")
+    for foreign in (b"", b"\x89CMV", b"GIF89a" + bytes(400), short[:20]):
+        with pytest.raises(CodecError):
+            codec.original(foreign)

@@ -229,3 +229,16 @@ def test_a_second_codec_sync_encodes_and_decodes_nothing_and_a_changed_frame_aga
     assert codec_sync(str(disk), uploaded, "compress", url)["coded"] == len(IMAGES)
     (disk / "shot/plate-002.tif").touch()
     assert codec_sync(str(disk), uploaded, "compress", url) == {"copied": 0, "skipped": n, "failed": 0, "coded": 0}
+
+    # disk to disk: no metadata there, so a container's header says what it stands for
+    packed_disk, restored_disk = tmp_path / "packed", tmp_path / "restored"
+    for mode, source_dir, dest_dir in (("compress", disk, packed_disk), ("decompress", packed_disk, restored_disk)):
+        assert codec_sync(str(source_dir), str(dest_dir), mode, url) == \
+            {"copied": n, "skipped": 0, "failed": 0, "coded": len(IMAGES)}
+        assert codec_sync(str(source_dir), str(dest_dir), mode, url) == \
+            {"copied": 0, "skipped": n, "failed": 0, "coded": 0}
+    (disk / "shot/frame-002.dpx").write_bytes(dpx_frame(78))
+    for mode, source_dir, dest_dir in (("compress", disk, packed_disk), ("decompress", packed_disk, restored_disk)):
+        assert codec_sync(str(source_dir), str(dest_dir), mode, url) == \
+            {"copied": 1, "skipped": n - 1, "failed": 0, "coded": 1}
+    assert (restored_disk / "shot/frame-002.dpx").read_bytes() == dpx_frame(78)

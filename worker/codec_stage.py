@@ -22,6 +22,7 @@ import hashlib
 from dataclasses import dataclass
 
 import codec
+from codec.checksum import Checksum
 from pipeline import errors
 from pipeline.checksums import already_present, content_md5, plain_md5
 from pipeline.store import ObjectAttributes
@@ -61,34 +62,60 @@ def already_there(source, destination, obj: dict, *, mode: str) -> bool:
     """Sync mode: the destination holds what a ``mode`` job would write there. An object that
     moves unchanged is compared as any copy is (``checksums.already_present``); an encoded one by
     the original its metadata records: the source's ETag then, or else its MD5 (a local file's is
-    hashed); a restored one by the MD5 its container's metadata records. (A local file carries no
-    metadata: an encoded one on disk is encoded again.)"""
+    hashed); a restored one by the MD5 its container's metadata records. A local file carries no
+    metadata: there the container's own header says the original's size and XXH3-128, and the
+    other side is hashed to compare."""
     if already_present(source, destination, obj):
         return True
+    key, dest_key = obj["key"], obj["dest_key"]
     if mode == "compress":
-        recorded = _metadata(destination, obj["dest_key"])
+        if not hasattr(destination, "metadata"):
+            found = destination.head(dest_key)
+            original = found and _original_in_header(destination, dest_key, found.size)
+            return bool(original) and original[0] == obj["size"] and original[1] == _xxh3(source, key, obj.get("etag"))
+        recorded = destination.metadata(dest_key)
         if not recorded or recorded.get(META_SIZE) != str(obj["size"]):
             return False
         if obj.get("etag") and recorded.get(META_ETAG) == obj["etag"]:
             return True     # the source is as it was when it was encoded
-        original = content_md5(source, obj["key"], obj.get("etag"))
+        original = content_md5(source, key, obj.get("etag"))
         return original is not None and recorded.get(META_CHECKSUM) == f"md5:{original}"
-    recorded = _metadata(source, obj["key"])
+    if not hasattr(source, "metadata"):
+        original = _original_in_header(source, key, obj["size"])
+        found = original and destination.head(dest_key)
+        return bool(found) and found.size == original[0] and _xxh3(destination, dest_key, None) == original[1]
+    recorded = source.metadata(key)
     if not recorded or META_CODEC not in recorded:
         return False
     try:
-        size, original = _recorded_original(recorded, f"decode {source.spec.url(obj['key'])}")
+        size, original = _recorded_original(recorded, f"decode {source.spec.url(key)}")
     except CorruptContainer:
         return False        # decoding it says so
-    found = destination.head(obj["dest_key"])
+    found = destination.head(dest_key)
     if original is None or found is None or found.size != size:
         return False
-    return content_md5(destination, obj["dest_key"], found.etag if found.etag_is_md5 else None) == original
+    return content_md5(destination, dest_key, found.etag if found.etag_is_md5 else None) == original
 
 
-def _metadata(store, key: str) -> dict | None:
-    """An object's user metadata; None when it is not there or its store keeps none."""
-    return store.metadata(key) if hasattr(store, "metadata") else None
+def _original_in_header(store, key: str, size: int) -> tuple[int, bytes] | None:
+    """(size, XXH3-128) of the original that the container stored at ``key`` records in its
+    header; None when the object is no container."""
+    download = store.get(key, etag=None, offset=0, length=min(size, codec.ORIGINAL_PREFIX))
+    with strategies.reading(download, f"read {store.spec.url(key)}") as body:
+        head = body.read()
+    try:
+        return codec.original(head)
+    except codec.CodecError:
+        return None
+
+
+def _xxh3(store, key: str, etag: str | None) -> bytes:
+    """The XXH3-128 of an object's bytes, as a container records its original's."""
+    digest = Checksum()
+    with strategies.reading(store.get(key, etag=etag), f"read {store.spec.url(key)}") as body:
+        for chunk in iter(lambda: body.read(strategies.READ_CHUNK), b""):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def move(source, destination, obj: dict, *, mode: str, memory: strategies.MemoryBudget,
