@@ -16,7 +16,7 @@ from dataclasses import replace
 from pipeline import errors
 from pipeline.checksums import already_present, kept_part_size, plain_md5
 from pipeline.locations import not_utf8
-from pipeline.planner import MAX_SINGLE_COPY, PlanSettings, part_tasks, plan_page
+from pipeline.planner import MAX_SINGLE_COPY, PlanSettings, object_ref, part_tasks, plan_page
 from pipeline.store import ObjectInfo
 from headnode import models
 from headnode.aggregator import finish_if_done
@@ -163,13 +163,14 @@ class Planner:
         codec = options.get("codec", "none")
         task_codec = {"codec": codec} if codec != "none" else {}   # absent from plain copy tasks
         uploads = []
-        present = _present(source, destination, planned.multipart) if options["sync"] else []
-        for n, (obj, dest_key) in enumerate(planned.multipart):   # before the transaction: network calls
-            keep_etag = options["sync"] and codec == "none"
-            if present and present[n] or keep_etag and _copied_whole_keeps_etag(source, destination, obj):
+        refs = [object_ref(obj, dest_key) for obj, dest_key in planned.multipart]
+        present = _present(source, destination, refs) if options["sync"] else [False] * len(refs)
+        keep_etag = options["sync"] and codec == "none"
+        # network calls, made before the transaction
+        for (obj, dest_key), ref, here in zip(planned.multipart, refs, present):
+            if here or keep_etag and _copied_whole_keeps_etag(source, destination, obj):
                 # present (the worker's check finds it so), or best copied whole
-                planned.copy_batches.append([{"key": obj.key, "dest_key": dest_key, "size": obj.size,
-                                              "etag": obj.etag}])
+                planned.copy_batches.append([ref])
                 continue
             layout = settings
             if keep_etag:       # see worker.strategies.copy_keeping_parts
@@ -233,15 +234,11 @@ def _copied_whole_keeps_etag(source, destination, obj: ObjectInfo) -> bool:
         and source.spec.same_endpoint(destination.spec)
 
 
-def _present(source, destination, multipart: list[tuple[ObjectInfo, str]]) -> list[bool]:
+def _present(source, destination, refs: list[dict]) -> list[bool]:
     """Sync mode: which of a page's objects to copy in parts the destination already holds,
     checked side by side: a check may hash a local file of gigabytes (hashlib lets go of the
     GIL), or wait on a store's answers."""
-    def identical(item: tuple[ObjectInfo, str]) -> bool:
-        obj, dest_key = item
-        return already_present(source, destination, {"key": obj.key, "dest_key": dest_key, "size": obj.size,
-                                                     "etag": obj.etag})
-    if len(multipart) < 2:
-        return [identical(item) for item in multipart]
-    with ThreadPoolExecutor(min(len(multipart), CHECK_THREADS)) as pool:
-        return list(pool.map(identical, multipart))
+    if len(refs) < 2:
+        return [already_present(source, destination, ref) for ref in refs]
+    with ThreadPoolExecutor(min(len(refs), CHECK_THREADS)) as pool:
+        return list(pool.map(lambda ref: already_present(source, destination, ref), refs))

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import re
 
+from pipeline.planner import MAX_PART, MIN_PART
+
 _PLAIN_MD5 = re.compile(r"^[0-9a-f]{32}$")
-MIN_PART, MAX_PART = 5 << 20, 5 << 30       # S3's bounds on a part (but the last, which may be less)
 _MULTIPART = re.compile(r"^[0-9a-f]{32}-([1-9][0-9]{0,4})$")
 
 

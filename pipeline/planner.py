@@ -24,6 +24,7 @@ GiB = 1 << 30
 MAX_SINGLE_COPY = 5 * GiB
 MAX_PARTS = 10_000
 MIN_PART = 5 * MiB
+MAX_PART = 5 * GiB          # S3's bounds on a part (but the last, which may be less)
 # the keys of one batch, in UTF-8: JSON escapes can triple them, and the task and the event that
 # reports it (with both keys of every object) must stay well inside SNS's 256 KiB message limit
 MAX_BATCH_KEY_BYTES = 48 << 10
@@ -68,6 +69,11 @@ def part_ranges(size: int, settings: PlanSettings) -> list[tuple[int, int]]:
     return [(offset, min(part, size - offset)) for offset in range(0, size, part)]
 
 
+def object_ref(obj: ObjectInfo, dest_key: str) -> dict:
+    """An object as a copy task names it."""
+    return {"key": obj.key, "dest_key": dest_key, "size": obj.size, "etag": obj.etag}
+
+
 def map_key(key: str, source_prefix: str, dest_prefix: str) -> str:
     """The destination key of ``key``: the source prefix swapped for the destination's."""
     if not key.startswith(source_prefix):
@@ -96,7 +102,7 @@ def plan_page(page: Iterable[ObjectInfo], *, source_prefix: str, dest_prefix: st
                       or key_bytes + keys > MAX_BATCH_KEY_BYTES):
             planned.copy_batches.append(batch)
             batch, batch_bytes, key_bytes = [], 0, 0
-        batch.append({"key": obj.key, "dest_key": dest_key, "size": obj.size, "etag": obj.etag})
+        batch.append(object_ref(obj, dest_key))
         batch_bytes += obj.size
         key_bytes += keys
     if batch:

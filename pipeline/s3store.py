@@ -227,18 +227,15 @@ class S3Store:
 
     def metadata(self, key: str) -> dict | None:
         """An object's user metadata (None: no such object)."""
-        what = f"read {self._where(key)}"
         try:
-            if self.lean:
-                return s3wire.attributes_from_headers(self._lean(what, "HEAD", key).headers).metadata
-            return self._call(what, "head_object", Bucket=self.spec.bucket, Key=key).get("Metadata", {})
+            return self._head_attributes(key).metadata
         except errors.NoSuchKey:
             return None
 
     def part_size(self, key: str) -> int | None:
-        """The size of the first part of an object uploaded in parts (None: one uploaded
-        whole, or a store that does not say): S3 answers a HEAD of one part with its length
-        and the part count."""
+        """The size of the first part of an object uploaded in parts (None: a store that does
+        not say, as AWS does not for an object put whole; SeaweedFS calls that one part): S3
+        answers a HEAD of one part with its length and the part count."""
         what = f"read {self._where(key)}"
         try:
             if self.lean:
@@ -259,16 +256,19 @@ class S3Store:
         return None
 
     def attributes(self, key: str) -> ObjectAttributes:
+        attrs = self._head_attributes(key)
+        attrs.tags = self.tags(key)
+        return attrs
+
+    def _head_attributes(self, key: str) -> ObjectAttributes:
+        """What a HEAD of the object says follows it to its copy (all but its tags)."""
         what = f"read {self._where(key)}"
         if self.lean:
-            attrs = s3wire.attributes_from_headers(self._lean(what, "HEAD", key).headers)
-            attrs.tags = self.tags(key)
-            return attrs
+            return s3wire.attributes_from_headers(self._lean(what, "HEAD", key).headers)
         found = self._call(what, "head_object", Bucket=self.spec.bucket, Key=key)
         return ObjectAttributes(
             content_type=found.get("ContentType"), metadata=found.get("Metadata", {}),
-            headers={h: found[h] for h in COPIED_HEADERS if found.get(h)},
-            tags=self.tags(key), storage_class=found.get("StorageClass"))
+            headers={h: found[h] for h in COPIED_HEADERS if found.get(h)}, storage_class=found.get("StorageClass"))
 
     def tags(self, key: str) -> dict:
         what = f"read tags of {self._where(key)}"

@@ -153,3 +153,33 @@ def test_kombu_loads_without_yaml_which_stays_importable_and_is_refused_on_the_b
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert loaded.stdout.split() == ["True", "True"]
     assert "SerializerNotInstalled" in loaded.stderr   # a YAML message: refused, never parsed
+
+
+def test_part_size_says_a_layout_or_nothing_and_never_hides_a_refusal(store, s3_env):
+    """``part_size`` (HEAD ?partNumber=1): the first part's length for an object uploaded in parts,
+    None for a store that refuses the question (a sync then copies whole); a denial still fails,
+    as every other request's does. An object put whole is one part to SeaweedFS (AWS does not
+    say); callers ask only about objects whose ETag says parts."""
+    import io
+
+    from boto3.s3.transfer import TransferConfig
+    from support.faultproxy import FaultProxy
+
+    client, bucket = s3_env.client(), store.spec.bucket
+    client.upload_fileobj(io.BytesIO(bytes(11 << 20)), bucket, "in-parts", Config=TransferConfig(
+        multipart_threshold=5 << 20, multipart_chunksize=5 << 20))
+    client.put_object(Bucket=bucket, Key="whole", Body=b"x" * 1000)
+    assert (store.part_size("in-parts"), store.part_size("whole"), store.part_size("missing")) == (5 << 20, 1000, None)
+    credentials = Credentials(s3_env.access_key, s3_env.secret_key)
+    for error, expected in (((400, "InvalidArgument", "no part numbers here"), None),
+                            ((403, "AccessDenied", "denied"), errors.AccessDenied)):
+        with FaultProxy(s3_env.endpoint_url, fault_rate=1.0, methods={"HEAD"}, error=error) as proxy:
+            behind = open_store(StoreSpec("s3", bucket, "us-east-1", proxy.endpoint_url, credentials))
+            try:
+                if expected is None:
+                    assert behind.part_size("in-parts") is None
+                else:
+                    with pytest.raises(expected):
+                        behind.part_size("in-parts")
+            finally:
+                behind.close()

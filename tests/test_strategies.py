@@ -112,3 +112,27 @@ def test_a_server_side_copy_whose_etag_differs_is_refused_unless_the_source_etag
     assert strategies.copy_object(SameEndpoint(MD5.hex(), source_md5=True), SameEndpoint(MD5.hex(), source_md5=True),
                                   obj, memory=None, copying=budget) == f"md5:{MD5.hex()}"
 
+
+
+class Parted:
+    """A bucket-like store whose objects were uploaded in parts of ``first`` bytes (None: whole)."""
+
+    def __init__(self, first):
+        self.first = first
+
+    def part_size(self, key):
+        return self.first
+
+
+@pytest.mark.parametrize("etag, size, first, kept", [
+    ("a" * 32 + "-3", 11 << 20, 5 << 20, 5 << 20),     # 5 + 5 + 1 MiB: kept
+    ("a" * 32 + "-1", 1000, 1000, 1000),                # one part, however small
+    ("a" * 32, 11 << 20, None, None),                   # uploaded whole
+    ("a" * 32 + "-3", 11 << 20, None, None),            # the store does not say
+    ("a" * 32 + "-3", 11 << 20, 8 << 20, None),         # 8 MiB parts make two, not three
+    ("a" * 32 + "-3", 5 << 20, 2 << 20, None),          # parts below S3's 5 MiB: no store takes them
+])
+def test_a_sync_keeps_only_a_layout_that_fits_and_any_s3_store_takes(etag, size, first, kept):
+    from pipeline.checksums import kept_part_size
+    assert kept_part_size(Parted(first), Parted(None), "k", size, etag) == kept
+    assert kept_part_size(Parted(first), object(), "k", size, etag) is None     # to disk: no parts to keep

@@ -100,9 +100,7 @@ def already_there(source, destination, obj: dict, *, mode: str) -> bool:
 def _original_in_header(store, key: str, size: int) -> tuple[int, bytes] | None:
     """(size, XXH3-128) of the original that the container stored at ``key`` records in its
     header; None when the object is no container."""
-    download = store.get(key, etag=None, offset=0, length=min(size, codec.ORIGINAL_PREFIX))
-    with strategies.reading(download, f"read {store.spec.url(key)}") as body:
-        head = body.read()
+    _, head = _probe(store, {"key": key, "size": size})
     try:
         return codec.original(head)
     except codec.CodecError:
