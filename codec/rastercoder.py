@@ -112,8 +112,7 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
         if must_check and marks[:, :, 1 << bits:].any():
             return None
         if paletted:
-            palettes = palette.choose(np.bitwise_or.reduce(marks[:, :, :1 << bits], axis=0), height * width,
-                                      pool=later)
+            palettes = palette.choose(marks, bits, height * width, pool=later, threads=threads)
     coded_bits = palettes.coded_bits(bits)
     if palettes.active:
         ranks = palettes.ranks()

@@ -342,8 +342,9 @@ def test_a_corrupt_stored_palette_is_refused_by_name(deltas, why):
        st.booleans())
 def test_palettes_are_chosen_by_their_stored_size(seed, bits, share, scale, later):
     """A plane gets a palette when what its ranks save pays twice for its stored values. Planes
-    that pay whatever their stored size are packed later, beside pass one; the choice and the
-    stored bytes are those of packing every plane first."""
+    that pay whatever their stored size, or twice what such values pack to in practice, are
+    packed later, beside pass one; the choice and the stored bytes are those of packing every
+    plane first."""
     from codec import palette
     from codec.threads import Inline, Later
     generator = np.random.default_rng(seed)
@@ -358,7 +359,10 @@ def test_palettes_are_chosen_by_their_stored_size(seed, bits, share, scale, late
     # samples per plane around where the palettes stop paying
     samples = int(scale * 32 * len(stored[0]) / max(0.01, bits - np.log2(len(values[0]))))
     pool = Later() if later else Inline()
-    chosen = palette.choose(used, samples, pool=pool)
+    # the marks as threads leave them: a level marked in either copy counts
+    first = used & generator.integers(0, 2, used.shape, dtype=np.uint8)
+    marks = np.stack([first, used ^ first])
+    chosen = palette.choose(marks, bits, samples, pool=pool, threads=2)
     if later:
         pool.run_all()
     written = palette.serialize(chosen)
@@ -368,6 +372,8 @@ def test_palettes_are_chosen_by_their_stored_size(seed, bits, share, scale, late
             samples * (bits - np.log2(count)) / 16 >= 2 * len(stored[plane])
         assert (chosen.values[plane] is not None) == pays
         assert len(stored[plane]) <= palette._packed_bound(count)
+        gamma = sum(2 * (int(d) | 1).bit_length() - 1 for d in np.diff(values[plane], prepend=0))
+        assert len(stored[plane]) <= palette._likely_size(count, gamma)
         if pays:
             np.testing.assert_array_equal(chosen.values[plane], values[plane])
             # the kernel's rank of each value is its place among the plane's values
