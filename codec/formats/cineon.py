@@ -31,6 +31,9 @@ def sample_layout(*, bits: int, packing: int, big_endian: bool) -> str | None:
     return {8: "u8", 16: f"u16{order}"}.get(bits)
 
 
+SIGNATURES = ((0, MAGIC.to_bytes(4, "big")), (0, MAGIC.to_bytes(4, "little")))    # see formats.parse
+
+
 def read(data: memoryview) -> list[Raster] | None:
     if len(data) < FORMAT_AT + 12:
         return None

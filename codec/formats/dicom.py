@@ -39,6 +39,9 @@ IMAGE_TAGS = {(0x0028, 0x0002): "samples", (0x0028, 0x0004): "photometric",
 MAX_DEPTH = 16
 
 
+SIGNATURES = ((PREAMBLE, b"DICM"),)      # see formats.parse
+
+
 def read(data: memoryview) -> list[Raster] | None:
     if len(data) < PREAMBLE + 4 or bytes(data[PREAMBLE:PREAMBLE + 4]) != b"DICM":
         return None

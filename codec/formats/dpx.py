@@ -46,6 +46,9 @@ def sample_layout(*, bits: int, packing: int, channels: int, big_endian: bool,
     return f"dpx{bits}{method}{'_rev' if reversed_fields else ''}_{order}"
 
 
+SIGNATURES = ((0, b"SDPX"), (0, b"XPDS"))      # see formats.parse
+
+
 def read(data: memoryview) -> list[Raster] | None:
     magic = bytes(data[:4])
     if magic not in (b"SDPX", b"XPDS") or len(data) < ELEMENTS_AT + ELEMENT_SIZE:

@@ -30,6 +30,9 @@ NONE = 0
 MAX_ATTRIBUTES = 1024
 
 
+SIGNATURES = ((0, MAGIC),)      # see formats.parse
+
+
 def read(data: memoryview) -> list[Raster] | None:
     if bytes(data[:4]) != MAGIC or len(data) < 8:
         return None

@@ -23,6 +23,9 @@ SAMPLES = {8: "u8", 16: "i16be", 32: "i32be", 64: "i64be", -32: "f32be", -64: "f
 MAX_HEADER_BLOCKS = 10000
 
 
+SIGNATURES = ((0, b"SIMPLE  ="),)      # see formats.parse
+
+
 def read(data: memoryview) -> list[Raster] | None:
     if bytes(data[:9]) != b"SIMPLE  =" or len(data) < BLOCK:
         return None

@@ -18,6 +18,9 @@ MAX_HEADER = 4096
 MAX_IMAGES = 100000
 
 
+SIGNATURES = ((0, b"P5"), (0, b"P6"), (0, b"P7"))      # see formats.parse
+
+
 def read(data: memoryview) -> list[Raster] | None:
     position, rasters = 0, []
     while position < len(data) and len(rasters) < MAX_IMAGES:

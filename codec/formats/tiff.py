@@ -38,6 +38,9 @@ STEMS = {(1, 8): "u8", (2, 8): "i8", (1, 16): "u16", (2, 16): "i16", (3, 16): "f
          (1, 32): "u32", (2, 32): "i32", (3, 32): "f32", (1, 64): "u64", (2, 64): "i64", (3, 64): "f64"}
 
 
+SIGNATURES = ((0, b"II*\0"), (0, b"MM\0*"), (0, b"II+\0"), (0, b"MM\0+"))    # see formats.parse
+
+
 def read(data: memoryview) -> list[Raster] | None:
     head = bytes(data[:4])
     if head not in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
