@@ -283,32 +283,18 @@ def read_tiles(view: memoryview, position: int, *, height: int, rows: int, chann
     """The tile index and where each tile's streams are, checked to fill the payload
     exactly: (predictors, decorrelate, streams, last) as ``lossless.decode_tiles`` takes
     them, ``last`` holding the last tile's streams, each with the decoder's PADDING after
-    it (zeros).  (Arrays, read at once: an array and a window checked for each stream
-    cost 10-40 us a raster, serial, before any tile decodes.)"""
-    count = -(-height // rows)
-    entry = channels + TILE_ENTRY_TAIL.size
-    index = np.frombuffer(read_window(view, position, count * entry), dtype=np.uint8).reshape(count, entry)
-    predictors = np.ascontiguousarray(index[:, :channels])
-    decorrelate = (index[:, channels] != 0).astype(np.uint8)
-    lengths = np.ascontiguousarray(index[:, channels + 1:]).view("<u4").astype(np.int64).reshape(-1)
-    ends = position + count * entry + np.cumsum(lengths)
-    if ends[-1] > len(view):
-        raise CodecError("coded raster is truncated")
-    if ends[-1] != len(view):
-        raise CodecError("coded raster has trailing bytes")
-    if (lengths[0::2] < 16).any():
-        # a rANS stream shorter than its two final states cannot be clean (and the streams after
-        # each one, at least 16 bytes, are the decoder's padding)
-        raise CodecError("coded raster is corrupt: a tile did not decode cleanly")
-    streams = np.stack([ends - lengths, lengths], axis=1).reshape(count, 4)
-    # nothing follows the last tile's streams: they are read from a copy with zeros after each
-    rans_at, rans_length, extra_at, extra_length = streams[-1].tolist()
-    last = np.zeros(rans_length + extra_length + 2 * lossless.PADDING, dtype=np.uint8)
-    data = np.frombuffer(view, dtype=np.uint8)
-    last[:rans_length] = data[rans_at:rans_at + rans_length]
-    last[rans_length + lossless.PADDING:][:extra_length] = data[extra_at:extra_at + extra_length]
-    streams[-1] = (0, rans_length, rans_length + lossless.PADDING, extra_length)
-    return predictors, decorrelate, streams, last
+    it (zeros): see ``lossless.tile_index``."""
+    index, wrong = lossless.tile_index(np.frombuffer(view, dtype=np.uint8), position, -(-height // rows), channels)
+    if wrong is not None:
+        raise CodecError(_INDEX_ERRORS[wrong])
+    return index
+
+
+_INDEX_ERRORS = {
+    "truncated": "coded raster is truncated",
+    "trailing": "coded raster has trailing bytes",
+    "unclean": "coded raster is corrupt: a tile did not decode cleanly",
+}
 
 
 def plane_order(channels: int) -> list[int]:

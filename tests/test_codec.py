@@ -6,6 +6,7 @@ truncated, empty and foreign input must raise ``CodecError`` (never another
 exception, never wrong bytes); committed golden encodings fail the suite if
 the wire format changes without a new container version.
 """
+import struct
 import sys
 import tracemalloc
 from pathlib import Path
@@ -335,6 +336,36 @@ def test_a_corrupt_stored_palette_is_refused_by_name(deltas, why):
     stored = bytes([1]) + palette.ENTRY.pack(len(deltas), len(packed)) + packed
     with pytest.raises(CodecError, match="coded raster has a corrupt palette"):
         palette.parse(memoryview(stored), 0, planes=1, bits=12)
+
+
+def test_a_tile_index_is_read_whole_and_checked_to_fill_its_payload():
+    """Each tile's streams follow the index back to back; the last one's are copied out with
+    the decoder's padding after each; a payload longer or shorter than its streams, or a rANS
+    stream too short to hold its final states, is refused by name."""
+    from codec.pyx import lossless
+
+    def payload(entries, tail=b""):
+        index = b"".join(bytes(predictors) + struct.pack("<BII", lean, rans, extra)
+                         for predictors, lean, rans, extra in entries)
+        streams = bytes(range(1, 1 + sum(rans + extra for *_, rans, extra in entries)))
+        return np.frombuffer(b"head" + index + streams + tail, dtype=np.uint8)
+
+    entries = [([3, 1], 1, 16, 5), ([2, 0], 0, 20, 0)]
+    (predictors, decorrelate, streams, last), wrong = lossless.tile_index(payload(entries), 4, 2, 2)
+    assert wrong is None
+    assert predictors.tolist() == [[3, 1], [2, 0]] and decorrelate.tolist() == [1, 0]
+    start = 4 + 2 * 11
+    assert streams.tolist() == [[start, 16, start + 16, 5], [0, 20, 20 + lossless.PADDING, 0]]
+    assert last.tolist() == list(range(22, 42)) + [0] * (2 * lossless.PADDING)
+    assert lossless.tile_index(payload(entries, b"!"), 4, 2, 2) == (None, "trailing")
+    assert lossless.tile_index(payload(entries)[:-1], 4, 2, 2) == (None, "truncated")
+    assert lossless.tile_index(payload(entries)[:20], 4, 2, 2) == (None, "truncated")      # the index itself
+    assert lossless.tile_index(payload([([0, 0], 0, 15, 9)]), 4, 1, 2) == (None, "unclean")
+    pixels = smooth_image((64, 48, 3), 10)
+    coded = rastercoder.encode(pixels, 10)
+    for damaged, message in ((coded + b"\0", "trailing bytes"), (coded[:-1], "truncated")):
+        with pytest.raises(CodecError, match=message):
+            rastercoder.decode(damaged, shape=pixels.shape)
 
 
 @settings(max_examples=60, deadline=None)

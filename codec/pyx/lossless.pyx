@@ -1775,6 +1775,61 @@ def table_bytes(const int64_t[:, ::1] freq):
     return out
 
 
+def tile_index(const uint8_t[::1] data, int64_t position, int64_t count, int channels):
+    """A coded raster's tile index at ``position``, ``count`` entries of ``channels``
+    predictor bytes, a decorrelation byte and two u32 stream lengths, each tile's
+    streams following the index back to back to the end of ``data``, as
+    (predictors (count, channels), decorrelate (count, 0 or 1), streams (count,
+    4: rANS start and length, extra bits' start and length), last) for
+    ``decode_tiles``: ``last`` holds the last tile's streams, each with PADDING
+    zeros after it (nothing follows them in ``data``), and its row of streams
+    points into it.  Returns (that, None), or (None, what is wrong): "truncated",
+    "trailing" or "unclean" (a rANS stream shorter than its two final states).
+    (numpy's dozen steps took 50-120 us a raster, serial, before any tile decodes.)"""
+    cdef int64_t entry = channels + 9, size = data.shape[0], n, at, rans, extra
+    cdef int k
+    cdef bint unclean = False
+    if position < 0:
+        raise ValueError("the index lies inside the data")
+    if count < 1 or channels < 1 or position + count * entry > size:
+        return None, "truncated"
+    predictors = np.empty((count, channels), dtype=np.uint8)
+    decorrelate = np.empty(count, dtype=np.uint8)
+    streams = np.empty((count, 4), dtype=np.int64)
+    cdef uint8_t[:, ::1] chosen = predictors
+    cdef uint8_t[::1] leaning = decorrelate
+    cdef int64_t[:, ::1] where = streams
+    with nogil:
+        at = position + count * entry
+        for n in range(count):
+            for k in range(channels):
+                chosen[n, k] = data[position + n * entry + k]
+            leaning[n] = data[position + n * entry + channels] != 0
+            rans = cm_load32le(&data[position + n * entry + channels + 1])
+            extra = cm_load32le(&data[position + n * entry + channels + 5])
+            unclean |= rans < 16
+            where[n, 0] = at
+            where[n, 1] = rans
+            where[n, 2] = at + rans
+            where[n, 3] = extra
+            at += rans + extra
+    if at > size:
+        return None, "truncated"
+    if at != size:
+        return None, "trailing"
+    if unclean:
+        return None, "unclean"
+    rans, extra = where[count - 1, 1], where[count - 1, 3]
+    last = np.zeros(rans + extra + 2 * PADDING, dtype=np.uint8)
+    cdef uint8_t[::1] tail = last
+    if rans:
+        memcpy(&tail[0], &data[where[count - 1, 0]], rans)
+    if extra:
+        memcpy(&tail[rans + PADDING], &data[where[count - 1, 2]], extra)
+    where[count - 1, 0], where[count - 1, 1], where[count - 1, 2], where[count - 1, 3] = 0, rans, rans + PADDING, extra
+    return (predictors, decorrelate, streams, last), None
+
+
 def parse_table_bytes(const uint8_t[::1] raw):
     """``table_bytes`` back into frequencies: (freq, None), or (None, what is
     wrong) for the caller's error: "truncated", "corrupt", "twice" (a token
