@@ -135,8 +135,8 @@ def encode_parts(samples: Samples, bits: int, *, level: int = 2, threads: int = 
                          extra_used, histograms, reused("planes", (threads, channels * tallest * width), np.uint16),
                          reused("scratch", (threads, 2 * tallest + 10, width + 2), np.uint16), threads,
                          Pending(run_all, side, later))
-    freq, encoder = tables.encoder_from_counts(tables.pool(histograms.sum(axis=0)),
-                                               reused("encoder", (NTABLES * NTOKENS * 4 + 4,), np.uint64), threads)
+    freq, encoder = tables.encoder_from_histograms(histograms, reused("encoder", (NTABLES * NTOKENS * 4 + 4,), np.uint64),
+                                                   threads)
 
     # pass two: the tokens rANS-coded, tile n into its room of the output from 2 * starts[n] + 24 * n;
     # tiles in twos where that leaves every thread work (see ``in_twos``); storing the tables beside

@@ -73,10 +73,11 @@ def encoder(freq: np.ndarray, room: np.ndarray | None = None) -> tuple[np.ndarra
     return (lossless.encoder_entries(np.ascontiguousarray(freq, dtype=np.int64), room),)
 
 
-def encoder_from_counts(pooled: np.ndarray, room: np.ndarray | None = None, threads: int = 1) -> tuple:
-    """(``normalize(pooled)``, ``encoder(...)``'s table), table by table on ``threads``
-    threads (``lossless.encoder_tables``)."""
-    freq, entries = lossless.encoder_tables(np.ascontiguousarray(pooled, dtype=np.int64), room, threads)
+def encoder_from_histograms(histograms: np.ndarray, room: np.ndarray | None = None, threads: int = 1) -> tuple:
+    """(``normalize(pool(...))``, ``encoder(...)``'s table) of the sum of ``histograms``
+    (copies × TABLES × TOKENS, uint64: one a thread), the tables made side by side on
+    ``threads`` threads (``lossless.encoder_from_histograms``)."""
+    freq, entries = lossless.encoder_from_histograms(histograms, room, threads)
     return freq, (entries,)
 
 

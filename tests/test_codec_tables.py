@@ -110,7 +110,18 @@ def test_two_tiles_coded_at_once_get_the_bytes_each_gets_alone(histogram, length
 @settings(max_examples=60, deadline=None)
 @given(histograms(), st.integers(1, 3))
 def test_the_tables_made_on_threads_are_the_tables_made_one_after_another(histogram, threads):
+    """From the threads' histograms (each counting its own tiles) in one kernel: the tables
+    of their sum, pooled, normalised and made into the encoder's entries step by step."""
+    histogram = np.asarray(histogram, dtype=np.uint64)
+    shares = np.random.default_rng(int(histogram.sum()) % 2**32).integers(0, 2, (threads,) + histogram.shape,
+                                                                       dtype=np.uint64)
+    copies = np.zeros((threads,) + histogram.shape, dtype=np.uint64)
+    left = histogram.copy()
+    for copy in range(threads - 1):
+        copies[copy] = left * shares[copy] // np.uint64(2)    # a part of what is left to each thread but the last
+        left -= copies[copy]
+    copies[-1] = left
     pooled = tables.pool(histogram)
-    freq, (entries,) = tables.encoder_from_counts(pooled, threads=threads)
+    freq, (entries,) = tables.encoder_from_histograms(copies, threads=threads)
     np.testing.assert_array_equal(freq, tables.normalize(pooled))
     np.testing.assert_array_equal(entries, tables.encoder(freq)[0])
