@@ -21,7 +21,7 @@ It prints a table per class and overall, CloudMover's ratio to each peer, and
 the goal lines (PASS / NOT MET).  Exit status 1 if any round trip failed.
 
     .venv/bin/python bench/codec.py --quick
-    .venv/bin/python bench/codec.py --repeat 3 --json bench/results/codec.json
+    .venv/bin/python bench/codec.py --repeat 9 --json bench/results/codec.json
 """
 
 # ruff: noqa: E402  -- most imports must follow the sys.path fix below.
@@ -239,13 +239,13 @@ def build_contenders(*, level: int, only: set[str] | None) -> tuple[list[Contend
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one image per class, one repeat unless --repeat")
-    parser.add_argument("--repeat", type=int, help="runs per codec and image, best kept (default 3; --quick: 1)")
+    parser.add_argument("--repeat", type=int, help="runs per codec and image, best kept (default 5; --quick: 1)")
     parser.add_argument("--level", type=int, default=2, help="CloudMover's level (default 2)")
     parser.add_argument("--codecs", help="comma-separated subset, e.g. cloudmover,jxl-e3")
     parser.add_argument("--json", metavar="PATH", help="also write every measurement as JSON")
     args = parser.parse_args(argv)
     if args.repeat is None:
-        args.repeat = 1 if args.quick else 3
+        args.repeat = 1 if args.quick else 5
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     return args
