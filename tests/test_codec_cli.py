@@ -55,7 +55,13 @@ def test_info_and_bench_report_what_they_measured(frames):
     assert [r["sample"] for r in described["rasters"]] == ["dpx10a_be"]
     bench = run("bench", "shot.dpx", "plate.tif", "--threads", "1", cwd=frames)
     assert bench.returncode == 0, bench.stderr
-    assert bench.stdout.count("bit-exact") == 2 and "total: 2 files" in bench.stdout
+    assert bench.stdout.count("(best of 3), bit-exact") == 2 and "total: 2 files" in bench.stdout
+    measured = run("bench", "shot.dpx", "--repeat", "2", "--json", cwd=frames)
+    assert measured.returncode == 0, measured.stderr
+    [result] = json.loads(measured.stdout)
+    assert result["runs"] == 2 and result["format"] == "dpx" and result["encode_s"] > 0
+    refused = run("bench", "shot.dpx", "--repeat", "0", cwd=frames)
+    assert refused.returncode == 2 and "must be at least 1" in refused.stderr
 
 
 def test_a_damaged_container_fails_alone_with_the_codec_reason(frames):
