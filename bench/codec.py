@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass
 from bench.codec_build import source_digest
 from bench.codec_contenders import Contender, Unsupported, cloudmover, peers
 from bench.codec_corpus import CLASS_TITLES, CLASSES, CorpusImage, load_corpus
+from bench.steal import StealMeter
 
 MB = 1e6
 CM, CM2, BASELINE = "cloudmover", "cloudmover-2t", "jxl-e3"
@@ -253,7 +254,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = time.perf_counter()
+    started, steal = time.perf_counter(), StealMeter()
     corpus = load_corpus(quick=args.quick)
     only = set(args.codecs.split(",")) if args.codecs else None
     contenders, problem = build_contenders(level=args.level, only=only)
@@ -275,12 +276,13 @@ def main(argv: list[str] | None = None) -> int:
     print_report(corpus, results, contenders, summaries, goal_lines)
     elapsed = time.perf_counter() - started
     print(f"\n{len(images)} images in {elapsed:.0f} s")
+    print(steal.line(elapsed))
     if args.json:
-        write_json(args, corpus, results, contenders, summaries, goal_lines, elapsed)
+        write_json(args, corpus, results, contenders, summaries, goal_lines, elapsed, steal.seconds())
     return 1 if problem or any(r.status == "failed" for r in results) else 0
 
 
-def write_json(args, corpus, results, contenders, summaries, goal_lines, elapsed) -> None:
+def write_json(args, corpus, results, contenders, summaries, goal_lines, elapsed, steal_s) -> None:
     report = {
         "settings": {"repeat": args.repeat, "quick": args.quick, "level": args.level},
         "codec_sources": source_digest(),
@@ -293,6 +295,7 @@ def write_json(args, corpus, results, contenders, summaries, goal_lines, elapsed
         "cloudmover_vs_peer": {c.name: relative(results, c.name) for c in contenders if c.name not in (CM, CM2)},
         "goals": goal_lines,
         "elapsed_s": elapsed,
+        "steal_s": steal_s,
     }
     with open(args.json, "w") as out:
         json.dump(report, out, indent=1)

@@ -65,6 +65,8 @@ import psutil
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bench.steal import StealMeter
+
 KiB = 1024
 MiB = 1024 * KiB
 VENV_BIN = Path(sys.executable).parent
@@ -649,14 +651,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # clean up servers and temp dirs on kill too
     preset = QUICK_CORPORA if args.quick else FULL_CORPORA
     corpora = [scaled(c, args.scale) for c in preset if c.name in args.corpora]
+    started, steal = time.perf_counter(), StealMeter()
     try:
         target, results = run_benchmark(args, corpora)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     print_report(corpora, results)
+    print(steal.line(time.perf_counter() - started))
     if args.json_out:
-        args.json_out.write_text(json.dumps(results_json(args, target, corpora, results), indent=2) + "\n")
+        report = {**results_json(args, target, corpora, results), "steal_s": steal.seconds()}
+        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
     return 1 if any(row.status == "failed" for rows in results.values() for row in rows) else 0
 
 
