@@ -117,7 +117,7 @@ def _likely_size(count: int, gamma: int) -> int:
     ``gamma`` bits in Elias gamma code: zstd spends about that on such small numbers,
     and at least a bit on each byte of the deltas it stores as literals.  On random,
     evenly spaced, clustered and jittered levels of 12- and 16-bit planes (0.05-90% of
-    the levels used) zstd gave at most 0.8 of it; 1-5% on camera frames, whose
+    the levels used) zstd gave at most 0.8 of it; 0.1-5% on camera frames, whose
     palettes then need not be packed (serially) to be known to pay.  Not a bound:
     where it is not under twice the saving, the stored size decides."""
     return (gamma + 3 * count) // 8 + 64
