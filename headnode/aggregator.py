@@ -108,7 +108,7 @@ class Aggregator:
                  for p in upload.parts.order_by(Part.part_number)]
         complete = [self.service.task(
             job, "CompleteMultipart", key=upload.key, dest_key=upload.dest_key, upload_id=upload.upload_id,
-            object_size=upload.object_size, etag=upload.etag, parts=parts, sync=job.options["sync"])]
+            object_size=upload.object_size, etag=upload.etag, parts=parts, sync=job.keeps_source_etags)]
         self.service.add_tasks(job, complete)
         return complete
 

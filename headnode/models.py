@@ -77,6 +77,13 @@ class Job(Base):
         return self.options.get("codec", "none")
 
     @property
+    def keeps_source_etags(self) -> bool:
+        """A sync job moving objects as they are: its copies of objects uploaded in parts are made
+        in the same parts, so that they keep their source's ETag and the next sync can compare
+        them (see worker.strategies.copy_keeping_parts). A codec job's copies differ anyway."""
+        return bool(self.options["sync"]) and self.codec_mode == "none"
+
+    @property
     def bytes_saved(self) -> int:
         """Bytes the image codec kept off the wire: the originals' size minus the containers'."""
         if self.codec_mode == "decompress":

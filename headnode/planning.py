@@ -165,7 +165,7 @@ class Planner:
         uploads = []
         refs = [object_ref(obj, dest_key) for obj, dest_key in planned.multipart]
         present = _present(source, destination, refs) if options["sync"] else [False] * len(refs)
-        keep_etag = options["sync"] and codec == "none"
+        keep_etag = job.keeps_source_etags
         # network calls, made before the transaction
         for (obj, dest_key), ref, here in zip(planned.multipart, refs, present):
             if here or keep_etag and _copied_whole_keeps_etag(source, destination, obj):

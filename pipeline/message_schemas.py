@@ -95,7 +95,7 @@ class CompleteMultipart(_Task):
     object_size = fields.Integer(required=True, validate=validate.Range(min=0))
     etag = fields.String(load_default=None, allow_none=True)
     parts = fields.List(fields.Nested(PartRef), required=True, validate=validate.Length(min=1))
-    sync = fields.Boolean(load_default=False)     # a sync job's: the copy should keep the source's ETag
+    sync = fields.Boolean(load_default=False)     # the copy should keep the source's ETag (a sync without codec)
 
 
 class DeleteObjects(_Task):

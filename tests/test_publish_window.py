@@ -3,9 +3,11 @@ finished work (completing an upload, deleting a moved source) go out at once.
 So a long multipart job lands its objects as it goes, not all at its end."""
 from __future__ import annotations
 
+import io
 import random
 
 import pytest
+from boto3.s3.transfer import TransferConfig
 
 from pipeline import bus as busmod
 from pipeline import messages
@@ -203,3 +205,24 @@ def test_the_first_batch_is_planned_and_sent_before_the_rest_is_listed(head_node
     assert [len(page) for page in pages] == [10, 25]
     assert sum(pages, []) == [f"f/{n:03d}" for n in range(35)]
     assert states(job.id, "CopyObjects") == ["queued"] * 4
+
+
+@pytest.mark.parametrize("codec, keeps", [("none", True), ("compress", False)])
+def test_a_sync_completes_its_uploads_keeping_the_source_etag_only_when_it_copies_as_is(
+        head_node, buckets, s3_env, codec, keeps):
+    """A sync's copy of an object uploaded in parts is completed so that it keeps the source's
+    ETag (the worker settles it, copying it again whole where copied parts lose it); a codec
+    sync's objects too large for the codec move in its own parts and never could."""
+    from headnode.models import Job, Task
+    source, dest = buckets
+    in_parts = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=6 * MiB)     # two parts
+    s3_env.client().upload_fileobj(io.BytesIO(random.Random(31).randbytes(11 * MiB)), source, "large/object",
+                                   Config=in_parts)
+    node = head_node(FLEET="none", CODEC_MAX_OBJECT=5 * MiB, **SMALL_PARTS)
+    job = node.service.create(source=f"s3://{source}/", destination=f"s3://{dest}/", sync=True, codec=codec,
+                              endpoint_url=s3_env.endpoint_url)
+    wait_for(lambda: Job.get_by_id(job.id).planning_done, timeout=60, what="planning")
+    for part in Task.select().where((Task.job == job.id) & (Task.type == "CopyPart")):
+        report_part(node, job.id, part)
+    [complete] = Task.select().where((Task.job == job.id) & (Task.type == "CompleteMultipart"))
+    assert complete.payload["sync"] is keeps

@@ -116,8 +116,7 @@ class Executor:
 
     def _CompleteMultipart(self, task, source, destination) -> dict:
         checksum = strategies.complete_upload(source, destination, task, memory=self.memory, copying=self.copying)
-        obj = {"key": task["key"], "dest_key": task["dest_key"], "size": task["object_size"]}
-        return _event("ObjectsCopied", task, copied=[_copied(obj, checksum)], failed=[])
+        return _event("ObjectsCopied", task, copied=[_copied(strategies.completed_object(task), checksum)], failed=[])
 
     def _DeleteObjects(self, task, source, destination) -> dict:
         results = []

@@ -228,12 +228,17 @@ def copy_part(source, destination, task: dict, *, memory: MemoryBudget) -> tuple
     return etag, f"md5:{md5.hex()}"
 
 
+def completed_object(task: dict) -> dict:
+    """The object a CompleteMultipart task finishes, as a copy task names one."""
+    return {"key": task["key"], "dest_key": task["dest_key"], "size": task["object_size"], "etag": task.get("etag")}
+
+
 def complete_upload(source, destination, task: dict, *, memory: MemoryBudget, copying: MemoryBudget) -> str:
-    """Close a multipart upload and check the object that results; idempotent. In a sync job,
-    a copy that should have its source's ETag is settled as ``copy_keeping_parts`` settles one."""
+    """Close a multipart upload and check the object that results; idempotent. A copy that
+    should have its source's ETag (``sync``) is settled as ``copy_keeping_parts`` settles one."""
     landed = destination.complete_multipart(task["dest_key"], task["upload_id"], task["parts"])
     if task.get("sync"):
-        obj = {"key": task["key"], "dest_key": task["dest_key"], "size": task["object_size"], "etag": task.get("etag")}
-        return _settle_kept_parts(source, destination, obj, task["parts"], landed, memory=memory, copying=copying)
+        return _settle_kept_parts(source, destination, completed_object(task), task["parts"], landed,
+                                  memory=memory, copying=copying)
     return _verify_size(destination, task["dest_key"], task["object_size"],
                         f"complete {destination.spec.url(task['dest_key'])}")
